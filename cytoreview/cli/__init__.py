@@ -1,0 +1,1 @@
+"""The command line: thin argparse/rich shells over :mod:`cytoreview.workflows`."""

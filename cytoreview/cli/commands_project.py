@@ -1,0 +1,185 @@
+"""Project commands: init, import, seeds, status, export, audit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cytoreview.cli.progress import console, drive
+from cytoreview.cli.render import print_status
+from cytoreview.errors import ProjectError
+from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS, current_user
+from cytoreview.storage.images import DEFAULT_MAX_PIXELS
+from cytoreview.types import CLASS_SCHEMES, CancelToken
+from cytoreview.workflows.export import export_masks
+from cytoreview.workflows.importing import import_images
+from cytoreview.workflows.projects import build_scheme, create_project, open_project
+from cytoreview.workflows.seeds import pick_seeds
+from cytoreview.workflows.status import project_status
+
+EXIT_CANCELLED = 130
+
+
+def register(sub: Any) -> None:
+    """Add the project commands to the ``cytoreview`` parser."""
+    p = sub.add_parser("init", help="create a project folder", description=_cmd_init.__doc__)
+    p.add_argument("project", type=Path, help="new (or empty) folder for the project")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--scheme",
+        choices=sorted(CLASS_SCHEMES),
+        help="a preset class scheme (default: bethesda = NILM, ASC-US, LSIL, HSIL)",
+    )
+    group.add_argument("--classes", nargs="+", metavar="CLASS", help="your own class names")
+    p.add_argument(
+        "--not-revisable",
+        nargs="+",
+        metavar="CLASS",
+        help="classes whose binary call is 'not revisable' (default: NILM / the first class)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images larger than this (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    p.set_defaults(handler=_cmd_init)
+
+    p = sub.add_parser("import", help="import images (and masks)", description=_cmd_import.__doc__)
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("source", type=Path, help="a folder (sub-folders = classes) or a CSV manifest")
+    p.add_argument("--masks", type=Path, help="folder of label masks (0/1/2) named like the images")
+    p.add_argument("--path-column", default="path", help="manifest column with the image path")
+    p.add_argument("--class-column", default="class", help="manifest column with the class")
+    p.add_argument("--image-dir", type=Path, help="folder relative manifest paths start from")
+    p.add_argument(
+        "--link", action="store_true", help="reference images where they are instead of copying"
+    )
+    p.set_defaults(handler=_cmd_import)
+
+    p = sub.add_parser("seeds", help="pick the images to paint", description=_cmd_seeds.__doc__)
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--per-class", type=int, default=DEFAULT_SEEDS_PER_CLASS, help="images/class")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same pick)")
+    p.set_defaults(handler=_cmd_seeds)
+
+    p = sub.add_parser(
+        "status", help="counts per class and mask state", description=_cmd_status.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser("export", help="export masks", description=_cmd_export.__doc__)
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("what", choices=["masks"], help="what to export")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("audit", help="show the audit log", description=_cmd_audit.__doc__)
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--last", type=int, help="only the last N entries")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler=_cmd_audit)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    """Create a project folder with a class scheme (default Bethesda: NILM, ASC-US, LSIL, HSIL;
+    NILM is 'not revisable', every other class 'revisable' for review)."""
+    scheme = build_scheme(args.scheme, args.classes, args.not_revisable)
+    project = create_project(
+        args.project, actor=current_user(args.user), scheme=scheme, max_pixels=args.max_pixels
+    )
+    project.close()  # init only creates the folder and its catalog
+    normal = ", ".join(sorted(scheme.not_revisable)) or "none"
+    console.print(f"created project {args.project}")
+    console.print(f"classes: {', '.join(scheme.classes)} (not revisable: {normal})")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    """Import images from a folder tree whose sub-folder names are classes, or from a CSV
+    manifest with a 'path' column and optional 'class' and 'split' columns. With --masks, label
+    masks with the same file stem become 'manual' mask versions. Unusable files are listed with
+    the reason and skipped; importing the same image twice does nothing."""
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = import_images(
+            project,
+            args.source,
+            actor=current_user(args.user),
+            masks_dir=args.masks,
+            path_column=args.path_column,
+            class_column=args.class_column,
+            image_dir=args.image_dir,
+            copy=not args.link,
+            cancel=token,
+        )
+        report = drive(job, token, verbose=args.verbose)
+    console.print(report.summary)
+    for warning in report.warnings:
+        console.print(f"[yellow]note:[/] {warning}", soft_wrap=True)
+    if report.cancelled:
+        return EXIT_CANCELLED
+    if report.problems and not (report.added or report.already_present):
+        raise ProjectError(
+            f"{args.source}: nothing could be imported ({len(report.problems)} problem(s) above)"
+        )
+    return 0
+
+
+def _cmd_seeds(args: argparse.Namespace) -> int:
+    """Pick a stratified, reproducible seed set of N images per class for painting by hand.
+    Images already painted stay in the set."""
+    with open_project(args.project) as project:
+        report = pick_seeds(
+            project, actor=current_user(args.user), per_class=args.per_class, seed=args.seed
+        )
+    for label, names in report.picked.items():
+        console.print(f"{label:>12}: {len(names):3d} seed(s)")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if report.unlabelled_skipped:
+        console.print(f"{report.unlabelled_skipped} unlabelled image(s) are not eligible")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Images per class, the seed quota (painted / target) and masks per provenance."""
+    with open_project(args.project) as project:
+        status = project_status(project)
+    if args.json:
+        print(json.dumps(asdict(status), indent=2))
+    else:
+        print_status(status)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """Export the current mask of every image that has one as <image name>.png (0/1/2)."""
+    token = CancelToken()
+    with open_project(args.project) as project:
+        report = drive(export_masks(project, args.out, cancel=token), token, verbose=args.verbose)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(report.provenance_counts.items()))
+    console.print(f"{report.written} mask(s) written to {report.out} ({counts or 'none'})")
+    return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """The append-only audit log: who changed what, when."""
+    with open_project(args.project) as project:
+        entries = project.audit_entries(limit=args.last)
+    for entry in entries:
+        if args.json:
+            print(json.dumps(asdict(entry), sort_keys=True))
+        else:
+            details = ", ".join(
+                f"{k}={v}" for k, v in sorted(entry.details.items()) if v is not None
+            )
+            target = f"{entry.entity} {entry.entity_id}" if entry.entity_id else entry.entity
+            line = f"{entry.at}  {entry.actor:<16} {entry.action:<10} {target:<10} {details}"
+            console.print(line, soft_wrap=True, markup=False)
+    return 0

@@ -1,0 +1,173 @@
+"""Segmentation commands: train-seg, segment, evaluate-seg."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cytoreview.cli.progress import console, drive
+from cytoreview.models.devices import DEVICES
+from cytoreview.models.segmenters import DEFAULT_ENCODER, SEG_ENCODERS
+from cytoreview.settings import current_user
+from cytoreview.training.losses import LOSSES
+from cytoreview.types import CancelToken
+from cytoreview.workflows.projects import open_project
+from cytoreview.workflows.segmentation import (
+    SegTrainRequest,
+    evaluate_segmentation,
+    segment_project,
+    train_segmentation,
+)
+
+EXIT_CANCELLED = 130
+
+
+def register(sub: Any) -> None:
+    """Add the segmentation commands to the ``cytoreview`` parser."""
+    p = sub.add_parser(
+        "train-seg", help="train the U-Net on the human masks", description=_cmd_train.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--encoder", choices=SEG_ENCODERS, default=DEFAULT_ENCODER,
+                   help=f"U-Net encoder (default {DEFAULT_ENCODER})")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default 100)")
+    p.add_argument("--time-budget", type=float, metavar="MIN", help="stop after MIN minutes")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="fine-tune from a model id of this project or a checkpoint/weights file",
+    )
+    p.add_argument(
+        "--input-size", type=int, help="model input side, multiple of 32 (default: from the data)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--loss", choices=LOSSES, default="dice_focal", help="default dice_focal")
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
+    p.add_argument(
+        "--tile-above",
+        type=int,
+        default=1024,
+        metavar="PX",
+        help="images with a side above PX are fields: tiled, not resized (default 1024)",
+    )
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser(
+        "segment", help="auto-mask images without a human mask", description=_cmd_segment.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--model", help="model id (default: the project's current segmenter)")
+    p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="default onnx")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
+    p.add_argument("--tta", action="store_true", help="average over flips (3x slower, steadier)")
+    p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
+    p.set_defaults(handler=_cmd_segment)
+
+    p = sub.add_parser(
+        "evaluate-seg", help="score masks against ground truth", description=_cmd_evaluate.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--truth", type=Path, required=True, help="folder of true label masks (0/1/2)")
+    p.add_argument("--ignore", type=Path, help="folder of ignore masks (non-zero = not scored)")
+    p.add_argument("--provenance", nargs="+", choices=["manual", "auto", "corrected", "approved"],
+                   help="score only masks of these kinds (e.g. auto)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_evaluate)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train a U-Net (nucleus / cytoplasm) on every manual, corrected or approved mask, with a
+    stratified 80/20 validation split and early stopping. With --init, fine-tune an existing
+    model: the result is a new model version and the old one is kept."""
+    request = SegTrainRequest(
+        encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
+        device=args.device, init=args.init, input_size=args.input_size,
+        batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
+        seed=args.seed, tile_threshold=args.tile_above,
+    )  # fmt: skip
+    token = CancelToken()
+    with open_project(args.project) as project:
+        report = drive(
+            train_segmentation(project, request, actor=current_user(args.user), cancel=token),
+            token,
+            verbose=True,
+        )
+    console.print(
+        f"model {report.model_id}: {report.status} ({report.stop_reason}) after "
+        f"{len(report.history)} epoch(s), {report.seconds / 60:.1f} min on {report.device}"
+    )
+    if report.best is not None:
+        s = report.best.scores
+        console.print(
+            f"best epoch {report.best.epoch}: val loss {report.best.val_loss:.4f}; Dice cytoplasm "
+            f"{s['dice_cytoplasm']:.3f}, nucleus {s['dice_nucleus']:.3f}; IoU cytoplasm "
+            f"{s['iou_cytoplasm']:.3f}, nucleus {s['iou_nucleus']:.3f} ({report.n_val} val images)"
+        )
+    else:
+        console.print("[yellow]no epoch finished: no model was saved[/]")
+    return EXIT_CANCELLED if report.status == "cancelled" else 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    """Generate 'auto' masks with the current segmenter for every image that has no manual,
+    corrected or approved mask (those are never touched). Each auto mask records the model and
+    an uncertainty score that the review queue sorts by."""
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = segment_project(
+            project, actor=current_user(args.user), model_id=args.model, engine=args.engine,
+            device=args.device, batch_size=args.batch_size, tta=args.tta, names=args.images,
+            cancel=token,
+        )  # fmt: skip
+        report = drive(job, token, verbose=args.verbose)
+    n = len(report.segmented)
+    rate = n / report.seconds if report.seconds else 0.0
+    console.print(f"{n} image(s) auto-segmented with {report.model_id} ({report.engine}, "
+                  f"{report.device}) in {report.seconds:.1f} s ({rate:.1f} images/s); "
+                  f"{len(report.skipped_human)} with a human mask left alone")  # fmt: skip
+    if report.uncertainties:
+        worst = sorted(report.uncertainties.items(), key=lambda kv: -kv[1])[:5]
+        console.print("most uncertain: " + ", ".join(f"{k} ({v:.3f})" for k, v in worst))
+    for problem in report.problems:
+        console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True)
+    return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score the current masks against a folder of ground-truth label images named like the
+    images: IoU, Dice, precision, recall, specificity and pixel accuracy for cytoplasm, nucleus
+    and the whole cell, averaged over images and pooled over pixels."""
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = evaluate_segmentation(
+            project, args.truth, ignore_dir=args.ignore, provenance=args.provenance, cancel=token
+        )
+        result = drive(job, token, verbose=args.verbose)
+    if args.json:
+        print(json.dumps({
+            "all": result.report.to_dict(),
+            "by_provenance": {k: v.to_dict() for k, v in result.by_provenance.items()},
+            "missing_truth": result.missing_truth, "problems": result.problems,
+        }, indent=2))  # fmt: skip
+        return 0
+    for name, report in [("all", result.report), *result.by_provenance.items()]:
+        console.print(f"[bold]{name}[/] ({len(report.per_image)} images), mean over images:")
+        for cls in ("cytoplasm", "nucleus", "cell"):
+            s = report.mean[cls]
+            console.print(
+                f"  {cls:<9} Dice {s.dice:.3f}  IoU {s.iou:.3f}  precision {s.precision:.3f}"
+                f"  recall {s.recall:.3f}  specificity {s.specificity:.3f}"
+            )
+    if result.missing_truth:
+        console.print(
+            f"{len(result.missing_truth)} image(s) have no ground truth and were not scored"
+        )
+    for problem in result.problems:
+        console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True)
+    return 0

@@ -1,0 +1,1 @@
+"""Arrays, masks and transforms: pure compute, no files."""

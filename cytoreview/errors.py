@@ -1,0 +1,78 @@
+"""The exception tree of CytoReview.
+
+Every error a user can cause derives from :class:`CytoReviewError`, so the CLI and the GUI can
+show its message in one line and go on. Messages name the file and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CytoReviewError(Exception):
+    """Base class of every expected, user-facing error."""
+
+
+class InputFileError(CytoReviewError):
+    """A file given by the user cannot be used.
+
+    Parameters
+    ----------
+    path
+        The offending file.
+    reason
+        A short, human-readable reason (no trailing full stop).
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ImageReadError(InputFileError):
+    """An image file is unreadable, truncated, empty, too large or of an unsupported kind."""
+
+
+class MaskFileError(InputFileError):
+    """A label-mask file is unreadable, has values other than 0/1/2 or the wrong size."""
+
+
+class ManifestError(InputFileError):
+    """A CSV manifest is malformed (missing columns, unreadable, empty)."""
+
+
+class ProjectError(CytoReviewError):
+    """A project folder is missing, not a project, or in a state that forbids the action."""
+
+
+class ProjectNotFoundError(ProjectError):
+    """The folder is not a CytoReview project."""
+
+
+class ProjectExistsError(ProjectError):
+    """``init`` was asked to create a project where one already exists."""
+
+
+class ProjectLockedError(ProjectError):
+    """Another process holds the project's write lock for longer than the busy timeout."""
+
+
+class SchemaVersionError(ProjectError):
+    """The project was written by a newer CytoReview than this one."""
+
+
+class UnknownClassError(CytoReviewError):
+    """A class name is not part of the project's class scheme."""
+
+
+class ConfigError(CytoReviewError):
+    """A setting or a name (model, encoder, device...) is not valid; the message lists options."""
+
+
+class CheckpointError(InputFileError):
+    """A model checkpoint cannot be loaded (not a CytoReview checkpoint, damaged, incompatible)."""
+
+
+class NotEnoughDataError(CytoReviewError):
+    """A step needs more (or other) data than the project has, e.g. training without masks."""

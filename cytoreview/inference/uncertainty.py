@@ -1,0 +1,155 @@
+"""Prediction uncertainty: per-pixel entropy, one score per image, flip test-time augmentation.
+
+The image score ranks images for review: those the model is least sure about come first. It is
+the mean normalised entropy of the class probabilities, 0.0 when every pixel is certain and 1.0
+when every pixel is uniform over the classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from scipy.special import xlogy
+
+from cytoreview.types import BACKGROUND
+
+
+def _check_probs(probs: np.ndarray) -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.ndim != 3 or probs.shape[0] < 2:
+        raise ValueError(f"probabilities must be (C, H, W) with C >= 2, got shape {probs.shape}")
+    # A loose check that catches logits passed by mistake, yet tolerates float16 rounding.
+    if probs.size and not np.allclose(probs.sum(axis=0), 1.0, atol=1e-2):
+        raise ValueError("probabilities must sum to 1 over the class axis (softmax the logits)")
+    return probs
+
+
+def pixel_entropy(probs: np.ndarray) -> np.ndarray:
+    """Normalised Shannon entropy of each pixel's class distribution.
+
+    Parameters
+    ----------
+    probs
+        Class probabilities, shape (C, H, W) with C >= 2, summing to 1 over C.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) entropy divided by log(C), in [0, 1]: 0 for a one-hot pixel, 1 for a uniform one.
+        float32 for float32 or float16 input, else float64.
+
+    Raises
+    ------
+    ValueError
+        If the shape is not (C, H, W) with C >= 2 or the probabilities do not sum to 1.
+    """
+    probs = _check_probs(probs)
+    dtype = np.result_type(probs.dtype, np.float32)
+    # Clipping removes tiny negatives and overshoots from rounding; xlogy gives 0 * log(0) = 0
+    # exactly, so a certain pixel scores exactly 0 and log(0) is never evaluated.
+    p = np.clip(probs.astype(dtype, copy=False), 0.0, 1.0)
+    entropy = -xlogy(p, p).sum(axis=0) / np.log(probs.shape[0])
+    return np.clip(entropy, 0.0, 1.0).astype(dtype, copy=False)
+
+
+def foreground_region(labels: np.ndarray, margin_px: int = 8) -> np.ndarray:
+    """Predicted foreground grown by a margin: the usual ``region`` for :func:`image_uncertainty`.
+
+    Parameters
+    ----------
+    labels
+        (H, W) predicted label mask (0 background).
+    margin_px
+        Growth in pixels, so the uncertain rim around each cell counts too.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) boolean mask.
+    """
+    foreground = (np.asarray(labels) != BACKGROUND).astype(np.uint8)
+    if margin_px <= 0:
+        return foreground.astype(bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin_px + 1, 2 * margin_px + 1))
+    return cv2.dilate(foreground, kernel).astype(bool)
+
+
+def image_uncertainty(probs: np.ndarray, region: np.ndarray | None = None) -> float:
+    """One uncertainty score per image: the mean normalised pixel entropy.
+
+    Parameters
+    ----------
+    probs
+        Class probabilities, shape (C, H, W), summing to 1 over C.
+    region
+        Optional (H, W) boolean mask of the pixels to average over, typically the predicted
+        foreground dilated (:func:`foreground_region`). A slide is mostly empty background on
+        which the model is confident; averaging over it would dilute the doubt about the cells
+        into a number near 0 for every image. When ``region`` is empty (nothing predicted) the
+        whole image is used, so such an image still gets a meaningful score.
+
+    Returns
+    -------
+    float
+        0.0 when every pixel is certain, 1.0 when every pixel is uniform over the classes.
+
+    Raises
+    ------
+    ValueError
+        If ``probs`` is not (C, H, W) probabilities or ``region`` has another (H, W).
+    """
+    entropy = pixel_entropy(probs)
+    if region is not None:
+        region = np.asarray(region, dtype=bool)
+        if region.shape != entropy.shape:
+            raise ValueError(f"region shape {region.shape} differs from image {entropy.shape}")
+        if region.any():
+            entropy = entropy[region]
+    if entropy.size == 0:
+        return 0.0
+    return float(entropy.mean(dtype=np.float64))
+
+
+def flip_tta_average(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> np.ndarray:
+    """Average a model's probabilities over the image and its horizontal and vertical flips.
+
+    Parameters
+    ----------
+    predict
+        Maps an (H, W, 3) image to (C, H, W) class probabilities.
+    image
+        (H, W, 3) image.
+
+    Returns
+    -------
+    numpy.ndarray
+        (C, H, W) mean of the three predictions, each flipped back to the original orientation.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not (H, W, channels) or a prediction is not (C, H, W) with C the same
+        for all three.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must be (H, W, channels), got shape {image.shape}")
+    height, width = image.shape[:2]
+    # (flip of the image, flip of the (C, H, W) prediction that undoes it)
+    views = [
+        (lambda im: im, lambda p: p),
+        (lambda im: im[:, ::-1], lambda p: p[:, :, ::-1]),
+        (lambda im: im[::-1], lambda p: p[:, ::-1]),
+    ]
+    preds: list[np.ndarray] = []
+    for flip_image, unflip in views:
+        # Contiguous copies: torch.from_numpy and ONNX Runtime reject negative strides.
+        pred = np.asarray(predict(np.ascontiguousarray(flip_image(image))))
+        expected = (preds[0].shape[0] if preds else pred.shape[0], height, width)
+        if pred.ndim != 3 or pred.shape != expected:
+            raise ValueError(f"predict returned shape {pred.shape}, expected {expected}")
+        preds.append(unflip(pred))
+    dtype = np.result_type(preds[0].dtype, np.float32)
+    return sum(p.astype(dtype) for p in preds) / len(preds)

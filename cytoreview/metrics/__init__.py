@@ -1,0 +1,1 @@
+"""Evaluation metrics: segmentation scores against reference masks (pure compute, no files)."""

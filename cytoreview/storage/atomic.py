@@ -1,0 +1,104 @@
+"""Crash-safe file writes: temp file + fsync + rename, so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+#: Suffix of temporary files; a crash can leave them behind and :func:`remove_stale_temps`
+#: clears them.
+TEMP_SUFFIX = ".partial"
+
+#: A temp file younger than this may belong to a writer in another process that is still
+#: running (two windows on one project); only older ones are treated as crash leftovers.
+STALE_TEMP_AGE_S = 600.0
+
+
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory entry so a rename inside it survives a power cut (no-op on Windows)."""
+    if os.name == "nt":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either the old content or all of the new.
+
+    Parameters
+    ----------
+    path
+        Destination file; its folder is created if needed.
+    data
+        The full new content.
+    overwrite
+        With False, refuse (FileExistsError) when ``path`` exists: versioned files are never
+        replaced in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path}: refusing to overwrite an existing version")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish_without_overwrite(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _publish_without_overwrite(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists."""
+    try:
+        # link() fails if the target exists, closing the race between exists() and rename.
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path}: refusing to overwrite an existing version") from None
+    except OSError:
+        # Some file systems (FAT, some network shares) have no hard links; the catalog's
+        # write lock already serialises writers of one project, so a plain rename is safe.
+        if path.exists():
+            raise FileExistsError(f"{path}: refusing to overwrite an existing version") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def remove_stale_temps(directory: Path, *, min_age_s: float = STALE_TEMP_AGE_S) -> int:
+    """Delete temp files that a crashed writer left under ``directory``; return how many.
+
+    Parameters
+    ----------
+    directory
+        Folder searched recursively for ``.*.partial`` files.
+    min_age_s
+        Only files whose last change is at least this old are removed: a younger one may be
+        being written right now by another process that has the same project open.
+    """
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    now = time.time()
+    for tmp in directory.rglob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime < min_age_s:
+                continue
+            tmp.unlink()
+            removed += 1
+    return removed

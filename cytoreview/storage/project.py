@@ -1,0 +1,397 @@
+"""A CytoReview project: a folder a pathologist can copy or back up.
+
+Layout::
+
+    PROJECT/
+        cytoreview.sqlite      catalog (images, mask versions, predictions, reviews, audit log)
+        images/                copies of imported images, byte for byte
+        masks/<image name>/    label masks, one file per version, never overwritten
+        README.txt             what this folder is
+
+Human work is protected here, at the lowest layer: mask files are written atomically and never
+replaced, the catalog row that makes a version current is committed only after its file is on
+disk, and an automatic mask is refused when a person's mask is already current.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cytoreview.errors import (
+    ProjectError,
+    ProjectExistsError,
+    ProjectNotFoundError,
+)
+from cytoreview.settings import DEFAULT_BUSY_TIMEOUT_S
+from cytoreview.storage.atomic import atomic_write_bytes, fsync_dir, remove_stale_temps
+from cytoreview.storage.catalog import Catalog, utc_now
+from cytoreview.storage.hashing import bytes_sha256
+from cytoreview.storage.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, read_image
+from cytoreview.storage.mask_codec import decode_mask_png, encode_mask_png, validate_label_mask
+from cytoreview.storage.records import AuditEntry, ImageRecord, MaskVersion
+from cytoreview.types import CLASS_SCHEMES, DEFAULT_SCHEME, ClassScheme, Provenance
+
+log = logging.getLogger(__name__)
+
+CATALOG_FILE = "cytoreview.sqlite"
+_README = """This folder is a CytoReview project.
+
+cytoreview.sqlite  the catalog: images, mask versions and their provenance, predictions,
+                   reviews, training runs and the audit log of every change
+images/            copies of the imported images, unchanged
+masks/             label masks (0 background, 1 cytoplasm, 2 nucleus), one PNG per version
+
+Copy or back up the whole folder. Do not edit files inside it by hand: open it with
+`cytoreview status PROJECT` or `cytoreview gui PROJECT`.
+"""
+
+
+class Project:
+    """An open project folder. Use :meth:`init` or :meth:`open`, and close it (or use ``with``)."""
+
+    def __init__(self, root: Path, catalog: Catalog) -> None:
+        self.root = root
+        self.catalog = catalog
+        self.scheme = ClassScheme.from_dict(catalog.get_meta("class_scheme"))
+        self.max_pixels = int(catalog.get_meta("max_pixels", DEFAULT_MAX_PIXELS))
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        root: str | Path,
+        *,
+        actor: str,
+        scheme: ClassScheme | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> Project:
+        """Create a new project folder (it may exist if empty) and return it open.
+
+        Raises
+        ------
+        ProjectExistsError
+            If the folder already holds a project or other files.
+        """
+        root = Path(root)
+        scheme = scheme or CLASS_SCHEMES[DEFAULT_SCHEME]
+        if (root / CATALOG_FILE).exists():
+            raise ProjectExistsError(f"{root}: a CytoReview project already exists here")
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise ProjectExistsError(f"{root}: folder is not empty; choose a new or empty folder")
+        if max_pixels <= 0:
+            raise ProjectError(f"max_pixels must be positive, got {max_pixels}")
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("images", "masks"):
+            (root / sub).mkdir(exist_ok=True)
+        atomic_write_bytes(root / "README.txt", _README.encode())
+        catalog = Catalog(root / CATALOG_FILE, busy_timeout_s, create=True)
+        with catalog.write() as conn:
+            catalog.set_meta(conn, "class_scheme", scheme.to_dict())
+            catalog.set_meta(conn, "max_pixels", int(max_pixels))
+            catalog.set_meta(conn, "created_at", utc_now())
+            catalog.set_meta(conn, "created_by", actor)
+            Catalog.audit(
+                conn, actor, "init", "project", None, scheme=scheme.to_dict(), max_pixels=max_pixels
+            )
+        return cls(root, catalog)
+
+    @classmethod
+    def open(cls, root: str | Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Project:
+        """Open an existing project; leftovers of a crashed writer are cleaned up."""
+        root = Path(root)
+        if not (root / CATALOG_FILE).is_file():
+            raise ProjectNotFoundError(
+                f"{root}: not a CytoReview project (no {CATALOG_FILE}); "
+                "create one with `cytoreview init`"
+            )
+        catalog = Catalog(root / CATALOG_FILE, busy_timeout_s)
+        if catalog.get_meta("class_scheme") is None:
+            catalog.close()
+            raise ProjectError(f"{root}: the catalog has no class scheme; the project is damaged")
+        removed = remove_stale_temps(root / "masks") + remove_stale_temps(root / "images")
+        if removed:
+            log.warning("%s: removed %d half-written file(s) left by a crash", root, removed)
+        return cls(root, catalog)
+
+    def close(self) -> None:
+        """Close the catalog."""
+        self.catalog.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- images ------------------------------------------------------------------------------
+    def find_by_sha(self, sha256: str) -> ImageRecord | None:
+        """The image with this content hash, if the project has it."""
+        rows = self.catalog.query("SELECT * FROM images WHERE sha256 = ?", (sha256,))
+        return ImageRecord.from_row(rows[0]) if rows else None
+
+    def images(self, class_label: str | None = None) -> list[ImageRecord]:
+        """All images (of one class if given), in name order."""
+        if class_label is None:
+            rows = self.catalog.query("SELECT * FROM images ORDER BY name")
+        else:
+            rows = self.catalog.query(
+                "SELECT * FROM images WHERE class_label = ? ORDER BY name", (class_label,)
+            )
+        return [ImageRecord.from_row(r) for r in rows]
+
+    def image(self, key: int | str) -> ImageRecord:
+        """One image by id or by name."""
+        column = "id" if isinstance(key, int) else "name"
+        rows = self.catalog.query(f"SELECT * FROM images WHERE {column} = ?", (key,))
+        if not rows:
+            raise ProjectError(f"{self.root}: no image {key!r} in this project")
+        return ImageRecord.from_row(rows[0])
+
+    def image_path(self, record: ImageRecord) -> Path:
+        """The file to read the image from: the project's copy, else the linked source."""
+        if record.stored_path:
+            return self.root / record.stored_path
+        return Path(record.source_path)
+
+    def load_image(self, record: ImageRecord) -> LoadedImage:
+        """Read an image of the project (display RGB plus the original pixels)."""
+        return read_image(self.image_path(record), max_pixels=self.max_pixels)
+
+    def _unique_name(self, stem: str, sha256: str) -> str:
+        taken = self.catalog.query("SELECT 1 FROM images WHERE name = ?", (stem,))
+        return f"{stem}__{sha256[:8]}" if taken else stem
+
+    def add_image(
+        self,
+        source: Path,
+        info: ImageInfo,
+        sha256: str,
+        *,
+        actor: str,
+        class_label: str | None = None,
+        split: str | None = None,
+        copy: bool = True,
+    ) -> ImageRecord:
+        """Catalogue an image already checked by the reader; copy it into the project.
+
+        The caller has verified that no image with ``sha256`` exists. A class name is resolved
+        against the project's scheme (``UnknownClassError`` if it is not part of it).
+        """
+        label = self.scheme.resolve(class_label) if class_label else None
+        source = Path(source).resolve()
+        name = self._unique_name(source.stem, sha256)
+        stored: str | None = None
+        if copy:
+            stored = f"images/{name}{source.suffix.lower()}"
+            _atomic_copy(source, self.root / stored)
+        with self.catalog.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO images (name, source_path, stored_path, sha256, width, height, "
+                "channels, dtype, n_pages, format, class_label, split, imported_at, imported_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    str(source),
+                    stored,
+                    sha256,
+                    info.width,
+                    info.height,
+                    info.channels,
+                    info.dtype,
+                    info.n_pages,
+                    info.format,
+                    label,
+                    split,
+                    utc_now(),
+                    actor,
+                ),
+            )
+            image_id = int(cursor.lastrowid or 0)
+            Catalog.audit(
+                conn, actor, "import", "image", image_id, name=name, source=str(source),
+                sha256=sha256, class_label=label, copied=copy,
+            )  # fmt: skip
+        return self.image(image_id)
+
+    def set_class(self, image_id: int, class_label: str | None, *, actor: str) -> None:
+        """Set or clear the expert class label of an image."""
+        label = self.scheme.resolve(class_label) if class_label else None
+        with self.catalog.write() as conn:
+            old = conn.execute(
+                "SELECT class_label FROM images WHERE id = ?", (image_id,)
+            ).fetchone()
+            if old is None:
+                raise ProjectError(f"no image with id {image_id}")
+            conn.execute("UPDATE images SET class_label = ? WHERE id = ?", (label, image_id))
+            Catalog.audit(conn, actor, "set_class", "image", image_id, old=old[0], new=label)
+
+    def set_seeds(self, image_ids: Iterable[int], *, actor: str, **details: Any) -> None:
+        """Make exactly ``image_ids`` the seed set (images to paint by hand)."""
+        wanted = sorted(set(image_ids))
+        with self.catalog.write() as conn:
+            before = {r[0] for r in conn.execute("SELECT id FROM images WHERE is_seed = 1")}
+            conn.execute("UPDATE images SET is_seed = 0 WHERE is_seed = 1")
+            conn.executemany("UPDATE images SET is_seed = 1 WHERE id = ?", [(i,) for i in wanted])
+            Catalog.audit(
+                conn, actor, "set_seeds", "project", None, n=len(wanted),
+                added=sorted(set(wanted) - before), removed=sorted(before - set(wanted)),
+                **details,
+            )  # fmt: skip
+
+    # -- masks -------------------------------------------------------------------------------
+    def save_mask(
+        self,
+        image_id: int,
+        mask: np.ndarray,
+        provenance: Provenance | str,
+        *,
+        actor: str,
+        source_model: str | None = None,
+        uncertainty: float | None = None,
+        note: str | None = None,
+    ) -> MaskVersion:
+        """Save a new version of an image's mask; earlier versions stay on disk and in the log.
+
+        Raises
+        ------
+        ValueError
+            If the mask does not fit the image (shape) or holds values other than 0/1/2.
+        ProjectError
+            If an ``auto`` mask would replace a person's mask.
+        """
+        provenance = Provenance(provenance)
+        record = self.image(image_id)
+        mask = validate_label_mask(mask, (record.height, record.width))
+        data = encode_mask_png(mask)
+        with self.catalog.write() as conn:
+            current = self._current_row(conn, image_id)
+            if (
+                provenance is Provenance.AUTO
+                and current is not None
+                and Provenance(current["provenance"]).is_human
+            ):
+                raise ProjectError(
+                    f"{record.name}: has a {current['provenance']} mask (version "
+                    f"{current['version']}); an automatic mask never replaces a person's work"
+                )
+            version = (current["version"] if current is not None else 0) + 1
+            # A random tag keeps names unique even where a crash left an uncommitted file.
+            rel = (
+                f"masks/{record.name}/v{version:04d}-{provenance.value}-{uuid.uuid4().hex[:8]}.png"
+            )
+            # The file is complete on disk before the row that makes it current is committed.
+            atomic_write_bytes(self.root / rel, data, overwrite=False)
+            cursor = conn.execute(
+                "INSERT INTO mask_versions (image_id, version, path, sha256, provenance, "
+                "author, created_at, source_model, uncertainty, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    image_id,
+                    version,
+                    rel,
+                    bytes_sha256(data),
+                    provenance.value,
+                    actor,
+                    utc_now(),
+                    source_model,
+                    uncertainty,
+                    note,
+                ),
+            )
+            version_id = int(cursor.lastrowid or 0)
+            Catalog.audit(
+                conn, actor, "save_mask", "image", image_id, version=version,
+                provenance=provenance.value, path=rel, source_model=source_model,
+            )  # fmt: skip
+        return self._version(version_id)
+
+    @staticmethod
+    def _current_row(conn: Any, image_id: int) -> Any:
+        return conn.execute(
+            "SELECT * FROM mask_versions WHERE image_id = ? ORDER BY version DESC LIMIT 1",
+            (image_id,),
+        ).fetchone()
+
+    def _version(self, version_id: int) -> MaskVersion:
+        rows = self.catalog.query("SELECT * FROM mask_versions WHERE id = ?", (version_id,))
+        return MaskVersion.from_row(rows[0])
+
+    def mask_versions(self, image_id: int) -> list[MaskVersion]:
+        """All mask versions of an image, oldest first."""
+        rows = self.catalog.query(
+            "SELECT * FROM mask_versions WHERE image_id = ? ORDER BY version", (image_id,)
+        )
+        return [MaskVersion.from_row(r) for r in rows]
+
+    def read_mask_version(self, version: MaskVersion) -> np.ndarray | None:
+        """The label image of one version; None if its file is missing or damaged."""
+        path = self.root / version.path
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if bytes_sha256(data) != version.sha256:
+            return None
+        return decode_mask_png(data)
+
+    def current_mask(self, image_id: int) -> tuple[MaskVersion, np.ndarray] | None:
+        """The newest intact mask version of an image and its pixels, or None.
+
+        A version whose file is missing or fails its checksum (disk damage, a hand edit) is
+        skipped with a warning, so the last good version is what a person sees.
+        """
+        for version in reversed(self.mask_versions(image_id)):
+            mask = self.read_mask_version(version)
+            if mask is not None:
+                return version, mask
+            log.warning("%s: mask version file is missing or damaged; using an older one",
+                        self.root / version.path)  # fmt: skip
+        return None
+
+    def current_versions(self) -> dict[int, MaskVersion]:
+        """The newest mask version of every image that has one, by image id."""
+        rows = self.catalog.query(
+            "SELECT m.* FROM mask_versions m JOIN (SELECT image_id, MAX(version) AS v "
+            "FROM mask_versions GROUP BY image_id) c ON m.image_id = c.image_id AND m.version = c.v"
+        )
+        return {int(r["image_id"]): MaskVersion.from_row(r) for r in rows}
+
+    # -- audit ---------------------------------------------------------------------------------
+    def audit_entries(self, limit: int | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first (the last ``limit`` entries if given)."""
+        if limit is None:
+            rows = self.catalog.query("SELECT * FROM audit_log ORDER BY id")
+        else:
+            rows = self.catalog.query(
+                "SELECT * FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (int(limit),),
+            )
+        return [AuditEntry.from_row(r) for r in rows]
+
+    def write_export(self, path: Path, data: bytes) -> None:
+        """Write one exported file atomically (exports may go outside the project folder)."""
+        atomic_write_bytes(Path(path), data)
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    """Copy a file so that ``target`` is complete or absent, never half-written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

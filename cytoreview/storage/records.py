@@ -1,0 +1,83 @@
+"""Plain records read from the catalog."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from cytoreview.types import Provenance
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a project, as catalogued."""
+
+    id: int
+    name: str
+    source_path: str
+    stored_path: str | None
+    sha256: str
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    n_pages: int
+    format: str
+    class_label: str | None
+    split: str | None
+    is_seed: bool
+    imported_at: str
+    imported_by: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ImageRecord:
+        """Build from an ``images`` row."""
+        data = dict(row)
+        data["is_seed"] = bool(data["is_seed"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class MaskVersion:
+    """One saved version of an image's label mask."""
+
+    id: int
+    image_id: int
+    version: int
+    path: str
+    sha256: str
+    provenance: Provenance
+    author: str
+    created_at: str
+    source_model: str | None
+    uncertainty: float | None
+    note: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> MaskVersion:
+        """Build from a ``mask_versions`` row."""
+        data = dict(row)
+        data["provenance"] = Provenance(data["provenance"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the append-only audit log."""
+
+    id: int
+    at: str
+    actor: str
+    action: str
+    entity: str
+    entity_id: int | None
+    details: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AuditEntry:
+        """Build from an ``audit_log`` row."""
+        data = dict(row)
+        data["details"] = json.loads(data["details"])
+        return cls(**data)

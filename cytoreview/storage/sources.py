@@ -1,0 +1,191 @@
+"""Finding the images to import: a folder tree (sub-folders are classes) or a CSV manifest."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cytoreview.errors import InputFileError, ManifestError
+from cytoreview.storage.images import IMAGE_EXTENSIONS
+
+#: Files every OS scatters around that are never images a person meant to import.
+_IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+_MASK_EXTENSIONS = frozenset({".png", ".tif", ".tiff"})
+_SPLITS = frozenset({"train", "val", "test"})
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One image to import and what the source says about it."""
+
+    path: Path
+    class_label: str | None = None
+    split: str | None = None
+    origin: str = ""  # where it was listed, for messages ("labels.csv line 12")
+
+
+@dataclass
+class SourceScan:
+    """The images found in a source and the entries that could not be used."""
+
+    items: list[SourceItem] = field(default_factory=list)
+    problems: list[InputFileError] = field(default_factory=list)
+
+
+def _ignored(path: Path) -> bool:
+    return path.name.startswith(".") or path.name.lower() in _IGNORED_NAMES
+
+
+def scan_folder(root: Path) -> SourceScan:
+    """Images under ``root``; the first-level sub-folder an image lies in names its class.
+
+    Files directly in ``root`` get no class. Files that are not images by extension are
+    reported, hidden files and OS clutter are skipped silently.
+    """
+    scan = SourceScan()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if any(_ignored(Path(part)) for part in rel.parts):
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            scan.problems.append(
+                InputFileError(path, f"not an image type ({path.suffix or 'no extension'})")
+            )
+            continue
+        label = rel.parts[0] if len(rel.parts) > 1 else None
+        origin = f"folder {rel.parts[0]!r}" if label else "top folder"
+        scan.items.append(SourceItem(path, label, None, origin))
+    return scan
+
+
+def _resolve_listed(value: str, base: Path) -> Path:
+    """A manifest entry as a path; an entry without extension may name an image by stem."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if path.suffix or path.exists():
+        return path
+    for ext in sorted(IMAGE_EXTENSIONS):
+        for candidate in (path.with_suffix(ext), path.with_suffix(ext.upper())):
+            if candidate.exists():
+                return candidate
+    return path
+
+
+def scan_manifest(
+    csv_path: Path,
+    *,
+    path_column: str = "path",
+    class_column: str = "class",
+    image_dir: Path | None = None,
+) -> SourceScan:
+    """Images listed in a CSV manifest.
+
+    Parameters
+    ----------
+    csv_path
+        The manifest; comma, semicolon or tab separated, UTF-8 (a BOM from Excel is fine).
+    path_column
+        Column with the image path (relative paths resolve against ``image_dir``); a value with
+        no extension is looked up as a file stem.
+    class_column
+        Optional column with the class name; an empty cell means "not labelled".
+    image_dir
+        Folder relative paths resolve against; the CSV's own folder by default.
+
+    Raises
+    ------
+    ManifestError
+        If the CSV cannot be read, is empty or lacks the path column.
+    """
+    base = Path(image_dir) if image_dir else csv_path.parent
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(csv_path, f"not a UTF-8 text file ({exc.reason})") from exc
+    except OSError as exc:
+        raise ManifestError(csv_path, f"cannot read the file ({exc.strerror or exc})") from exc
+    if not text.strip():
+        raise ManifestError(csv_path, "the manifest is empty")
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel  # one column: nothing to sniff
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    reader.fieldnames = columns
+    if path_column not in columns:
+        raise ManifestError(
+            csv_path,
+            f"no {path_column!r} column (columns found: {', '.join(columns) or 'none'}); "
+            "name the image column with --path-column",
+        )
+    if class_column != "class" and class_column not in columns:
+        raise ManifestError(
+            csv_path, f"no {class_column!r} column (columns found: {', '.join(columns)})"
+        )
+    scan = SourceScan()
+    for line, row in enumerate(reader, start=2):
+        origin = f"{csv_path.name} line {line}"
+        value = (row.get(path_column) or "").strip()
+        if not value:
+            scan.problems.append(InputFileError(csv_path, f"line {line}: empty {path_column!r}"))
+            continue
+        label = (row.get(class_column) or "").strip() or None
+        split = (row.get("split") or "").strip().lower() or None
+        if split is not None and split not in _SPLITS:
+            scan.problems.append(
+                InputFileError(csv_path, f"line {line}: split {split!r} is not train, val or test")
+            )
+            continue
+        scan.items.append(SourceItem(_resolve_listed(value, base), label, split, origin))
+    if not scan.items and not scan.problems:
+        raise ManifestError(csv_path, "the manifest has a header but no rows")
+    return scan
+
+
+def scan_source(
+    source: Path,
+    *,
+    path_column: str = "path",
+    class_column: str = "class",
+    image_dir: Path | None = None,
+) -> SourceScan:
+    """Dispatch on the kind of source: a folder, or a ``.csv``/``.tsv`` manifest."""
+    source = Path(source)
+    if source.is_dir():
+        return scan_folder(source)
+    if source.is_file() and source.suffix.lower() in {".csv", ".tsv", ".txt"}:
+        return scan_manifest(
+            source, path_column=path_column, class_column=class_column, image_dir=image_dir
+        )
+    if not source.exists():
+        raise ManifestError(source, "no such file or folder")
+    raise ManifestError(source, "expected a folder of images or a CSV manifest")
+
+
+def index_masks(folder: Path) -> tuple[dict[str, Path], list[InputFileError]]:
+    """Mask files under ``folder`` by file stem; duplicated stems are reported, not guessed."""
+    found: dict[str, Path] = {}
+    problems: list[InputFileError] = []
+    if not folder.is_dir():
+        raise ManifestError(folder, "mask folder does not exist")
+    duplicated: set[str] = set()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if _ignored(path) or path.suffix.lower() not in _MASK_EXTENSIONS:
+            continue
+        if path.stem in found or path.stem in duplicated:
+            # Two candidates for one image: guessing could attach the wrong cell's mask.
+            first = found.pop(path.stem, None)
+            duplicated.add(path.stem)
+            problems.append(
+                InputFileError(
+                    path,
+                    f"more than one mask named {path.stem!r}; none used"
+                    + (f" (also {first})" if first else ""),
+                )
+            )
+            continue
+        found[path.stem] = path
+    return found, problems

@@ -1,0 +1,191 @@
+"""The demo: a synthetic Pap-smear project built end to end with what CytoReview can do.
+
+It grows with the product. Today: synthetic data → project → import → seed set → a simulated
+pathologist paints the seeds → export → an overview sheet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cytoreview.data.overlays import contact_sheet, overlay_mask
+from cytoreview.data.synthetic import synth_dataset
+from cytoreview.storage.files import clear_demo_folder, mark_demo_folder, write_png, write_text
+from cytoreview.storage.images import read_label_mask
+from cytoreview.storage.project import Project
+from cytoreview.storage.records import ImageRecord
+from cytoreview.types import CLASS_SCHEMES, CancelToken, Progress, Provenance
+from cytoreview.workflows.export import ExportReport, export_masks
+from cytoreview.workflows.importing import ImportReport, import_images
+from cytoreview.workflows.seeds import pick_seeds
+from cytoreview.workflows.segmentation import (
+    SegmentReport,
+    SegTrainReport,
+    SegTrainRequest,
+    evaluate_segmentation,
+    segment_project,
+    train_segmentation,
+)
+from cytoreview.workflows.status import ProjectStatus, project_status
+
+DEMO_PAINTER = "demo-pathologist"
+
+
+@dataclass
+class DemoDataReport:
+    """Where a synthetic data set was written."""
+
+    out: Path
+    images: int = 0
+    per_class: dict[str, int] = field(default_factory=dict)
+    manifest: Path | None = None
+
+
+def write_demo_data(
+    out: str | Path,
+    n: int = 200,
+    *,
+    seed: int = 0,
+    field_fraction: float = 0.1,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, DemoDataReport]:
+    """Write ``n`` synthetic Pap images with exact masks as an importable data set.
+
+    Layout: ``images/<class>/<name>.png`` (a folder tree import), ``masks/<name>.png``
+    (0/1/2) and ``labels.csv`` (a manifest with ``path`` and ``class``).
+    """
+    out = Path(out)
+    report = DemoDataReport(out=out)
+    rows = ["path,class"]
+    for step, (name, sample) in enumerate(
+        synth_dataset(n, seed=seed, field_fraction=field_fraction), start=1
+    ):
+        if cancel is not None and cancel.cancelled:
+            break
+        rel = f"images/{sample.label}/{name}.png"
+        write_png(out / rel, sample.image)
+        write_png(out / "masks" / f"{name}.png", sample.mask)
+        rows.append(f"{rel},{sample.label}")
+        report.images += 1
+        report.per_class[sample.label] = report.per_class.get(sample.label, 0) + 1
+        yield Progress("data", step, n, f"{name} ({sample.label}, {sample.kind})")
+    report.manifest = write_text(out / "labels.csv", "\n".join(rows) + "\n")
+    return report
+
+
+@dataclass
+class DemoReport:
+    """What the demo built, for the CLI to show."""
+
+    root: Path
+    project: Path
+    data: DemoDataReport
+    imported: ImportReport
+    exported: ExportReport
+    overview: Path
+    status: ProjectStatus
+    painted: int = 0
+    training: SegTrainReport | None = None
+    segmented: SegmentReport | None = None
+    auto_scores: dict[str, float] | None = None
+    cancelled: bool = False
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    actor: str,
+    n: int = 80,
+    per_class: int = 5,
+    seed: int = 0,
+    epochs: int = 30,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, DemoReport]:
+    """Build a demo project under ``out`` (a previous demo there is replaced).
+
+    With ``epochs`` > 0 a U-Net is trained on the painted seeds and auto-masks the other
+    images, which are then scored against the synthetic truth.
+    """
+    root = Path(out)
+    clear_demo_folder(root)
+    mark_demo_folder(root)
+    data = yield from write_demo_data(root / "source", n, seed=seed, cancel=cancel)
+    project_dir = root / "project"
+    with Project.init(project_dir, actor=actor, scheme=CLASS_SCHEMES["bethesda"]) as project:
+        yield Progress("init", 1, 1, f"project created at {project_dir}")
+        imported = yield from import_images(
+            project, root / "source" / "images", actor=actor, cancel=cancel
+        )
+        seeds = pick_seeds(project, actor=actor, per_class=per_class, seed=seed)
+        yield Progress("seeds", 1, 1, f"{sum(map(len, seeds.picked.values()))} seed images")
+        painted = 0
+        seed_images = [im for im in project.images() if im.is_seed]
+        for step, image in enumerate(seed_images, start=1):
+            if cancel is not None and cancel.cancelled:
+                break
+            # The synthetic truth stands in for a pathologist's painting.
+            truth = read_label_mask(root / "source" / "masks" / f"{image.name}.png")
+            project.save_mask(
+                image.id, truth, Provenance.MANUAL, actor=DEMO_PAINTER, note="demo: synthetic truth"
+            )
+            painted += 1
+            yield Progress("paint", step, len(seed_images), f"{image.name} painted")
+        training = segmented = scores = None
+        if epochs > 0 and painted >= 2 and not (cancel and cancel.cancelled):
+            request = SegTrainRequest(epochs=epochs, seed=seed, lr=1e-3)
+            training = yield from train_segmentation(project, request, actor=actor, cancel=cancel)
+        if training is not None and training.best is not None:
+            segmented = yield from segment_project(project, actor=actor, cancel=cancel)
+            evaluation = yield from evaluate_segmentation(
+                project, root / "source" / "masks", provenance=["auto"]
+            )
+            scores = {
+                f"{metric}_{cls}": getattr(evaluation.report.mean[cls], metric)
+                for cls in ("cytoplasm", "nucleus") for metric in ("dice", "iou")
+            }  # fmt: skip
+        exported = yield from export_masks(project, root / "exports" / "masks", cancel=cancel)
+        overview = write_png(root / "overview.png", _overview(project, seed_images))
+        yield Progress("overview", 1, 1, f"overview written to {overview}")
+        status = project_status(project)
+    return DemoReport(
+        root=root,
+        project=project_dir,
+        data=data,
+        imported=imported,
+        exported=exported,
+        overview=overview,
+        status=status,
+        painted=painted,
+        training=training,
+        segmented=segmented,
+        auto_scores=scores,
+        cancelled=bool(cancel and cancel.cancelled),
+    )
+
+
+def _overview(project: Project, seeds: list[ImageRecord]) -> np.ndarray:
+    """A sheet: painted seeds, then the most uncertain auto masks (what a reviewer sees first)."""
+    order = {label: i for i, label in enumerate(project.scheme.classes)}
+    current = project.current_versions()
+    chosen = sorted(seeds, key=lambda im: (order.get(im.class_label or "", 99), im.name))
+    autos = [
+        im for im in project.images() if im.id in current and current[im.id].uncertainty is not None
+    ]
+    autos.sort(key=lambda im: -(current[im.id].uncertainty or 0.0))
+    picked = chosen[: 12 if autos else 24] + autos[:12]
+    tiles, captions = [], []
+    for image in picked:
+        rgb = project.load_image(image).rgb
+        found = project.current_mask(image.id)
+        tiles.append(rgb)
+        captions.append(f"{image.class_label} {image.width}x{image.height}")
+        if found is not None:
+            version = found[0]
+            tiles.append(overlay_mask(rgb, found[1]))
+            extra = f" u={version.uncertainty:.2f}" if version.uncertainty is not None else ""
+            captions.append(f"v{version.version} {version.provenance.value}{extra}")
+    return contact_sheet(tiles, captions, columns=8)

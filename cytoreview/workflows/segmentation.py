@@ -1,0 +1,447 @@
+"""Segmentation use cases: train (or fine-tune) on human masks, auto-mask the rest, evaluate.
+
+Human work is sacred here too: only manual, corrected and approved masks train the model, and an
+automatic mask is written only where no person's mask is current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cytoreview import __version__
+from cytoreview.data.datasets import DEFAULT_TILE_THRESHOLD, choose_input_size
+from cytoreview.data.sampling import stratified_split
+from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
+from cytoreview.inference.onnx_export import export_onnx
+from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
+from cytoreview.inference.segment import SegmenterSpec, segment_images, with_flip_tta
+from cytoreview.models.segmenters import DEFAULT_ENCODER, build_segmenter
+from cytoreview.storage.checkpoints import load_weights
+from cytoreview.storage.model_store import ModelStore
+from cytoreview.storage.project import Project
+from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_segmenter
+from cytoreview.types import LABEL_NAMES, CancelToken, Progress, Provenance
+
+KIND = "segmentation"
+
+
+@dataclass(frozen=True)
+class SegTrainRequest:
+    """What the user asked for; ``None`` means "choose from the data / the checkpoint"."""
+
+    encoder: str = DEFAULT_ENCODER
+    epochs: int = 100
+    time_budget_min: float | None = None
+    device: str = "auto"
+    init: str | None = None  # a model id of this project or a weights/checkpoint file
+    input_size: int | None = None
+    batch_size: int = 8
+    lr: float = 1e-4
+    loss: str = "dice_focal"
+    patience: int = 20
+    seed: int = 0
+    tile_threshold: int = DEFAULT_TILE_THRESHOLD
+
+
+@dataclass
+class SegTrainReport:
+    """The result of a training run."""
+
+    model_id: str
+    run_id: int
+    status: str
+    stop_reason: str
+    best: EpochStats | None
+    history: list[EpochStats]
+    n_train: int
+    n_val: int
+    device: str
+    seconds: float
+    parent_model: str | None = None
+    init_note: str = ""
+
+
+def human_masked(project: Project) -> list[tuple[Any, Any]]:
+    """(image record, current mask version) of every image whose current mask is human work."""
+    current = project.current_versions()
+    return [
+        (image, current[image.id])
+        for image in project.images()
+        if image.id in current and current[image.id].provenance.is_human and image.split != "test"
+    ]
+
+
+def _load_training_data(
+    project: Project,
+) -> tuple[list[str], list[str | None], list[np.ndarray], list[np.ndarray], str]:
+    names, labels, images, masks = [], [], [], []
+    digest = hashlib.sha256()
+    for record, _version in human_masked(project):
+        found = project.current_mask(record.id)
+        if found is None:
+            continue  # every version damaged: nothing trustworthy to learn from
+        names.append(record.name)
+        labels.append(record.class_label)
+        images.append(project.load_image(record).rgb)
+        masks.append(found[1])
+        digest.update(f"{record.sha256}:{found[0].sha256}\n".encode())
+    return names, labels, images, masks, digest.hexdigest()
+
+
+def _initial_model(
+    store: ModelStore, request: SegTrainRequest
+) -> tuple[torch.nn.Module, dict[str, Any] | None, str | None, str]:
+    """Build the model (from a checkpoint when fine-tuning).
+
+    Returns
+    -------
+    tuple
+        The model, the parent's config, the parent's id and a note for the user.
+    """
+    if request.init is None:
+        return build_segmenter({"arch": "unet", "encoder": request.encoder}), None, None, ""
+    source = request.init
+    if (store.root / source).is_dir():  # a model id of this project
+        config, state = store.load(source)
+        parent = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            known = ", ".join(r.model_id for r in store.runs(KIND)[-3:]) or "none yet"
+            raise CheckpointError(
+                path, f"no such file, and not a model of this project (latest: {known})"
+            )
+        loaded_config, state = load_weights(path)  # the file is read once
+        if loaded_config is not None:
+            config = loaded_config
+            parent = config.get("model_id", path.name)
+        else:
+            # A plain weights file (e.g. ImageNet encoder weights): load what matches.
+            model = build_segmenter({"arch": "unet", "encoder": request.encoder})
+            # Keys may name the whole U-Net or the encoder alone (ImageNet weights).
+            target, fitting = max(
+                ((m, _fitting(m, state)) for m in (model, model.encoder)), key=lambda t: len(t[1])
+            )
+            if not fitting:
+                raise CheckpointError(
+                    path, f"no tensor fits a U-Net with a {request.encoder} encoder"
+                )
+            target.load_state_dict(fitting, strict=False)
+            return model, None, None, f"{len(fitting)} weight tensors loaded from {path.name}"
+    model = build_segmenter(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            Path(source), f"weights do not fit their config ({str(exc)[:200]})"
+        ) from exc
+    return model, config, parent, f"fine-tuning from {parent}"
+
+
+def _fitting(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of ``state`` whose names and shapes match ``module``'s own."""
+    own = module.state_dict()
+    return {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+
+
+def train_segmentation(
+    project: Project, request: SegTrainRequest, *, actor: str, cancel: CancelToken | None = None
+) -> Generator[Progress, None, SegTrainReport]:
+    """Train a new segmenter on the project's human masks (fine-tune when ``request.init``)."""
+    names, labels, images, masks, data_hash = _load_training_data(project)
+    if len(images) < 2:
+        raise NotEnoughDataError(
+            f"{project.root}: {len(images)} image(s) with a manual, corrected or approved mask; "
+            "training needs at least 2 (paint the seed set first: `cytoreview seeds`)"
+        )
+    train_idx, val_idx = stratified_split(labels, 0.2, request.seed)
+    store = ModelStore(project)
+    # The initial weights come from torch's global generator: seed it so a run is repeatable.
+    torch.manual_seed(request.seed)
+    model, parent_config, parent, note = _initial_model(store, request)
+    shapes = [im.shape for im in images]
+    if parent_config is not None:  # fine-tuning keeps the parent's geometry
+        input_size = int(parent_config["input_size"])
+        tile_threshold = int(parent_config.get("tile_threshold", request.tile_threshold))
+        encoder = parent_config.get("encoder", request.encoder)
+    else:
+        input_size = request.input_size or choose_input_size(
+            shapes, tile_threshold=request.tile_threshold
+        )
+        tile_threshold, encoder = request.tile_threshold, request.encoder
+    if input_size % 32:
+        raise ConfigError(f"input size must be a multiple of 32, got {input_size}")
+    train_cfg = SegTrainConfig(
+        input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
+        loss=request.loss, patience=request.patience, device=request.device, seed=request.seed,
+        tile_threshold=tile_threshold,
+        time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
+    )  # fmt: skip
+    model_id = store.new_model_id("seg", encoder)
+    config: dict[str, Any] = {
+        "kind": KIND, "model_id": model_id, "arch": "unet", "encoder": encoder, "in_channels": 3,
+        "class_names": [LABEL_NAMES[i] for i in sorted(LABEL_NAMES)],
+        "label_map": {str(k): v for k, v in LABEL_NAMES.items()},
+        "input_size": input_size, "tile_threshold": tile_threshold, "tile_overlap": 64,
+        "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255},
+        "training": train_cfg.to_dict(), "parent_model": parent,
+        "data": {"hash": data_hash, "train": [names[i] for i in train_idx],
+                 "val": [names[i] for i in val_idx]},
+        "package_version": __version__, "author": actor,
+    }  # fmt: skip
+    run_id = store.start_run(KIND, model_id, config, actor=actor)
+    saved = {"any": False}
+
+    def on_best(state: dict[str, torch.Tensor], stats: EpochStats) -> None:
+        store.save_weights(
+            model_id, state, {**config, "best_epoch": stats.epoch, "metrics": _stats_dict(stats)}
+        )
+        saved["any"] = True
+
+    yield Progress("prepare", 1, 1, f"{len(train_idx)} train / {len(val_idx)} validation images, "
+                   f"input {input_size} px{'; ' + note if note else ''}")  # fmt: skip
+    try:
+        result = yield from train_segmenter(
+            model,
+            ([images[i] for i in train_idx], [masks[i] for i in train_idx]),
+            ([images[i] for i in val_idx], [masks[i] for i in val_idx]),
+            train_cfg,
+            cancel=cancel,
+            on_best=on_best,
+        )
+    except BaseException as exc:
+        store.finish_run(
+            run_id, "failed", {"error": str(exc)[:500]}, actor=actor, has_checkpoint=saved["any"]
+        )
+        raise
+    if saved["any"]:
+        yield Progress("export", 0, 1, "exporting to ONNX")
+        store.save_onnx(model_id, export_onnx(model, input_size))
+        yield Progress("export", 1, 1, "ONNX export written")
+    status = "cancelled" if result.stop_reason == "cancelled" else "finished"
+    summary = {
+        "stop_reason": result.stop_reason, "seconds": round(result.seconds, 1),
+        "device": result.device, "epochs_run": len(result.history),
+        **({"best_epoch": result.best.epoch, **_stats_dict(result.best)} if result.best else {}),
+    }  # fmt: skip
+    store.finish_run(run_id, status, summary, actor=actor, has_checkpoint=saved["any"])
+    return SegTrainReport(
+        model_id=model_id, run_id=run_id, status=status, stop_reason=result.stop_reason,
+        best=result.best, history=result.history, n_train=len(train_idx), n_val=len(val_idx),
+        device=result.device, seconds=result.seconds, parent_model=parent, init_note=note,
+    )  # fmt: skip
+
+
+def _stats_dict(stats: EpochStats) -> dict[str, float]:
+    return {"train_loss": stats.train_loss, "val_loss": stats.val_loss, **stats.scores}
+
+
+@dataclass
+class SegmentReport:
+    """What an auto-segmentation pass did."""
+
+    model_id: str
+    engine: str
+    device: str
+    segmented: list[str] = field(default_factory=list)
+    skipped_human: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    uncertainties: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    cancelled: bool = False
+
+
+def load_predictor(
+    project: Project, model_id: str | None, engine: str = "onnx", device: str = "auto"
+) -> tuple[str, Any, SegmenterSpec]:
+    """The predictor of a project's segmenter (the current one by default)."""
+    store = ModelStore(project)
+    model_id = model_id or store.current_model(KIND)
+    if model_id is None:
+        raise NotEnoughDataError(
+            f"{project.root}: no trained segmenter yet; run `cytoreview train-seg` first"
+        )
+    config, state = store.load(model_id)
+    spec = SegmenterSpec.from_config(config)
+    if engine == "torch":
+        model = build_segmenter(config)
+        model.load_state_dict(state)
+        return model_id, TorchPredictor(model, device=device), spec
+    if engine != "onnx":
+        raise ConfigError(f"unknown engine {engine!r}; valid: onnx, torch")
+    data = store.load_onnx(model_id)
+    if data is None:  # e.g. a cancelled run before its export: export now
+        model = build_segmenter(config)
+        model.load_state_dict(state)
+        data = export_onnx(model, spec.input_size)
+        store.save_onnx(model_id, data)
+    return model_id, OnnxPredictor(data, device=device), spec
+
+
+def segment_project(
+    project: Project,
+    *,
+    actor: str,
+    model_id: str | None = None,
+    engine: str = "onnx",
+    device: str = "auto",
+    batch_size: int = 8,
+    tta: bool = False,
+    names: Sequence[str] | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, SegmentReport]:
+    """Auto-mask every image without a human mask (or the named ones); yield per batch."""
+    model_id, predictor, spec = load_predictor(project, model_id, engine, device)
+    predict = with_flip_tta(predictor) if tta else predictor
+    report = SegmentReport(model_id=model_id, engine=engine, device=predictor.device)
+    current = project.current_versions()
+    wanted = set(names) if names is not None else None
+    todo = []
+    for image in project.images():
+        if wanted is not None and image.name not in wanted:
+            continue
+        version = current.get(image.id)
+        if version is not None and version.provenance.is_human:
+            report.skipped_human.append(image.name)
+        else:
+            todo.append(image)
+    start = time.perf_counter()
+    yield Progress(
+        "segment", 0, len(todo), f"{len(todo)} image(s) to segment on {predictor.device}"
+    )
+    for first in range(0, len(todo), batch_size):
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            break
+        chunk = todo[first : first + batch_size]
+        loaded = []
+        for image in chunk:
+            try:
+                loaded.append((image, project.load_image(image).rgb))
+            except (ProjectError, OSError) as exc:
+                report.problems.append(str(exc))
+        results = segment_images([rgb for _, rgb in loaded], predict, spec) if loaded else []
+        for (image, _), result in zip(loaded, results, strict=True):
+            try:
+                project.save_mask(
+                    image.id, result.mask, Provenance.AUTO, actor=actor, source_model=model_id,
+                    uncertainty=result.uncertainty,
+                )  # fmt: skip
+            except ProjectError as exc:  # a person painted it meanwhile: theirs wins
+                report.skipped_human.append(image.name)
+                report.problems.append(str(exc))
+                continue
+            report.segmented.append(image.name)
+            report.uncertainties[image.name] = result.uncertainty
+        done = min(first + batch_size, len(todo))
+        yield Progress("segment", done, len(todo), f"{done}/{len(todo)} segmented")
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def with_request(request: SegTrainRequest, **changes: Any) -> SegTrainRequest:
+    """A copy of ``request`` with some fields changed (for the CLI and the GUI)."""
+    return replace(request, **changes)
+
+
+@dataclass
+class SegEvaluation:
+    """Scores of the current masks against ground truth, overall and per provenance."""
+
+    report: Any  # cytoreview.metrics.segmentation.SegmentationReport
+    by_provenance: dict[str, Any]
+    missing_truth: list[str]
+    problems: list[str]
+
+
+def evaluate_segmentation(
+    project: Project,
+    truth_dir: str | Path,
+    *,
+    ignore_dir: str | Path | None = None,
+    provenance: Sequence[str] | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, SegEvaluation]:
+    """Score the current mask of every image against ``<truth_dir>/<image name>.png``.
+
+    Parameters
+    ----------
+    truth_dir
+        Ground-truth label images (0/1/2) named like the images.
+    ignore_dir
+        Optional masks (non-zero = leave the pixel out of every score), e.g. Herlev's
+        undetermined borders.
+    provenance
+        Only masks of these provenances (e.g. ``["auto"]`` to score what the model generated).
+    """
+    from cytoreview.metrics.segmentation import evaluate_masks
+    from cytoreview.storage.images import read_ignore_mask, read_label_mask
+
+    truth_dir = Path(truth_dir)
+    if not truth_dir.is_dir():
+        raise ProjectError(f"{truth_dir}: ground-truth folder does not exist")
+    wanted = {Provenance(p) for p in provenance} if provenance else None
+    current = project.current_versions()
+    images = [
+        im for im in project.images()
+        if im.id in current and (wanted is None or current[im.id].provenance in wanted)
+    ]  # fmt: skip
+    items: dict[str, list] = {}
+    missing, problems = [], []
+    for step, image in enumerate(images, start=1):
+        if cancel is not None and cancel.cancelled:
+            break
+        truth_path = _find_by_stem(truth_dir, image.name)
+        if truth_path is None:
+            missing.append(image.name)
+            continue
+        try:
+            truth = read_label_mask(truth_path, expected_shape=(image.height, image.width))
+            ignore = None
+            if ignore_dir is not None:
+                ignore_path = _find_by_stem(Path(ignore_dir), image.name)
+                if ignore_path is not None:
+                    ignore = read_ignore_mask(ignore_path, (image.height, image.width))
+        except ProjectError as exc:
+            problems.append(str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - reported per file, the rest is scored
+            problems.append(str(exc))
+            continue
+        found = project.current_mask(image.id)
+        if found is None:
+            problems.append(f"{image.name}: mask versions are damaged; not scored")
+            continue
+        key = found[0].provenance.value
+        items.setdefault(key, []).append((image.name, found[1], truth, ignore))
+        if step % 20 == 0 or step == len(images):
+            yield Progress("evaluate", step, len(images), f"{step}/{len(images)} scored")
+    every = [item for group in items.values() for item in group]
+    if not every:
+        raise NotEnoughDataError(
+            f"{truth_dir}: no ground-truth mask matches an image with a current mask "
+            f"({len(missing)} without truth)"
+        )
+    return SegEvaluation(
+        report=evaluate_masks(every),
+        by_provenance={k: evaluate_masks(v) for k, v in sorted(items.items())},
+        missing_truth=missing,
+        problems=problems,
+    )
+
+
+def _find_by_stem(folder: Path, stem: str) -> Path | None:
+    for ext in (".png", ".tif", ".tiff", ".PNG", ".TIF"):
+        candidate = folder / f"{stem}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
