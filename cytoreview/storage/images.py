@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -69,6 +69,9 @@ class ImageInfo:
         Planes, pages or series in the file (1 for ordinary images); only the first is used.
     format
         ``"tiff"``, ``"png"``, ``"bmp"`` or ``"jpeg"``.
+    pixel_size_um
+        Micrometres per pixel from the TIFF resolution tags, when they hold a microscopy
+        scale; None otherwise (screen DPI such as 72 or 96 is not a pixel size).
     """
 
     width: int
@@ -77,6 +80,7 @@ class ImageInfo:
     dtype: str
     n_pages: int
     format: str
+    pixel_size_um: float | None = None
 
 
 @dataclass(frozen=True)
@@ -450,7 +454,33 @@ def _tiff_layout(path: Path, tif: tifffile.TiffFile) -> tuple[ImageInfo, list[in
     if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
         channels, dtype = 3, "uint8"  # indices are shown through their colour map
     width, height = shape[axes.index("X")], shape[axes.index("Y")]
-    return ImageInfo(width, height, channels, dtype, n_pages, "tiff"), keys, page_axes
+    info = ImageInfo(width, height, channels, dtype, n_pages, "tiff", _tiff_pixel_size(page))
+    return info, keys, page_axes
+
+
+#: Micrometres per resolution unit (TIFF ResolutionUnit 2 = inch, 3 = centimetre).
+_UM_PER_UNIT = {2: 25_400.0, 3: 10_000.0}
+#: Pixel sizes outside this range are not microscopy (a 72 dpi screenshot is 353 µm/px).
+_MICROSCOPY_UM = (0.01, 10.0)
+
+
+def _tiff_pixel_size(page: Any) -> float | None:
+    """Micrometres per pixel from XResolution / ResolutionUnit, or None when not microscopy."""
+    tags = page.tags
+    res, unit = tags.get("XResolution"), tags.get("ResolutionUnit")
+    if res is None or unit is None:
+        return None
+    value = res.value
+    try:
+        ppu = value[0] / value[1] if isinstance(value, tuple) else float(value)
+    except (TypeError, ZeroDivisionError, IndexError):
+        return None
+    um_per_unit = _UM_PER_UNIT.get(int(unit.value))
+    if not um_per_unit or not ppu or ppu <= 0:
+        return None
+    size = um_per_unit / ppu
+    low, high = _MICROSCOPY_UM
+    return round(size, 6) if low <= size <= high else None
 
 
 def _decode_tiff(path: Path, check: Callable[[ImageInfo], None]) -> tuple[np.ndarray, ImageInfo]:

@@ -196,8 +196,8 @@ class Project:
         with self.catalog.write() as conn:
             cursor = conn.execute(
                 "INSERT INTO images (name, source_path, stored_path, sha256, width, height, "
-                "channels, dtype, n_pages, format, class_label, split, imported_at, imported_by) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "channels, dtype, n_pages, format, class_label, split, imported_at, imported_by, "
+                "pixel_size_um) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     str(source),
@@ -213,6 +213,7 @@ class Project:
                     split,
                     utc_now(),
                     actor,
+                    info.pixel_size_um,
                 ),
             )
             image_id = int(cursor.lastrowid or 0)
@@ -233,6 +234,41 @@ class Project:
                 raise ProjectError(f"no image with id {image_id}")
             conn.execute("UPDATE images SET class_label = ? WHERE id = ?", (label, image_id))
             Catalog.audit(conn, actor, "set_class", "image", image_id, old=old[0], new=label)
+
+    def set_pixel_size(
+        self, pixel_size_um: float | None, *, actor: str, image_ids: Iterable[int] | None = None
+    ) -> None:
+        """Set the micrometres per pixel of some images, or the project default.
+
+        Parameters
+        ----------
+        pixel_size_um
+            Micrometres per pixel (> 0), or None to clear.
+        actor
+            Who made the change (audited).
+        image_ids
+            Images to set; None sets the project default used where an image has none.
+        """
+        if pixel_size_um is not None and not 0 < float(pixel_size_um) < 1000:
+            raise ProjectError(f"pixel size must be > 0 micrometres, got {pixel_size_um}")
+        value = None if pixel_size_um is None else float(pixel_size_um)
+        with self.catalog.write() as conn:
+            if image_ids is None:
+                Catalog.set_meta(conn, "pixel_size_um", value)
+                Catalog.audit(conn, actor, "set_pixel_size", "project", None, value=value)
+                return
+            ids = sorted(set(image_ids))
+            conn.executemany(
+                "UPDATE images SET pixel_size_um = ? WHERE id = ?", [(value, i) for i in ids]
+            )
+            Catalog.audit(conn, actor, "set_pixel_size", "image", None, value=value, ids=ids)
+
+    def pixel_size(self, record: ImageRecord) -> float | None:
+        """Micrometres per pixel of an image: its own (from TIFF tags) or the project default."""
+        if record.pixel_size_um:
+            return record.pixel_size_um
+        default = self.catalog.get_meta("pixel_size_um")
+        return float(default) if default else None
 
     def set_seeds(self, image_ids: Iterable[int], *, actor: str, **details: Any) -> None:
         """Make exactly ``image_ids`` the seed set (images to paint by hand)."""

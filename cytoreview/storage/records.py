@@ -30,6 +30,7 @@ class ImageRecord:
     is_seed: bool
     imported_at: str
     imported_by: str
+    pixel_size_um: float | None = None  # micrometres per pixel, when known
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ImageRecord:

@@ -103,6 +103,40 @@ CREATE TRIGGER mask_versions_no_delete BEFORE DELETE ON mask_versions
 BEGIN SELECT RAISE(ABORT, 'mask versions are immutable'); END;
 """
 
+# Version 2: classification. Pixel size for measurements in micrometres, predictions tied to the
+# mask they were made with, heatmaps (derived data: replaced when regenerated), and trainee
+# answers of the teaching mode.
+_V2 = """
+ALTER TABLE images ADD COLUMN pixel_size_um REAL CHECK (pixel_size_um IS NULL OR pixel_size_um > 0);
+ALTER TABLE predictions ADD COLUMN uncertainty REAL;
+ALTER TABLE predictions ADD COLUMN mask_version_id INTEGER REFERENCES mask_versions (id);
+CREATE INDEX predictions_task ON predictions (task, image_id);
+
+CREATE TABLE heatmaps (
+    id            INTEGER PRIMARY KEY,
+    image_id      INTEGER NOT NULL REFERENCES images (id),
+    model_id      TEXT NOT NULL,
+    method        TEXT NOT NULL,             -- 'gradcam', 'gradcam++'
+    target_class  TEXT NOT NULL,
+    path          TEXT NOT NULL,             -- relative; uint8 PNG, value / 255 = relevance
+    quality       TEXT NOT NULL,             -- JSON: entropy, flipping AUC, mass by region...
+    created_at    TEXT NOT NULL,
+    UNIQUE (image_id, model_id, method)
+);
+
+CREATE TABLE trainee_answers (
+    id            INTEGER PRIMARY KEY,
+    trainee       TEXT NOT NULL,
+    image_id      INTEGER NOT NULL REFERENCES images (id),
+    answer        TEXT NOT NULL,
+    truth         TEXT NOT NULL,
+    model_pred    TEXT,
+    seconds       REAL,
+    created_at    TEXT NOT NULL
+);
+CREATE INDEX trainee_answers_trainee ON trainee_answers (trainee);
+"""
+
 #: Ordered migrations; the schema version of a catalog is the number applied.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION: int = len(MIGRATIONS)
