@@ -47,6 +47,11 @@ def _letterbox_geometry(shape: tuple[int, int], size: int) -> Letterbox:
     return Letterbox((h, w), size, scale, (size - nh) // 2, (size - nw) // 2, (nh, nw))
 
 
+def letterbox_geometry(shape: tuple[int, int], size: int) -> Letterbox:
+    """The :class:`Letterbox` that :func:`letterbox_image` uses for an image of ``shape``."""
+    return _letterbox_geometry(shape, size)
+
+
 def _resize(array: np.ndarray, shape: tuple[int, int], interpolation: int) -> np.ndarray:
     if array.shape[:2] == shape:
         return array.copy()

@@ -189,3 +189,78 @@ def index_masks(folder: Path) -> tuple[dict[str, Path], list[InputFileError]]:
             continue
         found[path.stem] = path
     return found, problems
+
+
+#: Column names accepted for the image and the class of a truth table, in order of preference.
+_TRUTH_IMAGE_COLUMNS = ("image", "name", "stem", "file", "filename", "path")
+_TRUTH_CLASS_COLUMNS = ("class", "label", "truth", "diagnosis", "bethesda", "true_class")
+
+
+def read_truth_table(
+    csv_path: Path, *, image_column: str | None = None, class_column: str | None = None
+) -> tuple[dict[str, str], list[InputFileError]]:
+    """Expert classes from a CSV: ``{image stem: class name}`` and the rows that were unusable.
+
+    The image column may hold names, stems or paths (the file stem is used); columns are found
+    by name (``image``/``name``/``file``/``path`` and ``class``/``label``/``diagnosis``...)
+    unless given.
+
+    Raises
+    ------
+    ManifestError
+        If the file cannot be read, is empty, or has no recognisable image or class column.
+    """
+    csv_path = Path(csv_path)
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(csv_path, f"not a UTF-8 text file ({exc.reason})") from exc
+    except OSError as exc:
+        raise ManifestError(csv_path, f"cannot read the file ({exc.strerror or exc})") from exc
+    if not text.strip():
+        raise ManifestError(csv_path, "the truth table is empty")
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    reader.fieldnames = columns
+    lower = {c.lower(): c for c in columns}
+
+    def pick(given: str | None, candidates: tuple[str, ...], what: str) -> str:
+        if given is not None:
+            if given not in columns:
+                raise ManifestError(
+                    csv_path, f"no {given!r} column (columns found: {', '.join(columns)})"
+                )
+            return given
+        for name in candidates:
+            if name in lower:
+                return lower[name]
+        raise ManifestError(
+            csv_path,
+            f"no {what} column: expected one of {', '.join(candidates)} "
+            f"(columns found: {', '.join(columns) or 'none'})",
+        )
+
+    image_col = pick(image_column, _TRUTH_IMAGE_COLUMNS, "image")
+    class_col = pick(class_column, _TRUTH_CLASS_COLUMNS, "class")
+    truth: dict[str, str] = {}
+    problems: list[InputFileError] = []
+    for line, row in enumerate(reader, start=2):
+        value = (row.get(image_col) or "").strip()
+        label = (row.get(class_col) or "").strip()
+        if not value or not label:
+            problems.append(InputFileError(csv_path, f"line {line}: empty image or class"))
+            continue
+        stem = Path(value.replace("\\", "/")).stem if "." in value or "/" in value else value
+        if stem in truth and truth[stem] != label:
+            problems.append(
+                InputFileError(csv_path, f"line {line}: {stem} is listed twice with two classes")
+            )
+            continue
+        truth[stem] = label
+    if not truth and not problems:
+        raise ManifestError(csv_path, "the truth table has a header but no rows")
+    return truth, problems

@@ -1,12 +1,17 @@
-"""Exporting a project's current masks as plain label images."""
+"""Exporting a project's current masks as label images, and its predictions as CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from cytoreview.morphometry.measure import measure_image, morphometry_columns
 from cytoreview.storage.files import write_png
+from cytoreview.storage.predictions import PredictionStore
 from cytoreview.storage.project import Project
 from cytoreview.types import CancelToken, Progress
 
@@ -50,3 +55,83 @@ def export_masks(
         report.provenance_counts[key] = report.provenance_counts.get(key, 0) + 1
         yield Progress("export", step, len(images), f"{image.name}: v{version.version} {key}")
     return report
+
+
+# -- predictions -----------------------------------------------------------------------------
+@dataclass
+class PredictionsExport:
+    """What a predictions export wrote."""
+
+    out: Path
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    without_prediction: int = 0
+    without_mask: int = 0
+
+
+def prediction_columns(class_names: list[str]) -> list[str]:
+    """Columns of the predictions CSV: the specified ones first, then measurements and context."""
+    head = ["image", "pred_class", *[f"prob_{c}" for c in class_names]]
+    head += ["pred_binary", "prob_revisable"]
+    tail = ["true_class", "uncertainty", "mask_source", "model_id"]
+    return head + morphometry_columns() + tail
+
+
+def export_predictions(
+    project: Project, out: str | Path, *, cancel: CancelToken | None = None
+) -> Generator[Progress, None, PredictionsExport]:
+    """Write one CSV row per image: predictions, the binary call and the cell measurements.
+
+    Images without a prediction or a mask still get a row with empty cells, so the file lists
+    the whole project and nothing is silently missing.
+    """
+    store = PredictionStore(project)
+    classes = list(project.scheme.classes)
+    columns = prediction_columns(classes)
+    report = PredictionsExport(out=Path(out), columns=columns)
+    bethesda = store.latest_predictions("bethesda")
+    binary = store.latest_predictions("binary")
+    current = project.current_versions()
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    records = project.images()
+    for step, record in enumerate(records, start=1):
+        if cancel is not None and cancel.cancelled:
+            return report  # nothing written: a partial table would look complete
+        row: dict[str, Any] = {"image": record.name, "true_class": record.class_label or ""}
+        pred = bethesda.get(record.id)
+        if pred is None:
+            report.without_prediction += 1
+        else:
+            row.update(pred_class=pred.pred_class, model_id=pred.model_id)
+            row["uncertainty"] = _fmt(pred.uncertainty)
+            for c in classes:
+                row[f"prob_{c}"] = _fmt(pred.probabilities.get(c))
+        call = binary.get(record.id)
+        if call is not None:
+            row["pred_binary"] = call.pred_class
+            row["prob_revisable"] = _fmt(call.probabilities.get("revisable"))
+        found = project.current_mask(record.id) if record.id in current else None
+        if found is None:
+            report.without_mask += 1
+        else:
+            row["mask_source"] = found[0].provenance.value
+            image = project.load_image(record).rgb
+            values = measure_image(found[1], image, project.pixel_size(record)).row()
+            row.update({k: _fmt(v) for k, v in values.items()})
+        writer.writerow(row)
+        report.rows += 1
+        if step % 20 == 0 or step == len(records):
+            yield Progress("export", step, len(records), f"{step} rows")
+    project.write_export(report.out, buffer.getvalue().encode("utf-8"))
+    return report
+
+
+def _fmt(value: Any) -> Any:
+    """Numbers with 6 significant digits (enough for areas and probabilities), None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.6g}"  # NaN -> empty
+    return value

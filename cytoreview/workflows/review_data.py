@@ -1,0 +1,309 @@
+"""Per-image review data: classify every image, explain the calls, measure the cells.
+
+Each pass is a generator of progress events that can be cancelled between images; what was
+finished before a cancel is stored.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from cytoreview.data.cls_dataset import make_input
+from cytoreview.data.transforms import letterbox_geometry
+from cytoreview.explain.cam import class_activation_maps, heatmap_to_image, upsample_heatmap
+from cytoreview.explain.quality import (
+    flipping_auc,
+    heatmap_quality,
+    pixel_flipping_curve,
+    random_flipping_curve,
+)
+from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
+from cytoreview.models.devices import pick_torch_device
+from cytoreview.morphometry.measure import ImageMeasurements, measure_image
+from cytoreview.storage.predictions import PredictionInput, PredictionStore
+from cytoreview.storage.project import Project
+from cytoreview.storage.records import ImageRecord
+from cytoreview.types import CancelToken, Progress
+from cytoreview.workflows.classification import (
+    BINARY_CLASSES,
+    LoadedClassifier,
+    current_classifier_id,
+    load_classifier,
+)
+
+CAM_METHODS: tuple[str, ...] = ("gradcam++", "gradcam")
+
+
+def normalised_entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy of each row of class probabilities divided by log(K): 0 certain, 1 undecided."""
+    p = np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)
+    k = p.shape[1]
+    if k < 2:
+        return np.zeros(p.shape[0])
+    return -(p * np.log(p)).sum(axis=1) / math.log(k)
+
+
+def _selected(project: Project, image_ids: Sequence[int] | None) -> list[ImageRecord]:
+    records = project.images()
+    if image_ids is None:
+        return records
+    wanted = set(image_ids)
+    return [r for r in records if r.id in wanted]
+
+
+# -- classify ------------------------------------------------------------------------------------
+@dataclass
+class ClassifyReport:
+    """What a classification pass did."""
+
+    models: dict[str, str] = field(default_factory=dict)  # task -> model id
+    classified: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds_per_image: float = 0.0
+    cancelled: bool = False
+    counts: dict[str, int] = field(default_factory=dict)  # predicted class -> images
+
+
+def classify_project(
+    project: Project,
+    *,
+    actor: str,
+    model_id: str | None = None,
+    image_ids: Sequence[int] | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, ClassifyReport]:
+    """Predict the class (and the binary call) of every image, or of ``image_ids``.
+
+    Uses ``model_id`` or the current Bethesda classifier, plus the current dedicated binary
+    classifier when there is one; without a binary model the call is derived from the Bethesda
+    probabilities. Images without a mask are skipped by mask-fusion models.
+    """
+    main = load_classifier(project, model_id)
+    models = [main]
+    binary_id = current_classifier_id(project, "binary")
+    if main.task == "bethesda" and binary_id is not None:
+        models.append(load_classifier(project, binary_id, task="binary"))
+    report = ClassifyReport(models={m.task: m.model_id for m in models})
+    records = _selected(project, image_ids)
+    store = PredictionStore(project)
+    current = project.current_versions()
+    started, done = time.perf_counter(), 0
+    for start in range(0, len(records), batch_size):
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            break
+        batch = records[start : start + batch_size]
+        images, masks, kept, versions = [], [], [], []
+        for record in batch:
+            found = project.current_mask(record.id) if record.id in current else None
+            if found is None and main.uses_mask:
+                report.skipped.append(f"{record.name}: no mask yet (run `cytoreview segment`)")
+                continue
+            images.append(project.load_image(record).rgb)
+            masks.append(None if found is None else found[1])
+            versions.append(None if found is None else found[0].id)
+            kept.append(record)
+        if kept:
+            for loaded in models:
+                _classify_batch(store, loaded, project, kept, images, masks, versions, device,
+                                actor=actor, derive_binary=len(models) == 1)  # fmt: skip
+        done += len(kept)
+        end = min(start + batch_size, len(records))
+        yield Progress("classify", end, len(records), f"{done} images classified")
+    report.classified = done
+    report.seconds_per_image = (time.perf_counter() - started) / max(done, 1)
+    latest = store.latest_predictions(main.task, model_id=main.model_id)
+    for pred in latest.values():
+        report.counts[pred.pred_class] = report.counts.get(pred.pred_class, 0) + 1
+    return report
+
+
+def _classify_batch(
+    store: PredictionStore,
+    loaded: LoadedClassifier,
+    project: Project,
+    records: list[ImageRecord],
+    images: list[np.ndarray],
+    masks: list[np.ndarray | None],
+    versions: list[int | None],
+    device: str,
+    *,
+    actor: str,
+    derive_binary: bool,
+) -> None:
+    spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
+    probs = predict_class_probs(loaded.model, images, masks, spec, device=device)
+    entropy = normalised_entropy(probs)
+    rows = [
+        PredictionInput(
+            r.id,
+            loaded.class_names[int(np.argmax(p))],
+            dict(zip(loaded.class_names, map(float, p), strict=True)),
+            float(u),
+            v,
+        )
+        for r, p, u, v in zip(records, probs, entropy, versions, strict=True)
+    ]
+    store.save_predictions(loaded.model_id, loaded.task, rows, actor=actor)
+    if loaded.task == "bethesda" and derive_binary:
+        revisable = [c for c in loaded.class_names if project.scheme.is_revisable(c)]
+        idx = [loaded.class_names.index(c) for c in revisable]
+        p_rev = probs[:, idx].sum(axis=1) if idx else np.zeros(len(records))
+        binary = np.stack([1 - p_rev, p_rev], axis=1)
+        derived = [
+            PredictionInput(
+                r.id,
+                BINARY_CLASSES[int(pr >= 0.5)],
+                {BINARY_CLASSES[0]: float(1 - pr), BINARY_CLASSES[1]: float(pr)},
+                float(u),
+                v,
+            )
+            for r, pr, u, v in zip(
+                records, p_rev, normalised_entropy(binary), versions, strict=True
+            )
+        ]
+        store.save_predictions(loaded.model_id, "binary", derived, actor=actor)
+
+
+# -- explain -------------------------------------------------------------------------------------
+@dataclass
+class ExplainReport:
+    """What an explanation pass did."""
+
+    model_id: str
+    method: str
+    explained: int = 0
+    skipped: list[str] = field(default_factory=list)
+    flagged: list[str] = field(default_factory=list)  # images whose heatmap is on background
+    seconds_per_image: float = 0.0
+    cancelled: bool = False
+
+
+def explain_image(
+    loaded: LoadedClassifier,
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    method: str = "gradcam++",
+    target: int | None = None,
+    flipping_steps: int = 10,
+    device: str = "auto",
+) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """Heatmap of one image at its own size, the class explained and the quality figures.
+
+    Parameters
+    ----------
+    loaded
+        The classifier.
+    image, mask
+        RGB crop and its label mask (None for image-only models; then no region shares).
+    method
+        ``gradcam++`` or ``gradcam``.
+    target
+        Class index to explain; None explains the predicted class.
+    flipping_steps
+        Steps of the pixel-flipping curve (0 skips it: one forward pass per step is saved).
+    device
+        ``auto``, ``cpu`` or ``cuda``.
+    """
+    x = make_input(image, mask, loaded.input_size)
+    torch_device = pick_torch_device(device)
+    model = loaded.model.to(torch_device)
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(x[None]).to(torch_device))
+    probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+    cls = int(np.argmax(probs)) if target is None else int(target)
+    cam = class_activation_maps(model, model.cam_layer, x[None], target=cls, method=method)[0]
+    box = letterbox_geometry(image.shape[:2], loaded.input_size)
+    heatmap = heatmap_to_image(cam, box)
+    auc = random_auc = None
+    if flipping_steps:
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                out = model(torch.from_numpy(np.ascontiguousarray(batch)).to(torch_device))
+            return torch.softmax(out.float(), dim=1).cpu().numpy()
+
+        at_input = upsample_heatmap(cam, loaded.input_size)
+        auc = flipping_auc(*pixel_flipping_curve(predict, x, at_input, cls, flipping_steps))
+        random_auc = flipping_auc(
+            *random_flipping_curve(predict, x, cls, flipping_steps, repeats=1)
+        )
+    quality = heatmap_quality(
+        heatmap,
+        mask if mask is not None else np.zeros(heatmap.shape, np.uint8),
+        flipping_auc=auc,
+        random_flipping_auc=random_auc,
+    ).to_dict()
+    if mask is None:
+        quality["shares"], quality["looks_at_background"] = {}, False
+    quality["confidence"] = float(probs[cls])
+    return heatmap, cls, quality
+
+
+def explain_project(
+    project: Project,
+    *,
+    method: str = "gradcam++",
+    model_id: str | None = None,
+    image_ids: Sequence[int] | None = None,
+    flipping_steps: int = 10,
+    device: str = "auto",
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, ExplainReport]:
+    """Compute, score and store a heatmap for the predicted class of every image."""
+    loaded = load_classifier(project, model_id)
+    report = ExplainReport(model_id=loaded.model_id, method=method)
+    store = PredictionStore(project)
+    current = project.current_versions()
+    records = _selected(project, image_ids)
+    started = time.perf_counter()
+    for step, record in enumerate(records, start=1):
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            break
+        found = project.current_mask(record.id) if record.id in current else None
+        if found is None and loaded.uses_mask:
+            report.skipped.append(f"{record.name}: no mask yet (run `cytoreview segment`)")
+            yield Progress("explain", step, len(records), report.skipped[-1], level="warning")
+            continue
+        image = project.load_image(record).rgb
+        heatmap, cls, quality = explain_image(
+            loaded, image, None if found is None else found[1], method=method,
+            flipping_steps=flipping_steps, device=device,
+        )  # fmt: skip
+        target = loaded.class_names[cls]
+        store.save_heatmap(record.id, loaded.model_id, method, target, heatmap, quality)
+        report.explained += 1
+        if quality.get("looks_at_background"):
+            report.flagged.append(record.name)
+        yield Progress("explain", step, len(records), f"{record.name}: {target}")
+    report.seconds_per_image = (time.perf_counter() - started) / max(report.explained, 1)
+    return report
+
+
+# -- measure -------------------------------------------------------------------------------------
+def measure_project(
+    project: Project, image_ids: Sequence[int] | None = None
+) -> dict[int, ImageMeasurements]:
+    """Cell measurements of every image that has a mask, in µm where the pixel size is known."""
+    current = project.current_versions()
+    out: dict[int, ImageMeasurements] = {}
+    for record in _selected(project, image_ids):
+        if record.id not in current:
+            continue
+        found = project.current_mask(record.id)
+        if found is None:
+            continue
+        image = project.load_image(record).rgb
+        out[record.id] = measure_image(found[1], image, project.pixel_size(record))
+    return out

@@ -1,0 +1,170 @@
+"""Classifier use cases on a small synthetic project: train, classify, explain, export, evaluate.
+
+Classes differ visibly (NILM: small pale nucleus; HSIL: large dark nucleus), so even a tiny
+network learns them in a few epochs at 64 px. One training run (module scope) is shared.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cytoreview.data.synthetic import synth_dataset
+from cytoreview.errors import ManifestError, NotEnoughDataError, ProjectError
+from cytoreview.models.classifier_blocks import TINY_BACKBONE
+from cytoreview.morphometry.measure import morphometry_columns
+from cytoreview.storage.model_store import ModelStore
+from cytoreview.storage.predictions import PredictionStore
+from cytoreview.storage.project import Project
+from cytoreview.types import CancelToken
+from cytoreview.workflows.classification import (
+    ClsTrainRequest,
+    load_classifier,
+    train_classification,
+)
+from cytoreview.workflows.evaluate_cls import evaluate_classification
+from cytoreview.workflows.export import export_predictions
+from cytoreview.workflows.importing import import_images
+from cytoreview.workflows.review_data import classify_project, explain_project, measure_project
+from tests.conftest import run_job, write_label_png, write_rgb_png
+
+CLASSES = ("NILM", "LSIL", "HSIL")
+
+
+def _request(**changes) -> ClsTrainRequest:
+    base = dict(
+        backbone=TINY_BACKBONE, mask_backbone=TINY_BACKBONE, input_size=64, epochs=12,
+        batch_size=8, lr=1e-3, patience=6, seed=0,
+    )  # fmt: skip
+    return ClsTrainRequest(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("cls")
+    rows = ["image,class"]
+    for name, sample in synth_dataset(36, seed=5, classes=CLASSES, size_range=(56, 80)):
+        write_rgb_png(root / "src" / sample.label / f"{name}.png", sample.image)
+        write_label_png(root / "masks" / f"{name}.png", sample.mask)
+        rows.append(f"{name}.png,{sample.label}")
+    (root / "truth.csv").write_text("\n".join(rows) + "\n")
+    project = Project.init(root / "proj", actor="t")
+    run_job(import_images(project, root / "src", actor="dr_a", masks_dir=root / "masks"))
+    events, report = run_job(train_classification(project, _request(), actor="dr_a"))
+    yield project, report, events, root
+    project.close()
+
+
+def test_training_stores_a_usable_self_describing_model(trained) -> None:
+    project, report, events, _ = trained
+    assert report.status == "finished" and report.class_names == list(CLASSES)
+    assert report.n_train + report.n_val == 36 and report.n_val >= 6
+    assert any(e.stage == "epoch" for e in events)
+    # The validation set is scored at the end of training (3 classes: chance is 0.33).
+    assert report.validation["accuracy"] >= 0.6, report.validation
+    store = ModelStore(project)
+    assert store.current_model("classification-bethesda") == report.model_id
+    assert store.load_onnx(report.model_id)
+    loaded = load_classifier(project)
+    assert loaded.class_names == list(CLASSES) and loaded.uses_mask
+    # "ASC-US" has no example: reported, not a crash; the head has the three present classes.
+    assert any("ASC-US" in e.message for e in events if e.level == "warning")
+
+
+def test_classify_explain_export_and_evaluate(trained, tmp_path: Path) -> None:
+    project, _, _, root = trained
+    _, classified = run_job(classify_project(project, actor="dr_a"))
+    assert classified.classified == 36 and not classified.skipped
+    store = PredictionStore(project)
+    preds = store.latest_predictions("bethesda")
+    assert len(preds) == 36
+    some = next(iter(preds.values()))
+    assert set(some.probabilities) == set(CLASSES)
+    assert sum(some.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert 0.0 <= some.uncertainty <= 1.0 and some.mask_version_id is not None
+    binary = store.latest_predictions("binary")
+    assert len(binary) == 36  # derived from the Bethesda probabilities
+    p = binary[some.image_id].probabilities["revisable"]
+    assert p == pytest.approx(some.probabilities["LSIL"] + some.probabilities["HSIL"], abs=1e-6)
+
+    evaluation = evaluate_classification(project, root / "truth.csv")
+    assert evaluation.n_matched == 36 and evaluation.multiclass is not None
+    assert evaluation.multiclass.accuracy >= 0.6  # measured 0.8-0.95 on this set
+    assert evaluation.binary is not None and evaluation.binary.f1 >= 0.7
+    assert set(evaluation.roc) == set(CLASSES)
+    own = evaluate_classification(project)  # the project labels: says how many were trained on
+    assert own.on_training_images == 36
+
+    ids = [r.id for r in project.images()[:3]]
+    _, explained = run_job(explain_project(project, image_ids=ids, flipping_steps=4))
+    assert explained.explained == 3
+    for image_id in ids:
+        rec = store.heatmap_record(image_id)
+        heat = store.load_heatmap(rec)
+        image = project.image(image_id)
+        assert heat.shape == (image.height, image.width)
+        assert heat.min() >= 0.0 and heat.max() <= 1.0 and heat.max() > 0
+        shares = rec.quality["shares"]
+        assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+        assert rec.quality["flipping_auc"] is not None
+
+    out = tmp_path / "predictions.csv"
+    _, exported = run_job(export_predictions(project, out))
+    table = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert exported.rows == len(table) == 36
+    header = list(table[0])
+    expected = ["image", "pred_class", "prob_NILM", "prob_ASC-US", "prob_LSIL", "prob_HSIL",
+                "pred_binary", "prob_revisable"]  # fmt: skip
+    assert header[: len(expected)] == expected
+    assert set(morphometry_columns()) <= set(header)
+    names = {r.name for r in project.images()}
+    assert {row["image"] for row in table} == names
+    row = table[0]
+    assert row["pred_class"] in CLASSES and row["pred_binary"] in ("revisable", "not-revisable")
+    assert float(row["nucleus_area_px"]) > 0 and float(row["nc_ratio"]) > 0
+
+
+def test_measurements_follow_the_class(trained) -> None:
+    project, *_ = trained
+    measured = measure_project(project)
+    by_class: dict[str, list[float]] = {}
+    for record in project.images():
+        nc = measured[record.id].max_nc_ratio
+        by_class.setdefault(record.class_label, []).append(nc)
+    # The synthetic classes follow Bethesda: N:C rises from NILM to HSIL.
+    assert np.median(by_class["NILM"]) < np.median(by_class["LSIL"]) < np.median(by_class["HSIL"])
+
+
+def test_cancelled_training_keeps_its_best_model(trained) -> None:
+    project, *_ = trained
+    cancel = CancelToken()
+    job = train_classification(project, _request(epochs=30, arch="image-only"), actor="t",
+                               cancel=cancel)  # fmt: skip
+    events = []
+    try:
+        while True:
+            event = next(job)
+            events.append(event)
+            if event.stage == "epoch" and event.step == 2:
+                cancel.cancel()
+    except StopIteration as stop:
+        report = stop.value
+    assert report.status == "cancelled" and len(report.history) == 2
+    assert ModelStore(project).checkpoint_path(report.model_id).is_file()
+
+
+def test_clear_errors(tmp_path: Path, trained) -> None:
+    with Project.init(tmp_path / "empty", actor="t") as empty:
+        with pytest.raises(NotEnoughDataError, match="at least 4 images"):
+            run_job(train_classification(empty, _request(), actor="t"))
+        with pytest.raises(ProjectError, match="no bethesda classifier trained yet"):
+            run_job(classify_project(empty, actor="t"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    project, *_ = trained
+    with pytest.raises(ManifestError, match="no image column"):
+        evaluate_classification(project, bad)
