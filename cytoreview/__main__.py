@@ -2,6 +2,6 @@
 
 import sys
 
-from cytoreview.cli.main import main
+from cytoreview.launcher import main
 
 sys.exit(main())

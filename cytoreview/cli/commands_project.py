@@ -14,7 +14,7 @@ from cytoreview.errors import ProjectError
 from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS, current_user
 from cytoreview.storage.images import DEFAULT_MAX_PIXELS
 from cytoreview.types import CLASS_SCHEMES, CancelToken
-from cytoreview.workflows.export import export_masks
+from cytoreview.workflows.export import export_masks, export_predictions
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.projects import build_scheme, create_project, open_project
 from cytoreview.workflows.seeds import pick_seeds
@@ -73,10 +73,14 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_cmd_status)
 
-    p = sub.add_parser("export", help="export masks", description=_cmd_export.__doc__)
+    p = sub.add_parser(
+        "export", help="export masks or predictions", description=_cmd_export.__doc__
+    )
     p.add_argument("project", type=Path, help="the project folder")
-    p.add_argument("what", choices=["masks"], help="what to export")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("what", choices=["masks", "predictions"], help="what to export")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder (masks) or CSV file (predictions)"
+    )
     p.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("audit", help="show the audit log", description=_cmd_audit.__doc__)
@@ -159,8 +163,24 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    """Export the current mask of every image that has one as <image name>.png (0/1/2)."""
+    """masks: the current mask of every image that has one as <image name>.png (0/1/2).
+    predictions: one CSV row per image: image, pred_class, prob_<class> for each class,
+    pred_binary, prob_revisable, the cell measurements (areas in px and um2, N:C ratio, nucleus
+    shape and intensity), then true_class, uncertainty, mask_source and model_id."""
     token = CancelToken()
+    if args.what == "predictions":
+        with open_project(args.project) as project:
+            job = export_predictions(project, args.out, cancel=token)
+            table = drive(job, token, verbose=args.verbose)
+        if table.cancelled:
+            console.print("cancelled: nothing written")
+            return EXIT_CANCELLED
+        console.print(
+            f"{table.rows} row(s) written to {table.out} ({len(table.columns)} columns; "
+            f"{table.without_prediction} without a prediction, {table.without_mask} without a "
+            "mask)"
+        )
+        return 0
     with open_project(args.project) as project:
         report = drive(export_masks(project, args.out, cancel=token), token, verbose=args.verbose)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report.provenance_counts.items()))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from cytoreview import __version__
-from cytoreview.cli import commands_demo, commands_project, commands_seg
+from cytoreview.cli import commands_cls, commands_demo, commands_project, commands_seg
 from cytoreview.cli.progress import err_console
 from cytoreview.errors import CytoReviewError
 
@@ -28,8 +29,17 @@ The person acting is recorded in the audit log: --user, else $CYTOREVIEW_USER, e
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (also used by the tests and the docs)."""
+def build_parser(
+    extra_commands: Sequence[Callable[[Any], None]] = (),
+) -> argparse.ArgumentParser:
+    """The full argument parser (also used by the tests and the docs).
+
+    Parameters
+    ----------
+    extra_commands
+        Functions that add more sub-commands (the launcher adds ``gui`` this way, so the CLI
+        never imports the GUI).
+    """
     parser = argparse.ArgumentParser(
         prog="cytoreview",
         description="CytoReview: paint, segment, classify and review cervical cytology images.",
@@ -42,13 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_project.register(sub)
     commands_seg.register(sub)
+    commands_cls.register(sub)
     commands_demo.register(sub)
+    for register in extra_commands:
+        register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cytoreview`` console script; returns the exit status."""
-    parser = build_parser()
+def main(
+    argv: Sequence[str] | None = None, extra_commands: Sequence[Callable[[Any], None]] = ()
+) -> int:
+    """Run one command; returns the exit status (see :mod:`cytoreview.launcher`)."""
+    parser = build_parser(extra_commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -62,3 +62,22 @@ def clear_demo_folder(folder: str | Path) -> None:
 def mark_demo_folder(folder: str | Path) -> None:
     """Create ``folder`` and mark it as the demo's own."""
     write_text(Path(folder) / DEMO_MARKER, "made by `cytoreview demo`; safe to delete\n")
+
+
+def write_files(folder: str | Path, files: dict[str, bytes]) -> list[Path]:
+    """Write several files under ``folder`` (relative names, sub-folders allowed), each atomically.
+
+    The files are written in sorted order with the HTML pages last, so a reader that opens the
+    page never finds it pointing at a file that is not there yet.
+    """
+    folder = Path(folder)
+    written = []
+    order = sorted(files, key=lambda name: (name.endswith((".html", ".htm")), name))
+    for name in order:
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"{name!r}: report files must stay inside {folder}")
+        path = folder / rel
+        atomic_write_bytes(path, files[name])
+        written.append(path)
+    return written

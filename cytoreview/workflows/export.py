@@ -67,6 +67,7 @@ class PredictionsExport:
     columns: list[str] = field(default_factory=list)
     without_prediction: int = 0
     without_mask: int = 0
+    cancelled: bool = False
 
 
 def prediction_columns(class_names: list[str]) -> list[str]:
@@ -98,6 +99,7 @@ def export_predictions(
     records = project.images()
     for step, record in enumerate(records, start=1):
         if cancel is not None and cancel.cancelled:
+            report.cancelled = True
             return report  # nothing written: a partial table would look complete
         row: dict[str, Any] = {"image": record.name, "true_class": record.class_label or ""}
         pred = bethesda.get(record.id)

@@ -231,6 +231,8 @@ def train_segmentation(
     summary = {
         "stop_reason": result.stop_reason, "seconds": round(result.seconds, 1),
         "device": result.device, "epochs_run": len(result.history),
+        "n_train": len(train_idx), "n_val": len(val_idx),
+        "history": [{"epoch": h.epoch, **_stats_dict(h)} for h in result.history],
         **({"best_epoch": result.best.epoch, **_stats_dict(result.best)} if result.best else {}),
     }  # fmt: skip
     store.finish_run(run_id, status, summary, actor=actor, has_checkpoint=saved["any"])

@@ -1,0 +1,270 @@
+"""Classification commands: train-cls, classify, explain, evaluate-cls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cytoreview.cli.progress import console, drive
+from cytoreview.models.classifier_blocks import CLS_BACKBONES, TINY_BACKBONES
+from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH, DEFAULT_BACKBONE
+from cytoreview.models.devices import DEVICES
+from cytoreview.settings import current_user
+from cytoreview.types import CancelToken
+from cytoreview.workflows.classification import TASKS, ClsTrainRequest, train_classification
+from cytoreview.workflows.evaluate_cls import ClsEvaluation, evaluate_classification
+from cytoreview.workflows.projects import open_project
+from cytoreview.workflows.report import write_report
+from cytoreview.workflows.review_data import CAM_METHODS, classify_project, explain_project
+
+EXIT_CANCELLED = 130
+
+
+def register(sub: Any) -> None:
+    """Add the classification commands to the ``cytoreview`` parser."""
+    p = sub.add_parser(
+        "train-cls", help="train the cell classifier", description=_cmd_train.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--arch", choices=sorted(ARCH_USES_MASK), default=DEFAULT_ARCH,
+                   help=f"network (default {DEFAULT_ARCH}: image + mask, pooled)")  # fmt: skip
+    p.add_argument("--task", choices=TASKS, default="bethesda",
+                   help="bethesda: the project's classes; binary: needs review or not")  # fmt: skip
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, metavar="NAME",
+                   help=f"timm CNN of the image branch (default {DEFAULT_BACKBONE}; e.g. "
+                        f"{', '.join(CLS_BACKBONES[:6])}; tiny for tests: "
+                        f"{', '.join(TINY_BACKBONES)})")  # fmt: skip
+    p.add_argument("--mask-backbone", default=DEFAULT_BACKBONE, metavar="NAME",
+                   help=f"CNN of the mask branch (default {DEFAULT_BACKBONE})")  # fmt: skip
+    p.add_argument("--input-size", type=int, default=128, help="model input side (default 128)")
+    p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default 100)")
+    p.add_argument("--time-budget", type=float, metavar="MIN", help="stop after MIN minutes")
+    p.add_argument("--batch-size", type=int, default=16, help="images per step (default 16)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument("--balance", choices=["oversample", "none"], default="oversample",
+                   help="oversample minority classes with augmentation (default)")  # fmt: skip
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument(
+        "--human-masks-only",
+        action="store_true",
+        help="use only manual/corrected/approved masks (default: auto masks too)",
+    )
+    p.add_argument("--weights", metavar="FILE",
+                   help="initial weights of the image backbone (e.g. ImageNet .pth)")  # fmt: skip
+    p.add_argument("--init", metavar="MODEL", help="fine-tune a classifier of this project")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser(
+        "classify", help="predict every image's class", description=_cmd_classify.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--model", help="model id (default: the current Bethesda classifier)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--batch-size", type=int, default=16, help="images per model call")
+    p.set_defaults(handler=_cmd_classify)
+
+    p = sub.add_parser(
+        "explain", help="heatmaps of the classifier's calls", description=_cmd_explain.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--method", choices=CAM_METHODS, default="gradcam++", help="default gradcam++")
+    p.add_argument("--model", help="model id (default: the current Bethesda classifier)")
+    p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
+    p.add_argument("--flipping-steps", type=int, default=10,
+                   help="steps of the pixel-flipping check (0 skips it; default 10)")  # fmt: skip
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.set_defaults(handler=_cmd_explain)
+
+    p = sub.add_parser("evaluate-cls", help="score predictions against true classes",
+                       description=_cmd_evaluate.__doc__)  # fmt: skip
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument(
+        "--truth",
+        type=Path,
+        help="CSV with image and class columns (default: the project's own labels)",
+    )
+    p.add_argument("--model", help="score this model's predictions only")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "report", help="write the HTML review report", description=_cmd_report.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--truth",
+        type=Path,
+        help="CSV of held-out true classes to score against (default: the project's labels)",
+    )
+    p.add_argument("--gallery", type=int, default=24, help="images in the gallery (default 24)")
+    p.set_defaults(handler=_cmd_report)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train a classifier on the labelled images and their current masks: image-only, or
+    image + mask fused by flattening or by global average pooling (default). Minority classes
+    are oversampled with augmentation; 80/20 stratified validation; early stopping. Classes
+    without examples are reported and left out."""
+    request = ClsTrainRequest(
+        task=args.task, arch=args.arch, backbone=args.backbone, mask_backbone=args.mask_backbone,
+        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        patience=args.patience, balance=args.balance, time_budget_min=args.time_budget,
+        device=args.device, seed=args.seed, human_masks_only=args.human_masks_only,
+        weights=args.weights, init=args.init,
+    )  # fmt: skip
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = train_classification(project, request, actor=current_user(args.user), cancel=token)
+        report = drive(job, token, verbose=True)
+    console.print(
+        f"model {report.model_id} ({report.task}: {', '.join(report.class_names)}): "
+        f"{report.status} ({report.stop_reason}) after {len(report.history)} epoch(s), "
+        f"{report.seconds / 60:.1f} min on {report.device}"
+    )
+    if report.best is None:
+        console.print("[yellow]no epoch finished: no model was saved[/]")
+    elif report.validation:
+        v = report.validation
+        console.print(
+            f"best epoch {report.best.epoch}: validation ({report.n_val} images) accuracy "
+            f"{v['accuracy']:.3f}, macro F1 {v['macro']['f1']:.3f}"
+            + (f", macro AUC {v['macro']['auc']:.3f}" if v["macro"]["auc"] is not None else "")
+        )
+    return EXIT_CANCELLED if report.status == "cancelled" else 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    """Predict the class of every image with the current classifier and store the
+    probabilities, an uncertainty score (normalised entropy: the review queue sorts by it) and
+    the binary needs-review call (from a dedicated binary model if one is trained, else derived
+    from the class probabilities)."""
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = classify_project(
+            project, actor=current_user(args.user), model_id=args.model, device=args.device,
+            batch_size=args.batch_size, cancel=token,
+        )  # fmt: skip
+        report = drive(job, token, verbose=args.verbose)
+    models = ", ".join(f"{task}: {mid}" for task, mid in report.models.items())
+    console.print(
+        f"{report.classified} image(s) classified ({models}); "
+        f"{report.seconds_per_image * 1000:.0f} ms per image"
+    )
+    if report.counts:
+        console.print(
+            "predicted: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+        )
+    for line in report.skipped[:10]:
+        console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+    if len(report.skipped) > 10:
+        console.print(f"[yellow]warning:[/] ... {len(report.skipped) - 10} more skipped")
+    return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    """Compute a heatmap (Grad-CAM++ by default) of the predicted class for every image, at the
+    image's own size, with quality figures: entropy, a pixel-flipping check and the share of
+    the heatmap on nucleus / cytoplasm / background. Images where the model mostly looked at
+    the background are flagged for review."""
+    token = CancelToken()
+    with open_project(args.project) as project:
+        ids = None
+        if args.images:
+            ids = [project.image(name).id for name in args.images]
+        job = explain_project(
+            project, method=args.method, model_id=args.model, image_ids=ids,
+            flipping_steps=args.flipping_steps, device=args.device, cancel=token,
+        )  # fmt: skip
+        report = drive(job, token, verbose=args.verbose)
+    console.print(
+        f"{report.explained} heatmap(s) with {report.method} from {report.model_id}; "
+        f"{report.seconds_per_image * 1000:.0f} ms per image"
+    )
+    if report.flagged:
+        shown = ", ".join(report.flagged[:10]) + (" ..." if len(report.flagged) > 10 else "")
+        console.print(
+            f"[yellow]{len(report.flagged)} image(s) where the model looked mostly at the "
+            f"background (review them):[/] {shown}",
+            soft_wrap=True,
+        )
+    for line in report.skipped[:10]:
+        console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+    return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score the stored predictions against true classes: accuracy, per-class and macro
+    precision / recall / F1, one-vs-rest ROC AUC, confusion matrices, and the binary
+    needs-review call (F1, sensitivity, specificity, AUC)."""
+    with open_project(args.project) as project:
+        result = evaluate_classification(project, args.truth, model_id=args.model)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    _print_evaluation(result)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Write a self-contained HTML report (report.html, every image embedded, plus the plots
+    as PNG files): data per class, segmentation and classification metrics, training curves,
+    confusion matrices, ROC curves, a gallery with mask and heatmap overlays, and the cell
+    measurements. It shows what is stored; run train-seg / segment / train-cls / classify /
+    explain first for the full picture."""
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = write_report(
+            project, args.out, truth_csv=args.truth, max_gallery=args.gallery, cancel=token
+        )
+        result = drive(job, token, verbose=args.verbose)
+    page = result.out / "report.html"
+    console.print(
+        f"report written: {page} ({', '.join(result.sections)}; {result.gallery} gallery images)"
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    return 0
+
+
+def _print_evaluation(result: ClsEvaluation) -> None:
+    console.print(f"[bold]{result.n_matched} image(s)[/] scored against {result.source} "
+                  f"(models: {', '.join(result.model_ids)})")  # fmt: skip
+    if result.on_training_images:
+        console.print(
+            f"[yellow]note:[/] {result.on_training_images} of them were used to train the model:"
+            " these figures are optimistic; use --truth with held-out images"
+        )
+    m = result.multiclass
+    if m is not None:
+        auc = f", macro AUC {m.macro_auc:.3f}" if m.macro_auc is not None else ""
+        console.print(f"accuracy {m.accuracy:.3f}, macro F1 {m.macro_f1:.3f}{auc}")
+        width = max(len(c) for c in m.class_names)
+        console.print(f"  {'class':<{width}}  precision  recall     F1  support    AUC")
+        for i, name in enumerate(m.class_names):
+            a = m.auc[i]
+            console.print(
+                f"  {name:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}"
+                f"  {m.support[i]:7d}  {'   -' if a is None else f'{a:.3f}'}"
+            )
+        console.print("confusion (rows: truth, columns: prediction)")
+        console.print("  " + " ".join(f"{c[:7]:>7}" for c in ["", *m.class_names]))
+        for name, row in zip(m.class_names, m.confusion.tolist(), strict=True):
+            console.print("  " + f"{name[:7]:>7} " + " ".join(f"{v:7d}" for v in row))
+    b = result.binary
+    if b is not None:
+        auc = f", AUC {b.auc:.3f}" if b.auc is not None else ""
+        console.print(
+            f"needs review: F1 {b.f1:.3f}, macro F1 {b.macro_f1:.3f}, sensitivity "
+            f"{b.sensitivity:.3f}, specificity {b.specificity:.3f}{auc} ({b.n} images)"
+        )
+    if result.unmatched:
+        console.print(
+            f"{len(result.unmatched)} truth row(s) not scored, e.g. {result.unmatched[0]}"
+        )
+    for problem in result.problems[:10]:
+        console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True)

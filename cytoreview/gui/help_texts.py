@@ -1,0 +1,80 @@
+"""Words shown by the workbench: tooltips and short help, kept apart from the layout code.
+
+Panels look texts up by key, so wording can be reviewed (or translated) in one place.
+"""
+
+from __future__ import annotations
+
+#: One-paragraph help at the top of each panel.
+PANEL_HELP: dict[str, str] = {
+    "project": (
+        "Open or create a project, import a folder of images (sub-folders named after the "
+        "classes), then double-click an image to paint it. Seeds are the images to paint first."
+    ),
+    "annotate": (
+        "Paint cytoplasm and nucleus on the mask layer. Every finished stroke is saved as a new "
+        "mask version a moment later; older versions are kept. Approve when the mask is right."
+    ),
+    "train": (
+        "Train the U-Net on every painted (manual, corrected or approved) mask, then let it "
+        "auto-segment the other images. Training runs in the background; Stop keeps the best "
+        "model so far."
+    ),
+}
+
+TOOLTIPS: dict[str, str] = {
+    # project panel
+    "open_project": "Open an existing project folder",
+    "new_project": "Create a new, empty project folder with a class scheme",
+    "import_folder": (
+        "Import every image of a folder; sub-folder names are the classes (e.g. NILM/, HSIL/). "
+        "Files already in the project are skipped, unreadable ones are listed."
+    ),
+    "cancel_import": "Stop the import after the current file; what is imported stays",
+    "filter_class": "Show only images of this class",
+    "filter_status": "Show only images whose current mask is of this kind",
+    "filter_seeds": "Show only the seed images (the ones to paint by hand first)",
+    "filter_name": "Show only images whose name contains this text",
+    "table": "Double-click an image (or press Enter) to open it for painting",
+    "pick_seeds": (
+        "Pick a reproducible, class-balanced seed set of this many images per class; seeds "
+        "already painted stay seeds"
+    ),
+    "seeds_per_class": "Seed images to paint per class",
+    "previous_image": "Open the previous image of the table (PageUp or ,)",
+    "next_image": "Open the next image of the table (PageDown or .)",
+    # annotate panel
+    "label_cytoplasm": "Paint cytoplasm (key C)",
+    "label_nucleus": "Paint nucleus (key N)",
+    "label_eraser": "Paint background, i.e. erase (label 0)",
+    "mode_paint": "Brush (keys P or 2)",
+    "mode_fill": "Fill a connected region with the selected label (keys F or 4)",
+    "mode_polygon": "Polygon: click the corners, Enter closes it (key 3)",
+    "mode_erase": "Eraser brush (keys E or 1)",
+    "mode_pan": "Move and zoom without painting (keys Z or 6; hold Space for a moment)",
+    "brush_size": "Brush diameter in pixels ([ smaller, ] larger)",
+    "undo": "Undo the last stroke (Ctrl+Z)",
+    "redo": "Redo (Ctrl+Shift+Z)",
+    "tool_initial": (
+        "Replace the mask with a first guess: Otsu threshold for the cell, the darkest blob "
+        "for the nucleus. Undo brings your painting back."
+    ),
+    "tool_grabcut": "Snap the current mask to the image's edges (GrabCut started from the mask)",
+    "tool_fill_holes": "Fill holes: background inside a cell becomes cytoplasm",
+    "tool_repair": (
+        "Give every nucleus a thin cytoplasm rim, so that no nucleus touches the background"
+    ),
+    "approve": "Save the mask as approved: checked by a person and right as it is",
+    "measure": "Live areas in pixels; N:C is nucleus area / cytoplasm area",
+    # train panel
+    "encoder": "The U-Net's encoder; resnet18 is fast and good enough for most projects",
+    "epochs": "Upper limit of passes over the painted images; early stopping may end sooner",
+    "time_budget": "Stop after this many minutes (0: no limit); the best model so far is kept",
+    "device": "auto: a GPU when there is one, else all CPU cores",
+    "input_size": "Side of the network input in pixels (0: chosen from the images)",
+    "start_training": "Train a new model on every manual, corrected or approved mask",
+    "stop": "Stop after the current step; the best model so far is kept",
+    "auto_segment": (
+        "Generate auto masks with the newest model for every image without a person's mask"
+    ),
+}

@@ -1,0 +1,120 @@
+"""Keyboard shortcuts of the workbench, in one table that the help and the bindings share.
+
+Two kinds: window shortcuts (Qt, active wherever the focus is in the window, except while
+typing in a text field) and mask-layer keys (napari key bindings of the ``mask`` Labels layer,
+active when the canvas has the focus). napari's own Labels keys are listed too, for the help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence
+from qtpy.QtWidgets import QShortcut, QWidget
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """Keys for one action.
+
+    Parameters
+    ----------
+    action
+        Name of the action the panels provide (``next_image``...), or ``""`` for a key that
+        napari itself handles.
+    keys
+        Qt key sequences (``"PgDown"``) for window shortcuts, napari key names
+        (``"Control-z"``) for layer keys.
+    description
+        What the key does, for the help.
+    """
+
+    action: str
+    keys: tuple[str, ...]
+    description: str
+
+
+#: Window-wide keys (Qt): image navigation.
+WINDOW_SHORTCUTS: tuple[Shortcut, ...] = (
+    Shortcut("next_image", ("PgDown", "."), "open the next image of the table"),
+    Shortcut("previous_image", ("PgUp", ","), "open the previous image of the table"),
+    Shortcut("approve", ("Ctrl+Return",), "approve the current mask"),
+)
+
+#: Keys bound on the mask layer (napari), on top of napari's own.
+LAYER_SHORTCUTS: tuple[Shortcut, ...] = (
+    Shortcut("label_cytoplasm", ("c",), "paint cytoplasm"),
+    Shortcut("label_nucleus", ("n",), "paint nucleus"),
+    Shortcut("undo", ("Control-z",), "undo the last stroke (and save)"),
+    Shortcut("redo", ("Control-Shift-z",), "redo (and save)"),
+)
+
+#: napari's Labels keys, listed for the help only.
+NAPARI_LABEL_KEYS: tuple[Shortcut, ...] = (
+    Shortcut("", ("2", "p"), "paint brush"),
+    Shortcut("", ("4", "f"), "fill bucket"),
+    Shortcut("", ("3",), "polygon (Enter closes it, Escape drops it)"),
+    Shortcut("", ("1", "e"), "eraser"),
+    Shortcut("", ("6", "z", "Space (hold)"), "pan and zoom"),
+    Shortcut("", ("[", "]"), "smaller / larger brush"),
+    Shortcut("", ("x",), "swap the selected label with background"),
+)
+
+
+def install_window_shortcuts(
+    window: QWidget, actions: Mapping[str, Callable[[], Any]]
+) -> list[QShortcut]:
+    """Create Qt shortcuts on ``window`` for every action of :data:`WINDOW_SHORTCUTS` given.
+
+    Returns
+    -------
+    list of QShortcut
+        Keep them (they are children of ``window`` and live as long as it does).
+    """
+    made = []
+    for shortcut in WINDOW_SHORTCUTS:
+        slot = actions.get(shortcut.action)
+        if slot is None:
+            continue
+        for key in shortcut.keys:
+            qs = QShortcut(QKeySequence(key), window)
+            qs.setContext(Qt.ShortcutContext.WindowShortcut)
+            qs.activated.connect(slot)
+            made.append(qs)
+    return made
+
+
+def bind_layer_keys(layer: Any, actions: Mapping[str, Callable[[], Any]]) -> None:
+    """Bind :data:`LAYER_SHORTCUTS` on one napari layer (overriding napari's own keys)."""
+    for shortcut in LAYER_SHORTCUTS:
+        slot = actions.get(shortcut.action)
+        if slot is None:
+            continue
+        for key in shortcut.keys:
+            # napari passes the layer to the callback; the actions need no argument.
+            layer.bind_key(key, _drop_layer(slot), overwrite=True)
+
+
+def _drop_layer(slot: Callable[[], Any]) -> Callable[[Any], None]:
+    def handler(_layer: Any) -> None:
+        slot()
+
+    return handler
+
+
+def shortcut_help() -> str:
+    """All keys as an HTML table, for a help dialog or a tooltip."""
+    rows = []
+    for title, group in (
+        ("Window", WINDOW_SHORTCUTS),
+        ("Mask layer", LAYER_SHORTCUTS),
+        ("napari painting", NAPARI_LABEL_KEYS),
+    ):
+        rows.append(f"<tr><td colspan=2><b>{title}</b></td></tr>")
+        for shortcut in group:
+            keys = " / ".join(shortcut.keys)
+            rows.append(f"<tr><td>{keys}</td><td>{shortcut.description}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"

@@ -1,0 +1,288 @@
+"""The train panel: train the U-Net on the painted masks, watch it learn, auto-segment the rest.
+
+Both jobs run through one :class:`JobRunner` (one at a time); the panel only reacts to their
+:class:`Progress` events, on the GUI thread, so the window stays responsive during training.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cytoreview.gui.help_texts import PANEL_HELP, TOOLTIPS
+from cytoreview.gui.state import WorkbenchState
+from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
+from cytoreview.models.devices import DEVICES
+from cytoreview.models.segmenters import DEFAULT_ENCODER, SEG_ENCODERS, SIZE_MULTIPLE
+from cytoreview.storage.model_store import ModelStore
+from cytoreview.types import Progress
+from cytoreview.workflows.segmentation import (
+    KIND,
+    SegmentReport,
+    SegTrainReport,
+    SegTrainRequest,
+    segment_project,
+    train_segmentation,
+)
+
+log = logging.getLogger(__name__)
+
+#: Curves of the plot: (metric key, label), loss on the left axes, IoU on the right.
+LOSS_CURVES = (("train_loss", "train"), ("val_loss", "validation"))
+IOU_CURVES = (("iou_cytoplasm", "cytoplasm"), ("iou_nucleus", "nucleus"))
+
+
+class TrainingPlot(FigureCanvasQTAgg):
+    """Loss and per-class IoU per epoch, redrawn when an epoch ends."""
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(4.2, 2.4), layout="constrained")
+        super().__init__(self.figure)
+        self.loss_axes = self.figure.add_subplot(1, 2, 1)
+        self.iou_axes = self.figure.add_subplot(1, 2, 2)
+        self.setMinimumHeight(190)
+        self.show_history([])
+
+    def show_history(self, history: list[dict[str, float]]) -> None:
+        """Redraw from the epochs' metrics (each with an ``epoch`` key)."""
+        epochs = [h["epoch"] for h in history]
+        for axes, curves, title in ((self.loss_axes, LOSS_CURVES, "loss"),
+                                    (self.iou_axes, IOU_CURVES, "IoU")):  # fmt: skip
+            axes.clear()
+            for key, label in curves:
+                values = [h.get(key, float("nan")) for h in history]
+                axes.plot(epochs, values, marker="o", markersize=3, label=label)
+            axes.set_title(title, fontsize=9)
+            axes.set_xlabel("epoch", fontsize=8)
+            axes.tick_params(labelsize=7)
+            if history:
+                axes.legend(fontsize=7)
+        self.iou_axes.set_ylim(0, 1)
+        self.draw_idle()
+
+
+class TrainPanel(QWidget):
+    """Segmentation training and auto-segmentation, with progress, ETA and live curves."""
+
+    def __init__(self, state: WorkbenchState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.runner = JobRunner("segmentation", self)
+        state.track_job(self.runner)
+        self.job_kind: str | None = None  # "train" or "segment" while running
+        self.history: list[dict[str, float]] = []
+        self.last_training: SegTrainReport | None = None
+        self.last_segmentation: SegmentReport | None = None
+        self._eta = EtaEstimator()
+        self._build()
+        self.runner.progress.connect(self._on_progress)
+        self.runner.succeeded.connect(self._on_succeeded)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.finished.connect(self._on_finished)
+        state.project_changed.connect(lambda _: self._update_buttons())
+        self._update_buttons()
+
+    # -- layout --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        intro = QLabel(PANEL_HELP["train"])
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = QFormLayout()
+        self.encoder = QComboBox()
+        self.encoder.addItems(SEG_ENCODERS)
+        self.encoder.setCurrentText(DEFAULT_ENCODER)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 2000)
+        self.epochs.setValue(100)
+        self.time_budget = QDoubleSpinBox()
+        self.time_budget.setRange(0, 24 * 60)
+        self.time_budget.setDecimals(1)
+        self.time_budget.setSuffix(" min")
+        self.time_budget.setSpecialValueText("no limit")
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.input_size = QSpinBox()
+        self.input_size.setRange(0, 2048)
+        self.input_size.setSingleStep(SIZE_MULTIPLE)
+        self.input_size.setSpecialValueText("from the images")
+        self.input_size.setSuffix(" px")
+        for label, widget, tip in (("Encoder", self.encoder, "encoder"),
+                                   ("Epochs", self.epochs, "epochs"),
+                                   ("Time budget", self.time_budget, "time_budget"),
+                                   ("Device", self.device, "device"),
+                                   ("Input size", self.input_size, "input_size")):  # fmt: skip
+            widget.setToolTip(TOOLTIPS[tip])
+            form.addRow(label, widget)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setToolTip(TOOLTIPS["start_training"])
+        self.start_button.clicked.connect(lambda: self.start_training())
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip(TOOLTIPS["stop"])
+        self.stop_button.clicked.connect(self.stop)
+        self.segment_button = QPushButton("Auto-segment now")
+        self.segment_button.setToolTip(TOOLTIPS["auto_segment"])
+        self.segment_button.clicked.connect(lambda: self.start_segmentation())
+        for button in (self.start_button, self.stop_button, self.segment_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        self.device_label = QLabel("Device: —")
+        layout.addWidget(self.device_label)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        layout.addWidget(self.bar)
+        self.eta_label = QLabel("")
+        layout.addWidget(self.eta_label)
+        self.plot = TrainingPlot()
+        layout.addWidget(self.plot)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumHeight(110)
+        layout.addWidget(self.log_view)
+
+    def _update_buttons(self) -> None:
+        project = self.state.project
+        running = self.runner.is_running
+        self.start_button.setEnabled(project is not None and not running)
+        self.stop_button.setEnabled(running)
+        has_model = project is not None and ModelStore(project).current_model(KIND) is not None
+        self.segment_button.setEnabled(has_model and not running)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def request(self) -> SegTrainRequest:
+        """The training request the form describes."""
+        budget = self.time_budget.value()
+        return SegTrainRequest(
+            encoder=self.encoder.currentText(),
+            epochs=self.epochs.value(),
+            time_budget_min=budget if budget > 0 else None,
+            device=self.device.currentText(),
+            input_size=self.input_size.value() or None,
+        )
+
+    def start_training(self, request: SegTrainRequest | None = None) -> bool:
+        """Train in the background (the form's settings unless ``request`` is given)."""
+        project = self.state.project
+        if project is None or self.runner.is_running:
+            return False
+        request = request or self.request()
+        actor = self.state.actor
+        self.history = []
+        self.plot.show_history([])
+        self.log_view.appendPlainText(
+            f"training a U-Net ({request.encoder}, up to {request.epochs} epochs)…"
+        )
+        self.device_label.setText(f"Device: {request.device} (starting…)")
+        self._begin("train")
+        self.runner.start(lambda token: train_segmentation(project, request, actor=actor,
+                                                           cancel=token))  # fmt: skip
+        return True
+
+    def start_segmentation(self, device: str | None = None) -> bool:
+        """Auto-segment every image without a person's mask, with the newest model."""
+        project = self.state.project
+        if project is None or self.runner.is_running:
+            return False
+        actor, device = self.state.actor, device or self.device.currentText()
+        self.log_view.appendPlainText("auto-segmenting the images without a person's mask…")
+        self._begin("segment")
+        self.runner.start(lambda token: segment_project(project, actor=actor, device=device,
+                                                        cancel=token))  # fmt: skip
+        return True
+
+    def stop(self) -> None:
+        """Stop the running job after its current step."""
+        if self.runner.is_running:
+            self.runner.cancel()
+            self.eta_label.setText("stopping after the current step…")
+
+    def _begin(self, kind: str) -> None:
+        self.job_kind = kind
+        self._eta.reset()
+        self.bar.setRange(0, 0)  # busy until the first event says how much there is
+        self.eta_label.setText("starting…")
+        self._update_buttons()
+
+    # -- events (GUI thread) -------------------------------------------------------------------
+    def _on_progress(self, event: Progress) -> None:
+        if event.message.startswith("training on "):
+            self.device_label.setText(f"Device: {event.message.removeprefix('training on ')}")
+        if event.stage in ("train", "segment") and event.total:
+            self.bar.setRange(0, event.total)
+            self.bar.setValue(event.step)
+            eta = format_duration(self._eta.update(event.fraction))
+            loss = event.metrics.get("loss")
+            extra = f", loss {loss:.3f}" if loss is not None else ""
+            self.eta_label.setText(f"{event.stage} {event.step}/{event.total}{extra}, ETA {eta}")
+        elif event.stage == "epoch":
+            self.history.append({"epoch": float(event.step), **event.metrics})
+            self.plot.show_history(self.history)
+        elif event.stage == "export":
+            self.eta_label.setText(event.message)
+        if event.stage == "segment" and event.step == 0 and " on " in event.message:
+            self.device_label.setText(f"Device: {event.message.rsplit(' on ', 1)[1]}")
+        # Per-step lines would flood the log: it gets epochs, stages and warnings.
+        step_line = event.stage in ("train", "segment") and event.step > 0
+        if event.message and (event.level == "warning" or not step_line):
+            prefix = "warning: " if event.level == "warning" else ""
+            self.log_view.appendPlainText(prefix + event.message)
+
+    def _on_succeeded(self, report: object) -> None:
+        if isinstance(report, SegTrainReport):
+            self.last_training = report
+            self.device_label.setText(f"Device: {report.device}")
+            text = (f"model {report.model_id}: {report.status} ({report.stop_reason}) after "
+                    f"{len(report.history)} epoch(s), {format_duration(report.seconds)}")  # fmt: skip
+            if report.best is not None:
+                s = report.best.scores
+                text += (f"; best epoch {report.best.epoch}: IoU cytoplasm "
+                         f"{s['iou_cytoplasm']:.3f}, nucleus {s['iou_nucleus']:.3f}. "
+                         "Press Auto-segment now to mask the other images.")  # fmt: skip
+            self.log_view.appendPlainText(text)
+            self.state.message.emit("info", text)
+        elif isinstance(report, SegmentReport):
+            self.last_segmentation = report
+            text = (f"{len(report.segmented)} image(s) auto-segmented on {report.device} in "
+                    f"{format_duration(report.seconds)}; {len(report.skipped_human)} with a "
+                    "person's mask left alone" + (" (stopped)" if report.cancelled else ""))  # fmt: skip
+            self.log_view.appendPlainText(text)
+            for problem in report.problems:
+                self.log_view.appendPlainText(f"warning: {problem}")
+            self.state.notify_masks_changed(None)
+            self.state.message.emit("info", text)
+
+    def _on_failed(self, error: BaseException) -> None:
+        text = f"{self.job_kind or 'job'} failed: {error}"
+        self.log_view.appendPlainText(text)
+        self.state.message.emit("error", text)
+        if self.job_kind == "segment":
+            self.state.notify_masks_changed(None)  # the batches done before the error count
+
+    def _on_finished(self) -> None:
+        self.job_kind = None
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        if not self.eta_label.text().startswith("stopping"):
+            self.eta_label.setText("done")
+        else:
+            self.eta_label.setText("stopped")
+        self._update_buttons()

@@ -1,0 +1,215 @@
+"""Running a workflow generator in a background thread, with progress on the GUI thread.
+
+Workflows (:mod:`cytoreview.workflows`) are generators that yield :class:`Progress` events and
+return a report. :class:`JobRunner` runs one in napari's ``thread_worker`` and re-emits its
+events as Qt signals, which Qt delivers on the GUI thread: panels update widgets only in their
+slots, never from the worker. Stopping goes through a :class:`CancelToken` that the workflow
+checks between steps, so a stopped job still finishes cleanly (keeps its best model, its
+imported files).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QApplication
+
+from cytoreview.types import CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+#: A job: given the stop token, the workflow generator to run.
+JobFactory = Callable[[CancelToken], Generator[Progress, Any, Any]]
+
+
+class JobAborted(RuntimeError):
+    """A job ended without a result because its worker was aborted from outside."""
+
+
+class _Failure:
+    """The exception of a job, passed back as its result (see :meth:`JobRunner._work`)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class JobRunner(QObject):
+    """Runs one workflow generator at a time in a worker thread.
+
+    Signals
+    -------
+    started()
+        The job began.
+    progress(object)
+        One :class:`Progress` event, on the GUI thread.
+    succeeded(object)
+        The workflow's return value (its report).
+    failed(object)
+        The exception that ended the job.
+    finished()
+        Emitted last, whatever the outcome.
+    """
+
+    started = Signal()
+    progress = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(object)
+    finished = Signal()
+
+    def __init__(self, name: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self._token: CancelToken | None = None
+        self._worker: Any = None
+        self._done = threading.Event()
+        self._done.set()
+        self._running = False
+
+    @property
+    def is_running(self) -> bool:
+        """True from :meth:`start` until :attr:`finished` was emitted."""
+        return self._running
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the running job was asked to stop."""
+        return self._token is not None and self._token.cancelled
+
+    def start(self, factory: JobFactory) -> None:
+        """Run ``factory(token)`` in a worker thread.
+
+        Raises
+        ------
+        RuntimeError
+            If a job of this runner is still running.
+        """
+        if self._running:
+            raise RuntimeError(f"{self.name}: a job is already running")
+        token = CancelToken()
+        self._token = token
+        self._done.clear()
+        self._running = True
+        # _ignore_errors: _work never raises; napari would otherwise re-raise in the GUI.
+        worker = create_worker(self._work, factory, token, _ignore_errors=True)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.started.emit()
+        worker.start()
+
+    def _work(self, factory: JobFactory, token: CancelToken) -> Generator[Progress, Any, Any]:
+        """The worker thread's generator: every outcome comes back as a return value.
+
+        superqt's generator worker swallows a ``RuntimeError`` (it takes it for a deleted Qt
+        object) and napari relays other errors to its own notifications, so the job's
+        exception is caught here and returned to :meth:`_on_returned` instead.
+        """
+        try:
+            result = yield from factory(token)
+        except Exception as exc:
+            log.debug("%s failed", self.name, exc_info=True)
+            return _Failure(exc)
+        finally:
+            self._done.set()
+        return result
+
+    def _on_yielded(self, event: object) -> None:
+        if isinstance(event, Progress):
+            self.progress.emit(event)
+
+    def _on_returned(self, result: object) -> None:
+        self._running = False
+        self._worker = None
+        if isinstance(result, _Failure):
+            self.failed.emit(result.error)
+        else:
+            self.succeeded.emit(result)
+        self.finished.emit()
+
+    def _on_finished(self) -> None:
+        # Without a result: napari aborted the worker (e.g. its window closed mid-job).
+        if self._running:
+            self._running = False
+            self._worker = None
+            self.failed.emit(JobAborted(f"{self.name}: stopped before it could finish"))
+            self.finished.emit()
+
+    def cancel(self) -> None:
+        """Ask the running job to stop at its next check (no effect when idle)."""
+        if self._token is not None and self._running:
+            self._token.cancel()
+
+    def wait(self, timeout_s: float = 30.0) -> bool:
+        """Block until the job ended and its signals were delivered; False on timeout.
+
+        Events are processed while waiting, so the window keeps painting.
+        """
+        deadline = time.monotonic() + timeout_s
+        app = QApplication.instance()
+        while self._running:
+            if self._done.wait(0.02):
+                # The thread is done; let Qt deliver the queued result signal.
+                if app is not None:
+                    app.processEvents()
+                if not self._running or time.monotonic() > deadline:
+                    break
+                continue
+            if app is not None:
+                app.processEvents()
+            if time.monotonic() > deadline:
+                return False
+        return not self._running
+
+
+class EtaEstimator:
+    """Remaining time of a job from its progress fraction, smoothed over recent progress.
+
+    The rate is measured over a sliding window (the last ``window_s`` seconds) so that a slow
+    start (loading data) does not distort the estimate for long.
+    """
+
+    def __init__(self, window_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.window_s = window_s
+        self._clock = clock
+        self._samples: list[tuple[float, float]] = []
+
+    def reset(self) -> None:
+        """Forget the samples (a new job or a new stage)."""
+        self._samples.clear()
+
+    def update(self, fraction: float) -> float | None:
+        """Record progress ``fraction`` (0..1) now; return the seconds left, or None if unknown."""
+        now = self._clock()
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if self._samples and fraction < self._samples[-1][1]:
+            self._samples.clear()  # went backwards: a new stage started
+        self._samples.append((now, fraction))
+        while len(self._samples) > 2 and now - self._samples[0][0] > self.window_s:
+            self._samples.pop(0)
+        (t0, f0), (t1, f1) = self._samples[0], self._samples[-1]
+        if f1 >= 1.0:
+            return 0.0
+        if f1 <= f0 or t1 <= t0:
+            return None
+        return (1.0 - f1) * (t1 - t0) / (f1 - f0)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"1 h 02 min"``, ``"4 min 05 s"``, ``"12 s"``; ``"—"`` when unknown."""
+    if seconds is None:
+        return "—"
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"

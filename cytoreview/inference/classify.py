@@ -1,0 +1,208 @@
+"""Classifying cell crops: class probabilities from a torch model or an ONNX export.
+
+Inputs are built by :func:`cytoreview.data.cls_dataset.make_inputs`, the very layout the model
+was trained on. The ONNX graph takes ``image`` ``(N, 6, S, S)`` float32 and gives ``probs``
+``(N, K)`` float32 (softmax inside), batch size dynamic; it runs in
+:class:`~cytoreview.inference.predictors.OnnxPredictor`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable, Collection, Sequence
+from copy import deepcopy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from cytoreview.data.cls_dataset import INPUT_CHANNELS, make_inputs
+from cytoreview.errors import ConfigError
+from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
+from cytoreview.inference.predictors import TorchPredictor
+from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
+
+__all__ = [
+    "ClassifierSpec",
+    "export_classifier_onnx",
+    "needs_review_probs",
+    "predict_class_probs",
+]
+
+# Said by torch's legacy exporter whatever the model (see onnx_export.export_onnx).
+_HARMLESS_EXPORT_WARNINGS = (
+    r"You are using the legacy TorchScript-based ONNX export",
+    r"The feature will be removed\. Please remove usage of this function",
+)
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """What inference needs to know about a classifier besides its weights."""
+
+    input_size: int
+    class_names: tuple[str, ...]
+    arch: str = DEFAULT_ARCH
+
+    @property
+    def uses_mask(self) -> bool:
+        """Whether the model reads the mask channels (then every crop needs a mask)."""
+        return ARCH_USES_MASK.get(self.arch, True)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ClassifierSpec:
+        """From a checkpoint's config (``input_size``, ``class_names``, ``arch``).
+
+        Raises
+        ------
+        ConfigError
+            If ``input_size`` or ``class_names`` is missing.
+        """
+        missing = [k for k in ("input_size", "class_names") if k not in config]
+        if missing:
+            raise ConfigError(f"classifier config lacks {', '.join(missing)}")
+        return cls(
+            int(config["input_size"]),
+            tuple(str(c) for c in config["class_names"]),
+            str(config.get("arch", DEFAULT_ARCH)),
+        )
+
+
+def predict_class_probs(
+    model_or_callable: torch.nn.Module | Callable[[np.ndarray], np.ndarray],
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None] | None,
+    spec: ClassifierSpec,
+    batch_size: int = 16,
+    device: str = "auto",
+) -> np.ndarray:
+    """Class probabilities of cell crops.
+
+    Parameters
+    ----------
+    model_or_callable
+        A classifier (``(N, 6, S, S)`` to logits; moved to ``device`` and set to eval mode in
+        place) or any predictor mapping a ``(N, 6, S, S)`` float32 batch to ``(N, K)``
+        probabilities, e.g. an :class:`~cytoreview.inference.predictors.OnnxPredictor`.
+    images
+        ``(H, W, 3)`` uint8 RGB crops, any sizes.
+    masks
+        Their 0/1/2 label masks; may be None (or hold None) only for image-only models.
+    spec
+        Input size, class names and architecture of the model.
+    batch_size
+        Crops per forward pass.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` for a torch model; a predictor has its own.
+
+    Returns
+    -------
+    np.ndarray
+        ``(N, K)`` float32 probabilities, rows summing to 1, columns in ``spec.class_names``
+        order.
+
+    Raises
+    ------
+    ValueError
+        If a mask-using model gets no mask, or the output has the wrong number of classes.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if masks is not None and len(masks) != len(images):
+        raise ValueError(f"{len(images)} images but {len(masks)} masks")
+    if spec.uses_mask and (masks is None or any(m is None for m in masks)):
+        raise ValueError(f"a {spec.arch} classifier needs a mask for every crop")
+    k = len(spec.class_names)
+    if not images:
+        return np.zeros((0, k), np.float32)
+    if isinstance(model_or_callable, torch.nn.Module):
+        predictor: Callable[[np.ndarray], np.ndarray] = TorchPredictor(model_or_callable, device)
+    else:
+        predictor = model_or_callable
+    out = np.empty((len(images), k), np.float32)
+    for lo in range(0, len(images), batch_size):
+        hi = min(lo + batch_size, len(images))
+        batch = make_inputs(images[lo:hi], None if masks is None else masks[lo:hi], spec.input_size)
+        probs = np.asarray(predictor(batch), np.float32)
+        if probs.shape != (hi - lo, k):
+            raise ValueError(f"the model gave {probs.shape}, expected ({hi - lo}, {k})")
+        out[lo:hi] = probs
+    return out
+
+
+def needs_review_probs(
+    probs: np.ndarray, class_names: Sequence[str], not_revisable: Collection[str]
+) -> np.ndarray:
+    """The binary "needs review" probability: the summed probability of the abnormal classes.
+
+    Parameters
+    ----------
+    probs
+        ``(N, K)`` class probabilities, columns in ``class_names`` order.
+    class_names
+        The model's classes.
+    not_revisable
+        The normal classes (e.g. ``{"NILM"}``, see :class:`cytoreview.types.ClassScheme`).
+    """
+    abnormal = np.array([name not in set(not_revisable) for name in class_names])
+    return probs[:, abnormal].sum(axis=1).astype(np.float32)
+
+
+class _SoftmaxHead(torch.nn.Module):
+    """Wrap a logits classifier so the exported graph gives probabilities."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(N, K)``."""
+        return torch.softmax(self.model(image), dim=1)
+
+
+def export_classifier_onnx(model: torch.nn.Module, input_size: int, opset: int = 17) -> bytes:
+    """Export a classifier to ONNX with a softmax head, as bytes.
+
+    Parameters
+    ----------
+    model
+        Maps ``(N, 6, S, S)`` inputs to ``(N, K)`` logits. Not changed: a float32 CPU copy in
+        eval mode is exported.
+    input_size
+        ``S``, the side the model was trained at (fixed in the graph; the batch is dynamic).
+    opset
+        ONNX operator set version.
+
+    Returns
+    -------
+    bytes
+        The serialised model, checked by ``onnx.checker``: input ``"image"``, output
+        ``"probs"``.
+    """
+    if input_size < 1:
+        raise ValueError(f"input_size must be positive, got {input_size}")
+    wrapper = _SoftmaxHead(deepcopy(model)).to(device="cpu", dtype=torch.float32).eval()
+    # Batch 2, not 1: a size-1 example invites the tracer to fold the batch into constants.
+    example = torch.zeros(2, INPUT_CHANNELS, input_size, input_size, dtype=torch.float32)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        for message in _HARMLESS_EXPORT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        # The legacy exporter, as for segmenters: no onnxscript dependency, faster, silent.
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    data = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    return data

@@ -1,0 +1,315 @@
+"""Cell classifiers: a CNN on the RGB crop, optionally fused with a CNN on its label mask.
+
+Three architectures after the published comparison of image-only and image + segmentation-mask
+fusion networks for Pap-smear cells:
+
+* ``image-only``: backbone on the RGB crop, global average pooling, dropout, linear head;
+* ``fusion-flatten``: an image branch and a mask branch, each final feature map flattened,
+  concatenated, dense head (the flatten size depends on the input size);
+* ``fusion-gap`` (default, the best published): the same two branches, each globally average
+  pooled, concatenated, dense head.
+
+Every classifier takes one ``(N, 6, S, S)`` float32 tensor: channels 0-2 the normalised RGB
+crop, channels 3-5 the one-hot mask (background, cytoplasm, nucleus); it gives ``(N, K)``
+logits. Image-only models ignore channels 3-5, so all share one input layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cytoreview.data.cls_dataset import INPUT_CHANNELS
+from cytoreview.errors import ConfigError
+from cytoreview.models.classifier_blocks import (
+    CLS_BACKBONES,
+    DEFAULT_BACKBONE,
+    TINY_BACKBONE,
+    TINY_BACKBONES,
+    create_backbone,
+    feature_shape,
+    last_conv_stage,
+)
+from cytoreview.models.registry import Registry
+
+__all__ = [
+    "ARCH_USES_MASK",
+    "CLASSIFIERS",
+    "CLS_BACKBONES",
+    "DEFAULT_ARCH",
+    "DEFAULT_BACKBONE",
+    "IMAGE_CHANNELS",
+    "INPUT_CHANNELS",
+    "TINY_BACKBONE",
+    "TINY_BACKBONES",
+    "BackboneLoadReport",
+    "CellClassifier",
+    "build_classifier",
+    "load_backbone_weights",
+]
+
+IMAGE_CHANNELS = 3
+DEFAULT_ARCH = "fusion-gap"
+DEFAULT_INPUT_SIZE = 128
+DEFAULT_DROPOUT = 0.5
+DEFAULT_HIDDEN = 256
+#: Whether an architecture reads the mask channels (inference needs masks for those).
+ARCH_USES_MASK: dict[str, bool] = {"image-only": False, "fusion-flatten": True, "fusion-gap": True}
+
+
+class CellClassifier(nn.Module):
+    """Base class of every cell classifier: ``(N, 6, S, S)`` input to ``(N, K)`` logits.
+
+    Attributes
+    ----------
+    arch
+        Registry name of the architecture.
+    num_classes
+        K, the number of logits.
+    uses_mask
+        Whether channels 3-5 (the one-hot mask) are read.
+    image_backbone
+        The CNN of the image branch.
+    config
+        Everything :func:`build_classifier` needs to rebuild this model (no weights).
+    """
+
+    arch: str
+    num_classes: int
+    uses_mask: bool
+    image_backbone: nn.Module
+    config: dict[str, Any]
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The last convolutional stage of the image branch (Grad-CAM hooks it)."""
+        return last_conv_stage(self.image_backbone)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != INPUT_CHANNELS:
+            raise ValueError(f"expected a (N, {INPUT_CHANNELS}, S, S) input, got {tuple(x.shape)}")
+
+
+def _dense_head(in_features: int, hidden: int, dropout: float, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def _check_common(num_classes: int, input_size: int, dropout: float) -> None:
+    if num_classes < 2:
+        raise ConfigError(f"a classifier needs at least 2 classes, got {num_classes}")
+    if input_size < 32:
+        raise ConfigError(f"input_size must be at least 32 pixels, got {input_size}")
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+
+
+class ImageOnlyClassifier(CellClassifier):
+    """Backbone on the RGB channels, global average pooling, dropout, linear head."""
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        num_classes: int = 4,
+        input_size: int = DEFAULT_INPUT_SIZE,
+        dropout: float = DEFAULT_DROPOUT,
+    ) -> None:
+        super().__init__()
+        _check_common(num_classes, input_size, dropout)
+        self.arch, self.num_classes, self.uses_mask = "image-only", num_classes, False
+        self.image_backbone = create_backbone(backbone)
+        channels, _, _ = feature_shape(self.image_backbone, input_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(channels, num_classes)
+        self.config = {
+            "arch": self.arch,
+            "backbone": backbone,
+            "num_classes": num_classes,
+            "input_size": input_size,
+            "dropout": dropout,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K)`` from the RGB channels of a ``(N, 6, S, S)`` batch."""
+        self._check_input(x)
+        features = self.image_backbone(x[:, :IMAGE_CHANNELS])
+        return self.head(self.dropout(features.mean(dim=(2, 3))))
+
+
+class FusionClassifier(CellClassifier):
+    """Image branch + mask branch, pooled (``gap``) or flattened (``flatten``), dense head."""
+
+    def __init__(
+        self,
+        fusion: str = "gap",
+        backbone: str = DEFAULT_BACKBONE,
+        mask_backbone: str = DEFAULT_BACKBONE,
+        num_classes: int = 4,
+        input_size: int = DEFAULT_INPUT_SIZE,
+        dropout: float = DEFAULT_DROPOUT,
+        hidden: int = DEFAULT_HIDDEN,
+    ) -> None:
+        super().__init__()
+        _check_common(num_classes, input_size, dropout)
+        if fusion not in ("gap", "flatten"):
+            raise ConfigError(f"unknown fusion {fusion!r}; valid: gap, flatten")
+        if hidden < 1:
+            raise ConfigError(f"hidden must be >= 1, got {hidden}")
+        self.fusion = fusion
+        self.arch, self.num_classes, self.uses_mask = f"fusion-{fusion}", num_classes, True
+        self.input_size = input_size
+        self.image_backbone = create_backbone(backbone)
+        self.mask_backbone = create_backbone(mask_backbone)
+        ci, hi, wi = feature_shape(self.image_backbone, input_size)
+        cm, hm, wm = feature_shape(self.mask_backbone, input_size)
+        width = ci + cm if fusion == "gap" else ci * hi * wi + cm * hm * wm
+        self.head = _dense_head(width, hidden, dropout, num_classes)
+        self.config = {
+            "arch": self.arch,
+            "backbone": backbone,
+            "mask_backbone": mask_backbone,
+            "num_classes": num_classes,
+            "input_size": input_size,
+            "dropout": dropout,
+            "hidden": hidden,
+        }
+
+    def _reduce(self, features: torch.Tensor) -> torch.Tensor:
+        if self.fusion == "gap":
+            return features.mean(dim=(2, 3))
+        return features.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K)`` from a ``(N, 6, S, S)`` batch (RGB + one-hot mask)."""
+        self._check_input(x)
+        if self.fusion == "flatten" and x.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(
+                f"a fusion-flatten model takes {self.input_size}x{self.input_size} inputs only, "
+                f"got {tuple(x.shape[-2:])}"
+            )
+        image = self._reduce(self.image_backbone(x[:, :IMAGE_CHANNELS]))
+        mask = self._reduce(self.mask_backbone(x[:, IMAGE_CHANNELS:]))
+        return self.head(torch.cat([image, mask], dim=1))
+
+
+def _fusion_gap(**params: Any) -> CellClassifier:
+    return FusionClassifier("gap", **params)
+
+
+def _fusion_flatten(**params: Any) -> CellClassifier:
+    return FusionClassifier("flatten", **params)
+
+
+CLASSIFIERS: Registry[CellClassifier] = Registry("classifier")
+CLASSIFIERS.register(
+    "fusion-gap",
+    _fusion_gap,
+    "image + mask CNNs, global average pooled, concatenated, dense head (default)",
+)
+CLASSIFIERS.register(
+    "fusion-flatten", _fusion_flatten, "image + mask CNNs, flattened, concatenated, dense head"
+)
+CLASSIFIERS.register("image-only", ImageOnlyClassifier, "CNN on the RGB crop, pooled, linear head")
+
+
+def build_classifier(config: dict[str, Any]) -> CellClassifier:
+    """Rebuild a classifier from a checkpoint's config alone (random weights).
+
+    Parameters
+    ----------
+    config
+        ``arch`` (default ``fusion-gap``), ``backbone``, ``mask_backbone``, ``class_names`` (or
+        ``num_classes``), ``input_size``, and optionally ``dropout`` and ``hidden``; other keys
+        are ignored.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown architecture or backbone (the message lists valid names) or when the
+        number of classes is missing.
+    """
+    if "class_names" in config:
+        num_classes = len(config["class_names"])
+    elif "num_classes" in config:
+        num_classes = int(config["num_classes"])
+    else:
+        raise ConfigError("a classifier config needs 'class_names' or 'num_classes'")
+    params: dict[str, Any] = {
+        "backbone": str(config.get("backbone", DEFAULT_BACKBONE)),
+        "num_classes": num_classes,
+        "input_size": int(config.get("input_size", DEFAULT_INPUT_SIZE)),
+        "dropout": float(config.get("dropout", DEFAULT_DROPOUT)),
+    }
+    arch = str(config.get("arch", DEFAULT_ARCH))
+    if ARCH_USES_MASK.get(arch, False):
+        params["mask_backbone"] = str(config.get("mask_backbone", DEFAULT_BACKBONE))
+        params["hidden"] = int(config.get("hidden", DEFAULT_HIDDEN))
+    return CLASSIFIERS.create(arch, **params)
+
+
+@dataclass(frozen=True)
+class BackboneLoadReport:
+    """What :func:`load_backbone_weights` did: tensors loaded and the keys left out."""
+
+    loaded: int
+    missing: tuple[str, ...]  # backbone weights the file did not have (left random)
+    unexpected: tuple[str, ...]  # file entries the backbone has no place for (ignored)
+    mismatched: tuple[str, ...]  # same name, other shape (e.g. a 1000-class head; ignored)
+
+
+_WRAPPER_PREFIXES = ("module.", "model.", "backbone.", "image_backbone.")
+
+
+def load_backbone_weights(
+    model: CellClassifier, state_dict: dict[str, torch.Tensor]
+) -> BackboneLoadReport:
+    """Load ImageNet (or other) weights into the image branch's backbone, as far as they fit.
+
+    Parameters
+    ----------
+    model
+        The classifier; only ``model.image_backbone`` changes.
+    state_dict
+        Weights of a timm model of the same backbone (the file is read by storage). Wrapper
+        prefixes (``module.``, ``model.``...) are stripped; classifier-head entries and tensors
+        of another shape are skipped.
+
+    Returns
+    -------
+    BackboneLoadReport
+        Counts and key lists, for a warning when much is missing.
+
+    Raises
+    ------
+    ConfigError
+        If not a single tensor fits (wrong file or wrong backbone).
+    """
+    target = model.image_backbone.state_dict()
+    usable: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    mismatched: list[str] = []
+    for key, value in state_dict.items():
+        name = key
+        for prefix in _WRAPPER_PREFIXES:
+            name = name.removeprefix(prefix)
+        if name not in target:
+            unexpected.append(key)
+        elif tuple(value.shape) != tuple(target[name].shape):
+            mismatched.append(key)
+        else:
+            usable[name] = value
+    if not usable:
+        raise ConfigError(
+            f"none of the {len(state_dict)} weights fits backbone "
+            f"{model.config.get('backbone')!r}; is it the right weights file?"
+        )
+    model.image_backbone.load_state_dict(usable, strict=False)
+    missing = tuple(k for k in target if k not in usable)
+    return BackboneLoadReport(len(usable), missing, tuple(unexpected), tuple(mismatched))

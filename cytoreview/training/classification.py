@@ -1,0 +1,395 @@
+"""Training a cell classifier: a generator of progress events, cancellable between steps.
+
+Stratified train/validation split, optional oversampling of minority classes, Adam on the
+cross-entropy, early stopping on the validation loss restoring the best weights, an optional
+wall-clock budget. CPU (channels_last, all cores) or CUDA (mixed precision) is chosen
+automatically. The best weights so far go to ``on_best`` at every improvement, so a cancelled
+or crashed run still leaves its best model behind.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cytoreview.data.cls_dataset import ClassificationDataset
+from cytoreview.data.sampling import stratified_split
+from cytoreview.data.transforms import AugmentConfig
+from cytoreview.errors import ConfigError, NotEnoughDataError, UnknownClassError
+from cytoreview.models.classifiers import DEFAULT_ARCH, DEFAULT_BACKBONE, build_classifier
+from cytoreview.models.devices import describe_device, pick_torch_device, use_all_cpu_cores
+from cytoreview.types import CancelToken, Progress
+
+BALANCE_MODES: tuple[str, ...] = ("oversample", "none")
+
+
+@dataclass(frozen=True)
+class ClsTrainConfig:
+    """Settings of one classifier training run (stored in the checkpoint)."""
+
+    arch: str = DEFAULT_ARCH
+    backbone: str = DEFAULT_BACKBONE
+    mask_backbone: str = DEFAULT_BACKBONE
+    input_size: int = 128
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    dropout: float = 0.5
+    hidden: int = 256
+    patience: int = 20
+    min_delta: float = 1e-4
+    balance: str = "oversample"
+    time_budget_s: float | None = None
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    val_fraction: float = 0.2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.balance not in BALANCE_MODES:
+            raise ConfigError(
+                f"unknown balance {self.balance!r}; valid: {', '.join(BALANCE_MODES)}"
+            )
+        for name in ("epochs", "batch_size", "patience", "input_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"need lr > 0 and weight_decay >= 0: {self.lr}, {self.weight_decay}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready form."""
+        data = asdict(self)
+        data["augment"] = self.augment.to_dict()
+        return data
+
+    def model_config(self, class_names: Sequence[str]) -> dict[str, Any]:
+        """The config :func:`~cytoreview.models.classifiers.build_classifier` rebuilds from."""
+        return {
+            "arch": self.arch,
+            "backbone": self.backbone,
+            "mask_backbone": self.mask_backbone,
+            "class_names": list(class_names),
+            "input_size": self.input_size,
+            "dropout": self.dropout,
+            "hidden": self.hidden,
+        }
+
+
+@dataclass(frozen=True)
+class ClsEpochStats:
+    """What one epoch measured on the validation set."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    val_macro_f1: float
+    seconds: float
+
+
+@dataclass
+class ClsTrainResult:
+    """The outcome: best weights, the classes they predict, the history and validation output.
+
+    ``val_indices`` index the inputs given to :func:`train_classifier`; ``val_probs`` are the
+    best model's softmax outputs for them, columns in ``class_names`` order.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    class_names: list[str]
+    model_config: dict[str, Any]
+    history: list[ClsEpochStats]
+    best: ClsEpochStats | None
+    stop_reason: str  # "max_epochs", "early_stopping", "time_budget", "cancelled"
+    device: str
+    seconds: float
+    val_indices: list[int]
+    val_labels: np.ndarray  # (M,) class indices of the validation samples
+    val_probs: np.ndarray  # (M, K) float32, or (0, K) if no epoch finished
+    warnings: list[str] = field(default_factory=list)
+
+
+def accuracy_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+    """Accuracy and macro-F1 over the classes present in truth or prediction (F1 0 if undefined)."""
+    if len(y_true) == 0:
+        return math.nan, math.nan
+    f1s = []
+    for k in np.union1d(y_true, y_pred):
+        tp = int(np.sum((y_pred == k) & (y_true == k)))
+        fp = int(np.sum((y_pred == k) & (y_true != k)))
+        fn = int(np.sum((y_pred != k) & (y_true == k)))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return float(np.mean(y_true == y_pred)), float(np.mean(f1s))
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def _autocast(device: torch.device, enabled: bool) -> Any:
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
+    batches = [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        # A batch of one breaks batch norm when the feature map is 1x1: join the previous one.
+        batches[-2].extend(batches.pop())
+    return batches
+
+
+def _collate(
+    dataset: ClassificationDataset, positions: list[int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [dataset[p] for p in positions]
+    x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    memory = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    return x.to(device, memory_format=memory, non_blocking=True), y.to(device, non_blocking=True)
+
+
+@torch.inference_mode()
+def _validate(
+    model: torch.nn.Module,
+    dataset: ClassificationDataset,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+) -> tuple[float, np.ndarray]:
+    """Mean validation loss and the ``(M, K)`` softmax probabilities."""
+    model.eval()
+    total, probs = 0.0, []
+    for positions in _batches(range(len(dataset)), batch_size):
+        x, y = _collate(dataset, positions, device)
+        with _autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
+        total += float(F.cross_entropy(logits, y, reduction="sum"))
+        probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+    return total / max(len(dataset), 1), np.concatenate(probs).astype(np.float32)
+
+
+def _prepare_labels(
+    labels: Sequence[str], class_names: Sequence[str]
+) -> tuple[list[str], list[int], list[str]]:
+    """Trained classes (those with examples), each sample's index among them, and warnings."""
+    known = set(class_names)
+    if unknown := sorted({lab for lab in labels if lab not in known}):
+        raise UnknownClassError(
+            f"labels {unknown} are not among the classes {', '.join(class_names)}"
+        )
+    counts = {name: 0 for name in class_names}
+    for lab in labels:
+        counts[lab] += 1
+    trained = [name for name in class_names if counts[name] > 0]
+    notes = []
+    if empty := [name for name in class_names if counts[name] == 0]:
+        notes.append(f"no examples of {', '.join(empty)}: left out of the classifier")
+    if single := [name for name in trained if counts[name] == 1]:
+        notes.append(f"only one example of {', '.join(single)}: used for training, not validated")
+    if len(trained) < 2:
+        raise NotEnoughDataError(
+            f"training a classifier needs examples of at least two classes; found {trained}"
+        )
+    index = {name: i for i, name in enumerate(trained)}
+    return trained, [index[lab] for lab in labels], notes
+
+
+def _load_init_state(model: torch.nn.Module, init_state: dict[str, torch.Tensor]) -> str | None:
+    """Start from earlier weights as far as they fit; a note when some did not."""
+    target = model.state_dict()
+    fitting = {
+        k: v for k, v in init_state.items() if k in target and tuple(v.shape) == target[k].shape
+    }
+    if not fitting:
+        raise ConfigError("the initial weights do not fit this classifier (other architecture?)")
+    model.load_state_dict(fitting, strict=False)
+    left = len(target) - len(fitting)
+    return (
+        f"initial weights: {left} of {len(target)} tensors did not fit (kept random)"
+        if left
+        else None
+    )
+
+
+def train_classifier(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    labels: Sequence[str],
+    class_names: Sequence[str],
+    config: ClsTrainConfig,
+    *,
+    cancel: CancelToken | None = None,
+    on_best: Callable[[dict[str, torch.Tensor], ClsEpochStats], None] | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> Generator[Progress, None, ClsTrainResult]:
+    """Train a classifier; yield ``train`` events per step and an ``epoch`` event per epoch.
+
+    Parameters
+    ----------
+    images, masks
+        RGB uint8 crops and their 0/1/2 label masks, any sizes.
+    labels
+        Class name of every crop; each must be one of ``class_names``.
+    class_names
+        The project's classes in display order. Classes without examples are left out of the
+        model (a ``warning`` event says so); the result names the classes really trained.
+    config
+        Hyper-parameters; see :class:`ClsTrainConfig`.
+    cancel
+        Checked between steps; the best weights so far are returned.
+    on_best
+        Called with a CPU copy of the weights and the epoch's stats at every improvement.
+    init_state
+        Weights to start from (fine-tuning); tensors that do not fit (another head size) stay
+        random and a warning event says how many.
+
+    Raises
+    ------
+    UnknownClassError
+        For a label outside ``class_names``.
+    NotEnoughDataError
+        With fewer than two classes with examples, or nothing to validate on.
+    """
+    start = time.perf_counter()
+    if not len(images) == len(masks) == len(labels):
+        raise ValueError(f"{len(images)} images, {len(masks)} masks, {len(labels)} labels")
+    trained, y, notes = _prepare_labels(list(labels), list(class_names))
+    train_idx, val_idx = stratified_split(list(labels), config.val_fraction, config.seed)
+    if not val_idx:
+        raise NotEnoughDataError("no class has two examples: nothing to validate on")
+    for note in notes:
+        yield Progress("train", 0, 0, note, level="warning")
+
+    _seed_everything(config.seed)
+    device = pick_torch_device(config.device)
+    if device.type == "cpu":
+        use_all_cpu_cores()
+    model_config = config.model_config(trained)
+    model = build_classifier(model_config)
+    if init_state is not None and (note := _load_init_state(model, init_state)):
+        notes.append(note)
+        yield Progress("train", 0, 0, note, level="warning")
+    memory = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model.to(device, memory_format=memory)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # fp16 needs loss scaling; bf16 (preferred when the GPU has it) does not.
+    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    def subset(indices: list[int]) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+        return [images[i] for i in indices], [masks[i] for i in indices], [y[i] for i in indices]
+
+    train_set = ClassificationDataset(
+        *subset(train_idx), config.input_size, config.augment, config.seed,
+        balance=config.balance == "oversample",
+    )  # fmt: skip
+    val_set = ClassificationDataset(*subset(val_idx), config.input_size, None, config.seed)
+    val_labels = np.array(val_set.labels, np.int64)
+    steps_per_epoch = len(_batches(range(len(train_set)), config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
+    best_loss, best = math.inf, None
+    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    best_probs = np.zeros((0, len(trained)), np.float32)
+    history: list[ClsEpochStats] = []
+    stale, step, reason = 0, 0, "max_epochs"
+    order_rng = np.random.default_rng(config.seed)
+    device_name = describe_device(device)
+    yield Progress(
+        "train", 0, total_steps,
+        f"training {config.arch} ({config.backbone}) on {device_name}: "
+        f"{len(train_idx)} train, {len(val_idx)} validation images, classes {', '.join(trained)}",
+    )  # fmt: skip
+
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        train_set.set_epoch(epoch)
+        model.train()
+        running, seen = 0.0, 0
+        for positions in _batches(order_rng.permutation(len(train_set)), config.batch_size):
+            if cancel is not None and cancel.cancelled:
+                reason = "cancelled"
+                break
+            if (
+                config.time_budget_s is not None
+                and time.perf_counter() - start > config.time_budget_s
+            ):
+                reason = "time_budget"
+                break
+            x, target = _collate(train_set, positions, device)
+            optimiser.zero_grad(set_to_none=True)
+            with _autocast(device, config.amp):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), target)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            loss_value = float(loss.detach())
+            running += loss_value * len(positions)
+            seen += len(positions)
+            step += 1
+            yield Progress("train", step, total_steps, metrics={"loss": loss_value, "epoch": epoch})
+        if reason != "max_epochs":
+            break  # an interrupted epoch is not validated: its numbers would mislead
+        val_loss, probs = _validate(model, val_set, config.batch_size, device, config.amp)
+        accuracy, macro_f1 = accuracy_macro_f1(val_labels, probs.argmax(1))
+        stats = ClsEpochStats(
+            epoch, running / max(seen, 1), val_loss, accuracy, macro_f1,
+            time.perf_counter() - epoch_start,
+        )  # fmt: skip
+        history.append(stats)
+        improved = val_loss < best_loss - config.min_delta
+        if improved:
+            best_loss, best, best_probs, stale = val_loss, stats, probs, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if on_best is not None:
+                on_best(best_state, stats)
+        else:
+            stale += 1
+        summary = (
+            f"epoch {epoch}/{config.epochs}: train {stats.train_loss:.4f}, val {val_loss:.4f}, "
+            f"accuracy {accuracy:.3f}, macro-F1 {macro_f1:.3f}" + (" (best)" if improved else "")
+        )
+        metrics = {
+            "train_loss": stats.train_loss,
+            "val_loss": val_loss,
+            "val_accuracy": accuracy,
+            "val_macro_f1": macro_f1,
+        }
+        yield Progress("epoch", epoch, config.epochs, summary, metrics=metrics)
+        if stale >= config.patience:
+            reason = "early_stopping"
+            break
+    model.load_state_dict(best_state)
+    return ClsTrainResult(
+        state_dict=best_state,
+        class_names=trained,
+        model_config=model_config,
+        history=history,
+        best=best,
+        stop_reason=reason,
+        device=device_name,
+        seconds=time.perf_counter() - start,
+        val_indices=list(val_idx),
+        val_labels=val_labels,
+        val_probs=best_probs,
+        warnings=notes,
+    )
