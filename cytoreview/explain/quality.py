@@ -255,9 +255,38 @@ def mass_by_region(heatmap: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     return {LABEL_NAMES[lab]: float(h[mask == lab].sum() / total) for lab in labels}
 
 
-def looks_at_background(shares: dict[str, float], threshold: float = 0.5) -> bool:
-    """True when more than ``threshold`` of the heatmap lies on the background (review it)."""
-    return float(shares.get("background", 0.0)) > threshold
+def area_by_region(mask: np.ndarray) -> dict[str, float]:
+    """Share of the image's area that is nucleus, cytoplasm and background (sums to 1)."""
+    mask = np.asarray(mask)
+    n = max(mask.size, 1)
+    return {
+        LABEL_NAMES[lab]: float((mask == lab).sum() / n) for lab in (NUCLEUS, CYTOPLASM, BACKGROUND)
+    }
+
+
+def looks_at_background(
+    shares: dict[str, float],
+    threshold: float = 0.5,
+    areas: dict[str, float] | None = None,
+) -> bool:
+    """True when the heatmap rests mostly on the background (the call deserves a review).
+
+    Parameters
+    ----------
+    shares
+        :func:`mass_by_region` of the heatmap.
+    threshold
+        Share of the mass on the background above which the heatmap is suspect.
+    areas
+        :func:`area_by_region` of the mask. When given, the background must also hold more of
+        the mass than of the area: a crop that is 70 % slide would otherwise be flagged for a
+        heatmap that is merely coarse (a 4 x 4 feature map upsampled covers the slide around
+        the cell too) rather than drawn to the background.
+    """
+    background = float(shares.get("background", 0.0))
+    if background <= threshold:
+        return False
+    return areas is None or background > float(areas.get("background", 0.0))
 
 
 @dataclass(frozen=True)
@@ -270,14 +299,17 @@ class HeatmapQuality:
         :func:`heatmap_entropy` (0 focused, 1 spread).
     shares
         :func:`mass_by_region`.
+    areas
+        :func:`area_by_region` of the mask: what the shares would be for a uniform heatmap.
     looks_at_background
-        :func:`looks_at_background` of the shares.
+        :func:`looks_at_background` of the shares, relative to the areas.
     flipping_auc, random_flipping_auc
         :func:`flipping_auc` of the heatmap's and the random-order curve, when computed.
     """
 
     entropy: float
     shares: dict[str, float] = field(default_factory=dict)
+    areas: dict[str, float] = field(default_factory=dict)
     looks_at_background: bool = False
     flipping_auc: float | None = None
     random_flipping_auc: float | None = None
@@ -287,6 +319,7 @@ class HeatmapQuality:
         return {
             "entropy": self.entropy,
             "shares": dict(self.shares),
+            "areas": dict(self.areas),
             "looks_at_background": self.looks_at_background,
             "flipping_auc": self.flipping_auc,
             "random_flipping_auc": self.random_flipping_auc,
@@ -307,10 +340,12 @@ def heatmap_quality(
     :func:`pixel_flipping_curve` at the input resolution) and only passed through.
     """
     shares = mass_by_region(heatmap, mask)
+    areas = area_by_region(mask)
     return HeatmapQuality(
         entropy=heatmap_entropy(heatmap),
         shares=shares,
-        looks_at_background=looks_at_background(shares, threshold),
+        areas=areas,
+        looks_at_background=looks_at_background(shares, threshold, areas),
         flipping_auc=flipping_auc,
         random_flipping_auc=random_flipping_auc,
     )

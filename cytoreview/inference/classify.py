@@ -116,7 +116,7 @@ def predict_class_probs(
     if spec.uses_mask and (masks is None or any(m is None for m in masks)):
         raise ValueError(f"a {spec.arch} classifier needs a mask for every crop")
     k = len(spec.class_names)
-    if not images:
+    if len(images) == 0:
         return np.zeros((0, k), np.float32)
     if isinstance(model_or_callable, torch.nn.Module):
         predictor: Callable[[np.ndarray], np.ndarray] = TorchPredictor(model_or_callable, device)

@@ -89,6 +89,8 @@ class CellClassifier(nn.Module):
         return last_conv_stage(self.image_backbone)
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if torch.jit.is_tracing():  # ONNX export: shapes are fixed by the example input
+            return
         if x.ndim != 4 or x.shape[1] != INPUT_CHANNELS:
             raise ValueError(f"expected a (N, {INPUT_CHANNELS}, S, S) input, got {tuple(x.shape)}")
 
@@ -189,7 +191,11 @@ class FusionClassifier(CellClassifier):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K)`` from a ``(N, 6, S, S)`` batch (RGB + one-hot mask)."""
         self._check_input(x)
-        if self.fusion == "flatten" and x.shape[-2:] != (self.input_size, self.input_size):
+        if (
+            self.fusion == "flatten"
+            and not torch.jit.is_tracing()
+            and x.shape[-2:] != (self.input_size, self.input_size)
+        ):
             raise ValueError(
                 f"a fusion-flatten model takes {self.input_size}x{self.input_size} inputs only, "
                 f"got {tuple(x.shape[-2:])}"

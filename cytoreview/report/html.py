@@ -56,7 +56,7 @@ td.t, th.t { text-align: left; overflow-wrap: break-word; } thead { display: tab
 tr, img, .card, figure { break-inside: avoid; } tr.total td { font-weight: 600; background: #eee }
 .zero { color: #D55E00; font-weight: 600; } figure { margin: 8px 0; }
 figure img { max-width: 100%; height: auto; } figcaption { font-size: 9pt; color: #444; }
-.row { display: flex; flex-wrap: wrap; gap: 10px; } .row figure { flex: 1 1 300px; }
+.row figure { display: inline-block; width: 48%; vertical-align: top; margin-right: 1%; }
 .card { border: 1px solid #ccc; border-radius: 4px; padding: 6px 8px; margin: 10px 0; }
 .card.wrong { border: 2px solid #D55E00; } .card h3 { margin: 0 0 4px; overflow-wrap: anywhere; }
 .cardt { width: 100%; table-layout: fixed; margin: 0; } .cardt > tbody > tr > td { border: none;
@@ -202,7 +202,7 @@ def _header(data: ReportData) -> str:
     if data.project_name:
         meta.append(f"Project: <strong>{_e(data.project_name)}</strong>")
     if data.created_at is not None:
-        meta.append(f"Created: {_e(data.created_at.strftime('%Y-%m-%d %H:%M'))}")
+        meta.append(f"Created: {_e(data.created_at.strftime('%Y-%m-%d %H:%M %Z').strip())}")
     if data.software_version:
         meta.append(f"CytoReview {_e(data.software_version)}")
     for what, section in (("Segmenter", data.segmentation), ("Classifier", data.classification)):
@@ -247,20 +247,20 @@ def _segmentation(sec: SegmentationSection | None, page: _Page) -> str:
     out = ["<h2>Segmentation</h2>"]
     if sec is None:
         return out[0] + f"<p class='na'>{TRAIN_SEG_HINT}</p>"
-    where = f" on {_e(sec.evaluated_on)}" if sec.evaluated_on else ""
+    where = f" ({_e(sec.evaluated_on)})" if sec.evaluated_on else ""
     out.append(
-        f"<p>Scores of {format_number(sec.n_images)} images{where}. Mean: average of the "
+        f"<p>Scores on {format_number(sec.n_images)} images{where}. Mean: average of the "
         "per-image scores; pooled: from the pixel counts of all images together.</p>"
     )
     regions = [r for r in dict.fromkeys([*sec.mean, *sec.pooled]) if r != "overall"]
     kinds = {"mean": sec.mean, "pooled": sec.pooled}
-    head = ["Region"] + [f"{n} ({k})" for k in kinds for n in _SEG_METRICS.values()]
-    rows = [
-        [_e(r)]
-        + [format_number(v.get(r, {}).get(m), 3) for v in kinds.values() for m in _SEG_METRICS]
-        for r in regions
-    ]
-    out.append(_table(head, rows) if rows else "<p class='na'>No score recorded.</p>")
+    # Only scores that were recorded: a training run stores Dice and IoU, not the others.
+    cols = [(k, m) for k, v in kinds.items() for m in _SEG_METRICS
+            if any(finite_or_none(v.get(r, {}).get(m)) is not None for r in regions)]  # fmt: skip
+    head = ["Region"] + [f"{_SEG_METRICS[m]} ({k})" for k, m in cols]
+    rows = [[_e(r)] + [format_number(kinds[k].get(r, {}).get(m), 3) for k, m in cols]
+            for r in regions]  # fmt: skip
+    out.append(_table(head, rows) if cols else "<p class='na'>No score recorded.</p>")
     acc = sec.mean.get("overall", {}).get("accuracy")
     if acc is not None:
         out.append(f"<p>Mean 3-class pixel accuracy: {format_number(acc, 3)}</p>")
@@ -272,11 +272,11 @@ def _classification(sec: ClassificationSection | None, page: _Page) -> str:
     out = ["<h2>Classification</h2>"]
     if sec is None:
         return out[0] + f"<p class='na'>{TRAIN_CLS_HINT}</p>"
-    where = f" on {_e(sec.evaluated_on)}" if sec.evaluated_on else ""
+    where = f" ({_e(sec.evaluated_on)})" if sec.evaluated_on else ""
     s = sec.inference_s_per_image
     speed = f", {format_number(1000 * s, 1)} ms per image" if s is not None else ""
     out.append(
-        f"<p>Scores of {format_number(sec.n_images)} images{where}. Accuracy <strong>"
+        f"<p>Scores on {format_number(sec.n_images)} images{where}. Accuracy <strong>"
         f"{format_number(sec.accuracy, 3)}</strong>, macro F1 <strong>"
         f"{format_number(sec.macro_f1, 3)}</strong>{speed}.</p>"
     )

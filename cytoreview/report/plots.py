@@ -253,7 +253,8 @@ def plot_morphometry(
     Parameters
     ----------
     rows
-        One mapping per image or cell; rows whose ``x`` is missing or not finite are skipped.
+        One mapping per image or cell; rows whose ``x`` is missing or not finite are skipped,
+        rows without a class are drawn as "(unlabelled)".
     x
         Key of the plotted value.
     group
@@ -269,7 +270,7 @@ def plot_morphometry(
     for row in rows:
         v = finite_or_none(row.get(x))
         if v is not None:
-            values.setdefault(str(row.get(group, "?")), []).append(v)
+            values.setdefault(str(row.get(group) or "(unlabelled)"), []).append(v)
     if not any(values.values()):
         raise ValueError(f"no finite {x!r} value to plot")
     classes = list(values)

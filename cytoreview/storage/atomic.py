@@ -12,6 +12,16 @@ from pathlib import Path
 #: clears them.
 TEMP_SUFFIX = ".partial"
 
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = _current_umask()
+
 #: A temp file younger than this may belong to a writer in another process that is still
 #: running (two windows on one project); only older ones are treated as crash leftovers.
 STALE_TEMP_AGE_S = 600.0
@@ -48,6 +58,10 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        # mkstemp makes the file private (0600); the result should have the permissions of any
+        # file the user creates (a report shared with a colleague must be readable).
+        if os.name != "nt":
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.nn.functional import cross_entropy
 
 from cytoreview.data.cls_dataset import ClassificationDataset
 from cytoreview.data.sampling import stratified_split
@@ -182,7 +182,7 @@ def _validate(
         with _autocast(device, amp):
             logits = model(x)
         logits = logits.float()
-        total += float(F.cross_entropy(logits, y, reduction="sum"))
+        total += float(cross_entropy(logits, y, reduction="sum"))
         probs.append(torch.softmax(logits, dim=1).cpu().numpy())
     return total / max(len(dataset), 1), np.concatenate(probs).astype(np.float32)
 
@@ -338,7 +338,7 @@ def train_classifier(
             optimiser.zero_grad(set_to_none=True)
             with _autocast(device, config.amp):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), target)
+            loss = cross_entropy(logits.float(), target)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()

@@ -282,7 +282,7 @@ def build_report_data(
             "nucleus_mean_intensity": _fmt_measure(values.get("nucleus_mean_intensity"), 1),
             "cell_count": values.get("cell_count"),
         })  # fmt: skip
-    area_unit = "µm²" if unit_um else "px"
+    area_unit = "µm²" if unit_um else "px²"
     morphometry = MorphometryTable(
         columns=list(_MORPH_COLUMNS), rows=rows, labels=dict(_MORPH_LABELS),
         units={"nucleus_area": area_unit, "cytoplasm_area": area_unit},
@@ -314,8 +314,8 @@ def build_report_data(
             mask_provenance="" if found is None else found[0].provenance.value, flags=flags,
             measurements={
                 "N:C ratio": _fmt_measure(main.get("nc_ratio")),
-                "Nucleus area (px)": main.get("nucleus_area_px"),
-                "Cytoplasm area (px)": main.get("cytoplasm_area_px"),
+                "Nucleus area (px²)": main.get("nucleus_area_px"),
+                "Cytoplasm area (px²)": main.get("cytoplasm_area_px"),
                 "Cells": main.get("cell_count"),
             } if main else {},
         ))  # fmt: skip

@@ -13,6 +13,7 @@ from cytoreview.errors import ConfigError
 from cytoreview.explain.cam import class_activation_maps, upsample_heatmap
 from cytoreview.explain.quality import (
     HeatmapQuality,
+    area_by_region,
     flipping_auc,
     heatmap_entropy,
     heatmap_quality,
@@ -187,3 +188,19 @@ def test_flipping_input_checks(region_setup):
         pixel_flipping_curve(predict, x, heat, 2)
     with pytest.raises(ValueError, match="probabilities"):
         pixel_flipping_curve(lambda b: np.full((len(b), 2), 3.0), x, heat, 1)
+
+
+def test_a_coarse_uniform_heatmap_on_a_mostly_empty_crop_is_not_flagged():
+    # A 10x10 crop whose cell covers 36 pixels: 64 % of it is slide.
+    mask = drawn_cell()
+    areas = area_by_region(mask)
+    assert sum(areas.values()) == pytest.approx(1.0)
+    uniform = np.ones(mask.shape)
+    shares = mass_by_region(uniform, mask)
+    assert shares["background"] == pytest.approx(areas["background"])
+    # As much on the slide as a blind guess: coarse, not drawn to the background.
+    assert not looks_at_background(shares, areas=areas)
+    assert not heatmap_quality(uniform, mask).looks_at_background
+    # Drawn to the background: more of the mass there than of the area.
+    heat = (mask == 0).astype(float)
+    assert looks_at_background(mass_by_region(heat, mask), areas=areas)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import cv2
@@ -126,7 +126,11 @@ def full() -> ReportData:
     seg = SegmentationSection.from_metrics_dict(
         {
             "n_images": 7,
-            "mean": {"nucleus": scores, "overall": {"accuracy": 0.95}},
+            "mean": {
+                "nucleus": scores,
+                "cytoplasm": {"dice": 0.9, "iou": 0.8, "precision": 0.85, "recall": 0.7},
+                "overall": {"accuracy": 0.95},
+            },
             "pooled": {"nucleus": scores},
         },
         model_id="seg-0002",
@@ -158,7 +162,7 @@ def full() -> ReportData:
         title=f"Report {EVIL}",
         class_names=CLASSES,
         project_name="Demo & <b>bold</b>",
-        created_at=datetime(2025, 1, 2, 3, 4),
+        created_at=datetime(2025, 1, 2, 3, 4, tzinfo=UTC),
         software_version="0.1.0",
         normal_classes=("NILM",),
         data_summary={"NILM": ClassCounts(10, 2, 5, 2, 9), "LSIL": ClassCounts(3, 1, 0, 1, 4)},
@@ -185,7 +189,7 @@ def test_full_report_has_every_section(rendered: dict[str, bytes]) -> None:
     page = Page(text)
     assert page.headings == SECTIONS
     assert DISCLAIMER in text and "not for primary diagnosis" in text
-    for model in ("seg-0002 (unet/resnet34)", "cls-0001 (resnet18)", "2025-01-02 03:04", "0.1.0"):
+    for model in ("seg-0002 (unet/resnet34)", "cls-0001 (resnet18)", "0.1.0"):
         assert model in text
     assert "<h3>Binary call: normal vs needs review</h3>" in text
     for hint in (TRAIN_SEG_HINT, TRAIN_CLS_HINT, NO_DATA, NO_GALLERY, NO_MORPHOMETRY):
@@ -239,7 +243,10 @@ def test_numbers_formatted(rendered: dict[str, bytes]) -> None:
     assert "12.3 ms per image" in text
     assert "<td>0.912</td>" in text  # Dice 0.91234
     assert "<td>1,235</td>" in text  # nucleus area 1234.567 in the gallery
-    assert "<td>–</td>" in text  # precision None and recall nan
+    assert "<td>–</td>" in text  # nucleus precision None and recall nan
+    # Pooled precision and recall are undefined for every region: no empty columns for them.
+    assert "Recall (mean)" in text and "Dice (pooled)" in text and "Recall (pooled)" not in text
+    assert "Created: 2025-01-02 03:04 UTC" in text
     assert "Nucleus area (µm²)" in text and "N:C ratio" in text  # units in headers
     assert '<span class="zero">0 (none)</span>' in text  # ASC-US has no image
     assert "<tr class='total'><td class=\"t\">Total</td><td>13</td>" in text

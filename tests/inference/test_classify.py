@@ -1,0 +1,110 @@
+"""Classifying crops with torch and with the ONNX export: same layout, same probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from cytoreview.data.cls_dataset import make_inputs
+from cytoreview.data.synthetic import synth_dataset
+from cytoreview.errors import ConfigError
+from cytoreview.inference.classify import (
+    ClassifierSpec,
+    export_classifier_onnx,
+    needs_review_probs,
+    predict_class_probs,
+)
+from cytoreview.inference.predictors import OnnxPredictor
+from cytoreview.models.classifiers import TINY_BACKBONE, build_classifier
+
+CLASSES = ["NILM", "ASC-US", "LSIL", "HSIL"]
+SIZE = 64
+
+
+def make_model(arch: str) -> torch.nn.Module:
+    torch.manual_seed(1)
+    config = {
+        "arch": arch,
+        "backbone": TINY_BACKBONE,
+        "mask_backbone": TINY_BACKBONE,
+        "class_names": CLASSES,
+        "input_size": SIZE,
+    }
+    return build_classifier(config).eval(), ClassifierSpec.from_config(config)
+
+
+@pytest.fixture(scope="module")
+def crops():
+    samples = [s for _, s in synth_dataset(7, seed=21, classes=CLASSES, size_range=(40, 90))]
+    return [s.image for s in samples], [s.mask for s in samples]
+
+
+def test_spec_from_config() -> None:
+    spec = ClassifierSpec.from_config({"input_size": 96, "class_names": ["a", "b"]})
+    assert spec == ClassifierSpec(96, ("a", "b"), "fusion-gap") and spec.uses_mask
+    assert not ClassifierSpec(64, ("a", "b"), "image-only").uses_mask
+    with pytest.raises(ConfigError, match="input_size"):
+        ClassifierSpec.from_config({"class_names": ["a", "b"]})
+
+
+@pytest.mark.parametrize("arch", ["image-only", "fusion-gap"])
+def test_torch_probabilities_match_the_model(arch: str, crops) -> None:
+    model, spec = make_model(arch)
+    images, masks = crops
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(make_inputs(images, masks, SIZE))), 1)
+    probs = predict_class_probs(model, images, masks, spec, batch_size=3, device="cpu")
+    assert probs.shape == (7, 4) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    one_by_one = predict_class_probs(model, images, masks, spec, batch_size=1, device="cpu")
+    np.testing.assert_allclose(one_by_one, probs, atol=1e-5)
+    assert predict_class_probs(model, [], [], spec, device="cpu").shape == (0, 4)
+
+
+def test_masks_are_required_by_fusion_models_only(crops) -> None:
+    images, masks = crops
+    fusion, spec = make_model("fusion-gap")
+    with pytest.raises(ValueError, match="needs a mask"):
+        predict_class_probs(fusion, images, None, spec, device="cpu")
+    image_only, spec = make_model("image-only")
+    without = predict_class_probs(image_only, images, None, spec, device="cpu")
+    with_masks = predict_class_probs(image_only, images, masks, spec, device="cpu")
+    np.testing.assert_array_equal(without, with_masks)
+    with pytest.raises(ValueError, match="expected"):
+        predict_class_probs(lambda b: np.zeros((len(b), 3)), images, masks, spec)
+
+
+@pytest.mark.parametrize("arch", ["image-only", "fusion-flatten", "fusion-gap"])
+def test_onnx_agrees_with_torch(arch: str, crops) -> None:
+    model, spec = make_model(arch)
+    data = export_classifier_onnx(model, SIZE)
+    graph = onnx.load_from_string(data).graph
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == [
+        "probs"
+    ]
+    onnx_model = OnnxPredictor(data, device="cpu", threads=1)
+    images, masks = crops
+    reference = predict_class_probs(model, images, masks, spec, batch_size=4, device="cpu")
+    # batches of 4 and 3: the batch axis is dynamic
+    probs = predict_class_probs(onnx_model, images, masks, spec, batch_size=4)
+    assert probs.shape == (7, 4)
+    assert np.abs(probs - reference).max() < 1e-4
+    assert not np.allclose(reference, reference[0])  # not a constant output
+
+
+def test_export_leaves_the_model_alone() -> None:
+    model, _ = make_model("fusion-gap")
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_classifier_onnx(model, SIZE)
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_needs_review_probability() -> None:
+    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]], np.float32)
+    review = needs_review_probs(probs, CLASSES, {"NILM"})
+    np.testing.assert_allclose(review, [0.3, 0.9], atol=1e-6)
