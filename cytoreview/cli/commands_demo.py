@@ -43,6 +43,12 @@ def register(sub: Any) -> None:
         default=30,
         help="U-Net training epochs (default 30; 0 skips training)",
     )
+    p.add_argument(
+        "--cls-epochs",
+        type=int,
+        default=15,
+        help="classifier training epochs (default 15; 0 skips classification)",
+    )
     p.set_defaults(handler=_cmd_demo)
 
 
@@ -63,12 +69,15 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Build a synthetic Pap-smear project end to end and show what exists: data, import, seed
-    set, a simulated pathologist painting the seeds, mask export and an overview sheet."""
+    """Build a synthetic Pap-smear project end to end and show what exists: data (a fifth held
+    out as a test split), import, seed set, a simulated pathologist painting the seeds, a U-Net
+    trained on them that auto-masks the rest, a classifier fusing image and mask, predictions
+    with Grad-CAM++ heatmaps and cell measurements, CSV and mask exports, an HTML report and an
+    overview sheet."""
     token = CancelToken()
     job = run_demo(
         args.out, actor=current_user(args.user), n=args.n, per_class=args.per_class,
-        seed=args.seed, epochs=args.epochs, cancel=token,
+        seed=args.seed, epochs=args.epochs, cls_epochs=args.cls_epochs, cancel=token,
     )  # fmt: skip
     report = drive(job, token, verbose=args.verbose)
     print_status(report.status)
@@ -89,12 +98,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"nucleus {s['dice_nucleus']:.3f} (IoU {s['iou_cytoplasm']:.3f} / "
             f"{s['iou_nucleus']:.3f})"
         )
+    if report.classifier is not None:
+        c = report.classifier
+        console.print(f"  classifier {c.model_id} ({c.class_names and len(c.class_names)} classes)"
+                      f" trained in {c.seconds / 60:.1f} min ({c.stop_reason})")  # fmt: skip
+    if report.classified is not None and report.explained is not None:
+        console.print(f"  {report.classified.classified} image(s) classified, "
+                      f"{report.explained.explained} Grad-CAM++ heatmap(s)")  # fmt: skip
+    t = report.test_scores
+    if t is not None and t.multiclass is not None:
+        line = (f"  scored on {t.source}: accuracy {t.multiclass.accuracy:.3f}, "
+                f"macro F1 {t.multiclass.macro_f1:.3f}")  # fmt: skip
+        if t.binary is not None:
+            line += f"; needs-review F1 {t.binary.f1:.3f}, macro F1 {t.binary.macro_f1:.3f}"
+        console.print(line)
+    if report.predictions_csv is not None:
+        console.print(f"  predictions and measurements: {report.predictions_csv}")
     console.print(f"  {report.exported.written} mask(s) exported to {report.exported.out}")
+    if report.report_html is not None:
+        console.print(f"  [bold]report:[/] {report.report_html}")
     console.print(f"  overview (seeds, then the most uncertain auto masks): {report.overview}")
     console.print("\nTry next:")
     exe = command_name()
     console.print(f"  {exe} status {report.project}")
     console.print(f"  {exe} audit {report.project} --last 10")
+    console.print(f"  {exe} gui {report.project}   # the workbench window")
     if report.training is not None:
         console.print(
             f"  {exe} train-seg {report.project} --init {report.training.model_id}"

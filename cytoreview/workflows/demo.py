@@ -1,7 +1,9 @@
 """The demo: a synthetic Pap-smear project built end to end with what CytoReview can do.
 
-It grows with the product. Today: synthetic data → project → import → seed set → a simulated
-pathologist paints the seeds → export → an overview sheet.
+It grows with the product. Today: synthetic data (a fifth held out as a test split) → project
+→ import → seed set → a simulated pathologist paints the seeds → U-Net trained on them →
+auto-masks for the rest → classifier (image + mask fusion) → predictions with Grad-CAM++
+heatmaps and cell measurements → CSV export → an HTML report and an overview sheet.
 """
 
 from __future__ import annotations
@@ -19,8 +21,21 @@ from cytoreview.storage.images import read_label_mask
 from cytoreview.storage.project import Project
 from cytoreview.storage.records import ImageRecord
 from cytoreview.types import CLASS_SCHEMES, CancelToken, Progress, Provenance
-from cytoreview.workflows.export import ExportReport, export_masks
+from cytoreview.workflows.classification import (
+    ClsTrainReport,
+    ClsTrainRequest,
+    train_classification,
+)
+from cytoreview.workflows.evaluate_cls import ClsEvaluation, evaluate_classification
+from cytoreview.workflows.export import ExportReport, export_masks, export_predictions
 from cytoreview.workflows.importing import ImportReport, import_images
+from cytoreview.workflows.report import write_report
+from cytoreview.workflows.review_data import (
+    ClassifyReport,
+    ExplainReport,
+    classify_project,
+    explain_project,
+)
 from cytoreview.workflows.seeds import pick_seeds
 from cytoreview.workflows.segmentation import (
     SegmentReport,
@@ -56,11 +71,12 @@ def write_demo_data(
     """Write ``n`` synthetic Pap images with exact masks as an importable data set.
 
     Layout: ``images/<class>/<name>.png`` (a folder tree import), ``masks/<name>.png``
-    (0/1/2) and ``labels.csv`` (a manifest with ``path`` and ``class``).
+    (0/1/2) and ``labels.csv`` (a manifest with ``path``, ``class`` and ``split``: every fifth
+    image is ``test``, held out from training so its scores are honest).
     """
     out = Path(out)
     report = DemoDataReport(out=out)
-    rows = ["path,class"]
+    rows = ["path,class,split"]
     for step, (name, sample) in enumerate(
         synth_dataset(n, seed=seed, field_fraction=field_fraction), start=1
     ):
@@ -69,7 +85,7 @@ def write_demo_data(
         rel = f"images/{sample.label}/{name}.png"
         write_png(out / rel, sample.image)
         write_png(out / "masks" / f"{name}.png", sample.mask)
-        rows.append(f"{rel},{sample.label}")
+        rows.append(f"{rel},{sample.label},{'test' if step % 5 == 0 else 'train'}")
         report.images += 1
         report.per_class[sample.label] = report.per_class.get(sample.label, 0) + 1
         yield Progress("data", step, n, f"{name} ({sample.label}, {sample.kind})")
@@ -92,6 +108,12 @@ class DemoReport:
     training: SegTrainReport | None = None
     segmented: SegmentReport | None = None
     auto_scores: dict[str, float] | None = None
+    classifier: ClsTrainReport | None = None
+    classified: ClassifyReport | None = None
+    explained: ExplainReport | None = None
+    test_scores: ClsEvaluation | None = None
+    predictions_csv: Path | None = None
+    report_html: Path | None = None
     cancelled: bool = False
 
 
@@ -103,12 +125,15 @@ def run_demo(
     per_class: int = 5,
     seed: int = 0,
     epochs: int = 30,
+    cls_epochs: int = 15,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, DemoReport]:
     """Build a demo project under ``out`` (a previous demo there is replaced).
 
     With ``epochs`` > 0 a U-Net is trained on the painted seeds and auto-masks the other
-    images, which are then scored against the synthetic truth.
+    images, which are then scored against the synthetic truth. With ``cls_epochs`` > 0 a
+    classifier is trained on the training split (painted and auto masks), every image is
+    classified and explained, and the held-out test split is scored.
     """
     root = Path(out)
     clear_demo_folder(root)
@@ -118,7 +143,7 @@ def run_demo(
     with Project.init(project_dir, actor=actor, scheme=CLASS_SCHEMES["bethesda"]) as project:
         yield Progress("init", 1, 1, f"project created at {project_dir}")
         imported = yield from import_images(
-            project, root / "source" / "images", actor=actor, cancel=cancel
+            project, root / "source" / "labels.csv", actor=actor, cancel=cancel
         )
         seeds = pick_seeds(project, actor=actor, per_class=per_class, seed=seed)
         yield Progress("seeds", 1, 1, f"{sum(map(len, seeds.picked.values()))} seed images")
@@ -147,7 +172,22 @@ def run_demo(
                 f"{metric}_{cls}": getattr(evaluation.report.mean[cls], metric)
                 for cls in ("cytoplasm", "nucleus") for metric in ("dice", "iou")
             }  # fmt: skip
+        classifier = classified = explained = test_scores = predictions_csv = report_html = None
+        if cls_epochs > 0 and not (cancel and cancel.cancelled):
+            request = ClsTrainRequest(input_size=64, epochs=cls_epochs, lr=1e-3, seed=seed)
+            classifier = yield from train_classification(
+                project, request, actor=actor, cancel=cancel
+            )
+        if classifier is not None and classifier.best is not None:
+            classified = yield from classify_project(project, actor=actor, cancel=cancel)
+            explained = yield from explain_project(project, flipping_steps=5, cancel=cancel)
+            test_scores = evaluate_classification(project)
+            predictions_csv = root / "exports" / "predictions.csv"
+            yield from export_predictions(project, predictions_csv, cancel=cancel)
         exported = yield from export_masks(project, root / "exports" / "masks", cancel=cancel)
+        if not (cancel and cancel.cancelled):
+            written = yield from write_report(project, root / "report", cancel=cancel)
+            report_html = written.out / "report.html"
         overview = write_png(root / "overview.png", _overview(project, seed_images))
         yield Progress("overview", 1, 1, f"overview written to {overview}")
         status = project_status(project)
@@ -163,6 +203,12 @@ def run_demo(
         training=training,
         segmented=segmented,
         auto_scores=scores,
+        classifier=classifier,
+        classified=classified,
+        explained=explained,
+        test_scores=test_scores,
+        predictions_csv=predictions_csv,
+        report_html=report_html,
         cancelled=bool(cancel and cancel.cancelled),
     )
 

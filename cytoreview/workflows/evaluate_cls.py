@@ -56,6 +56,10 @@ def _truth(
 ) -> tuple[dict[int, str], list[str], list[str], str]:
     by_name = {r.name: r for r in project.images()}
     if truth_csv is None:
+        held_out = {r.id: r.class_label for r in by_name.values()
+                    if r.class_label and r.split == "test"}  # fmt: skip
+        if held_out:  # never used for training: honest scores
+            return held_out, [], [], f"the test split ({len(held_out)} held-out images)"
         labels = {r.id: r.class_label for r in by_name.values() if r.class_label}
         return labels, [], [], "project labels"
     table, problems = read_truth_table(Path(truth_csv))
@@ -95,8 +99,9 @@ def evaluate_classification(
         The project whose stored predictions are scored.
     truth_csv
         CSV with an image column (name, stem or path) and a class column. Without it the
-        project's labels are used; images the model trained on are counted in
-        ``on_training_images`` so the report can say the figures are optimistic.
+        labels of the project's ``test`` split are used (held out from training); a project
+        without a test split is scored on all its labels, and the images the model trained on
+        are counted in ``on_training_images`` so the report can say the figures are optimistic.
     model_id
         Score this model's predictions only (default: the newest prediction of each image).
     """

@@ -31,13 +31,17 @@ def pick_seeds(
     """Pick a stratified, reproducible seed set of ``per_class`` images per class.
 
     Seed images whose current mask is a person's work stay in the set whatever the seed, so
-    re-picking never discards painting already done. Unlabelled images are not eligible.
+    re-picking never discards painting already done. Unlabelled images are not eligible, nor
+    are images of the ``test`` split: they are held out from training, so painting them would
+    not help the model.
     """
     images = project.images()
     current = project.current_versions()
     painted = {i for i, v in current.items() if v.provenance.is_human}
     candidates = [
-        Candidate(im.id, im.class_label, im.sha256) for im in images if im.class_label is not None
+        Candidate(im.id, im.class_label, im.sha256)
+        for im in images
+        if im.class_label is not None and im.split != "test"
     ]
     report = SeedReport(per_class=per_class, seed=seed)
     report.unlabelled_skipped = sum(1 for im in images if im.class_label is None)

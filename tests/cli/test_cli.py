@@ -114,6 +114,8 @@ def test_console_script_runs_demo(tmp_path: Path) -> None:
             "1",
             "--epochs",
             "2",
+            "--cls-epochs",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -125,8 +127,12 @@ def test_console_script_runs_demo(tmp_path: Path) -> None:
     assert "4 image(s) auto-segmented; 4 painted ones left alone" in result.stdout
     assert "train-seg" in result.stdout and "--init seg-" in result.stdout
     assert (tmp_path / "demo" / "overview.png").stat().st_size > 1000
+    assert "8 image(s) classified, 8 Grad-CAM++ heatmap(s)" in result.stdout
+    assert "scored on the test split (1 held-out images)" in result.stdout
+    assert (tmp_path / "demo" / "report" / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "demo" / "exports" / "predictions.csv").is_file()
     # Running the demo again replaces the previous demo, but never a folder it did not make.
-    quick = ["--n", "8", "--per-class", "1", "--epochs", "0"]
+    quick = ["--n", "8", "--per-class", "1", "--epochs", "0", "--cls-epochs", "0"]
     again = subprocess.run(
         [*command, "demo", "--out", str(tmp_path / "demo"), *quick],
         capture_output=True, text=True, timeout=300, env=env,

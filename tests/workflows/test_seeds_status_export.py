@@ -95,3 +95,14 @@ def test_export_writes_current_masks(project: Project, tmp_path: Path) -> None:
     )
     exported = cv2.imread(str(tmp_path / "out" / f"{a.name}.png"), cv2.IMREAD_UNCHANGED)
     assert exported.dtype == np.uint8 and np.array_equal(exported, edited)
+
+
+def test_test_split_images_are_never_seeds(project: Project, tmp_path: Path) -> None:
+    rows = ["path,class,split"]
+    for i in range(6):
+        write_rgb_png(tmp_path / "src" / f"c{i}.png", cell_image(seed=i)[0])
+        rows.append(f"c{i}.png,HSIL,{'test' if i < 4 else 'train'}")
+    (tmp_path / "src" / "labels.csv").write_text("\n".join(rows) + "\n")
+    drain(import_images(project, tmp_path / "src" / "labels.csv", actor="t"))
+    report = pick_seeds(project, actor="t", per_class=5)
+    assert sorted(report.picked["HSIL"]) == ["c4", "c5"]  # the held-out four stay unseen
