@@ -83,6 +83,17 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(handler=_cmd_export)
 
+    p = sub.add_parser(
+        "pixel-size",
+        help="set micrometres per pixel (for measurements)",
+        description=_cmd_pixel_size.__doc__,
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("um", type=float, nargs="?", help="micrometres per pixel, e.g. 0.25")
+    p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
+    p.add_argument("--clear", action="store_true", help="forget the pixel size")
+    p.set_defaults(handler=_cmd_pixel_size)
+
     p = sub.add_parser("audit", help="show the audit log", description=_cmd_audit.__doc__)
     p.add_argument("project", type=Path, help="the project folder")
     p.add_argument("--last", type=int, help="only the last N entries")
@@ -186,6 +197,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report.provenance_counts.items()))
     console.print(f"{report.written} mask(s) written to {report.out} ({counts or 'none'})")
     return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_pixel_size(args: argparse.Namespace) -> int:
+    """Set the pixel size used to report cell measurements in micrometres: the project default,
+    or that of some images. TIFFs that carry a microscopy resolution tag keep their own. Without
+    a value (and without --clear) the current sizes are shown."""
+    with open_project(args.project) as project:
+        ids = [project.image(n).id for n in args.images] if args.images else None
+        if args.um is None and not args.clear:
+            default = project.catalog.get_meta("pixel_size_um")
+            own = [im for im in project.images() if im.pixel_size_um]
+            console.print(f"project default: {f'{default:g} um/px' if default else 'not set'}; "
+                          f"{len(own)} image(s) with their own size")  # fmt: skip
+            return 0
+        value = None if args.clear else args.um
+        project.set_pixel_size(value, actor=current_user(args.user), image_ids=ids)
+    where = f"{len(ids)} image(s)" if ids else "the project default"
+    console.print(f"pixel size of {where}: {'cleared' if value is None else f'{value:g} um/px'}")
+    return 0
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

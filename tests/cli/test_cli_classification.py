@@ -13,7 +13,7 @@ import pytest
 from cytoreview.launcher import main
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 
-COMMANDS = ["train-cls", "classify", "explain", "evaluate-cls", "report", "gui"]
+COMMANDS = ["train-cls", "classify", "explain", "evaluate-cls", "report", "pixel-size", "gui"]
 
 
 def cli(*args: str | Path) -> int:
@@ -62,6 +62,14 @@ def test_classify_explain_evaluate_export_report(
         "image", "pred_class", "prob_NILM", "prob_ASC-US", "prob_LSIL", "prob_HSIL",
         "pred_binary", "prob_revisable",
     ]  # fmt: skip
+
+    assert rows[0]["nucleus_area_um2"] == ""  # no pixel size known yet
+    assert cli("pixel-size", proj, "0.5") == 0
+    assert cli("export", proj, "predictions", "--out", out_csv) == 0
+    with out_csv.open() as handle:
+        first = next(csv.DictReader(handle))
+    px, um2 = float(first["nucleus_area_px"]), float(first["nucleus_area_um2"])
+    assert um2 == pytest.approx(px * 0.25, rel=1e-5)
 
     report = tmp_path / "report"
     assert cli("report", proj, "--out", report, "--gallery", "8") == 0
