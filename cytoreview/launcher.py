@@ -31,7 +31,7 @@ def _register_gui(sub: Any) -> None:
 def _run_gui(args: argparse.Namespace) -> int:
     from cytoreview.gui.app import launch  # Qt and napari load only here
 
-    return int(launch(args.project) or 0)
+    return int(launch(args.project, actor=args.user) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -197,8 +197,7 @@ def _grabcut_region(
 
 
 def fill_holes(labels: np.ndarray, max_hole_area: int | None = None) -> np.ndarray:
-    """Fill holes: background enclosed by a cell becomes cytoplasm, anything enclosed by a
-    nucleus becomes nucleus.
+    """Fill holes: background inside a cell becomes cytoplasm, anything inside a nucleus nucleus.
 
     Parameters
     ----------
@@ -255,7 +254,7 @@ def nucleus_inside_cytoplasm(
         return out
     kernel = np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)
     if drop_isolated:
-        comp, n = ndi.label(nucleus, structure=np.ones((3, 3)))
+        comp, _ = ndi.label(nucleus, structure=np.ones((3, 3)))
         near = cv2.dilate((out == CYTOPLASM).astype(np.uint8), np.ones((3, 3), np.uint8))
         touching = np.unique(comp[near.astype(bool) & nucleus])
         isolated = nucleus & ~np.isin(comp, touching)

@@ -14,30 +14,25 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.colormaps import DirectLabelColormap
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QButtonGroup,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from cytoreview.data import mask_tools
-from cytoreview.data.overlays import LABEL_COLOURS
 from cytoreview.errors import CytoReviewError
 from cytoreview.gui.autosave import Autosave, edit_provenance
-from cytoreview.gui.help_texts import PANEL_HELP, TOOLTIPS
+from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.paint_tools import PaintToolbar, mask_colormap
 from cytoreview.gui.shortcuts import bind_layer_keys
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.storage.records import MaskVersion
-from cytoreview.types import BACKGROUND, CYTOPLASM, NUCLEUS, Provenance
+from cytoreview.types import CYTOPLASM, NUCLEUS, Provenance
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +40,6 @@ IMAGE_LAYER = "image"
 MASK_LAYER = "mask"
 #: Opacity of the mask over the image: the stain stays readable under the colour.
 MASK_OPACITY = 0.45
-_MODES = (("paint", "Brush"), ("fill", "Fill"), ("polygon", "Polygon"), ("erase", "Erase"),
-          ("pan_zoom", "Pan"))  # fmt: skip
-_MODE_TIPS = {"paint": "mode_paint", "fill": "mode_fill", "polygon": "mode_polygon",
-              "erase": "mode_erase", "pan_zoom": "mode_pan"}  # fmt: skip
-
-
-def mask_colormap() -> DirectLabelColormap:
-    """The fixed mask palette (the colours of overlays and exports); 0 is transparent."""
-    colours: dict[int | None, tuple[float, ...]] = {None: (0, 0, 0, 0), BACKGROUND: (0, 0, 0, 0)}
-    for label, rgb in LABEL_COLOURS.items():
-        colours[label] = (*(c / 255 for c in rgb), 1.0)
-    return DirectLabelColormap(color_dict=colours)
-
-
-def _swatch(label: int) -> QIcon:
-    pixmap = QPixmap(14, 14)
-    rgb = LABEL_COLOURS.get(label)
-    pixmap.fill(QColor(*rgb) if rgb else QColor(255, 255, 255))
-    return QIcon(pixmap)
 
 
 def format_measure(measure: dict[str, float]) -> str:
@@ -92,6 +68,11 @@ class AnnotatePanel(QWidget):
         self._provenance = Provenance.MANUAL  # what an edit of this image is saved as
         self._version: MaskVersion | None = None  # the newest saved version shown
         self._baseline: np.ndarray | None = None  # the pixels last saved
+        self._header = ""  # "name (class)" of the open image
+        self._readout_timer = QTimer(self)
+        self._readout_timer.setSingleShot(True)
+        self._readout_timer.setInterval(0)
+        self._readout_timer.timeout.connect(self._update_readout)
         self._build()
         self._set_enabled(False)
         state.image_opened.connect(self.open_image)
@@ -103,65 +84,31 @@ class AnnotatePanel(QWidget):
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
         intro = QLabel(PANEL_HELP["annotate"])
         intro.setWordWrap(True)
+        intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
         self.title = QLabel("No image open: double-click one in the project table")
         self.title.setWordWrap(True)
         self.title.setStyleSheet("font-weight: bold")
         layout.addWidget(self.title)
 
-        labels_box = QGroupBox("Label")
-        row = QHBoxLayout(labels_box)
-        self.label_buttons = QButtonGroup(self)
-        for value, text, tip in ((CYTOPLASM, "Cytoplasm", "label_cytoplasm"),
-                                 (NUCLEUS, "Nucleus", "label_nucleus"),
-                                 (BACKGROUND, "Eraser", "label_eraser")):  # fmt: skip
-            button = QPushButton(_swatch(value), text)
-            button.setCheckable(True)
-            button.setToolTip(TOOLTIPS[tip])
-            self.label_buttons.addButton(button, value)
-            row.addWidget(button)
-        self.label_buttons.idClicked.connect(self.set_label)
-        layout.addWidget(labels_box)
-
-        tools_box = QGroupBox("Tool")
-        grid = QGridLayout(tools_box)
-        self.mode_buttons: dict[str, QPushButton] = {}
-        self._mode_group = QButtonGroup(self)
-        for i, (mode, text) in enumerate(_MODES):
-            button = QPushButton(text)
-            button.setCheckable(True)
-            button.setToolTip(TOOLTIPS[_MODE_TIPS[mode]])
-            button.clicked.connect(lambda _=False, m=mode: self.set_mode(m))
-            self._mode_group.addButton(button)
-            self.mode_buttons[mode] = button
-            grid.addWidget(button, 0, i)
-        grid.addWidget(QLabel("Brush"), 1, 0)
-        self.brush = QSpinBox()
-        self.brush.setRange(1, 200)
-        self.brush.setValue(10)
-        self.brush.setSuffix(" px")
-        self.brush.setToolTip(TOOLTIPS["brush_size"])
-        self.brush.valueChanged.connect(self._on_brush_spin)
-        grid.addWidget(self.brush, 1, 1, 1, 2)
-        self.undo_button = QPushButton("Undo")
-        self.undo_button.setToolTip(TOOLTIPS["undo"])
-        self.undo_button.clicked.connect(self.undo)
-        self.redo_button = QPushButton("Redo")
-        self.redo_button.setToolTip(TOOLTIPS["redo"])
-        self.redo_button.clicked.connect(self.redo)
-        grid.addWidget(self.undo_button, 1, 3)
-        grid.addWidget(self.redo_button, 1, 4)
-        layout.addWidget(tools_box)
+        self.toolbar = PaintToolbar(undo=self.undo, redo=self.redo)
+        layout.addWidget(self.toolbar)
 
         helpers_box = QGroupBox("Helpers")
         helpers = QGridLayout(helpers_box)
         self.tool_buttons: dict[str, QPushButton] = {}
-        for i, (name, text) in enumerate((("initial", "Initial mask (Otsu)"),
-                                          ("grabcut", "Refine (GrabCut)"),
-                                          ("fill_holes", "Fill holes"),
-                                          ("repair", "Nucleus inside cell"))):  # fmt: skip
+        for i, (name, text) in enumerate(
+            (
+                ("initial", "Initial mask (Otsu)"),
+                ("grabcut", "Refine (GrabCut)"),
+                ("fill_holes", "Fill holes"),
+                ("repair", "Nucleus inside cell"),
+            )
+        ):
             button = QPushButton(text)
             button.setToolTip(TOOLTIPS[f"tool_{name}"])
             button.clicked.connect(lambda _=False, n=name: self.apply_tool(n))
@@ -185,10 +132,10 @@ class AnnotatePanel(QWidget):
         layout.addStretch(1)
 
     def _set_enabled(self, enabled: bool) -> None:
-        for widget in (*self.label_buttons.buttons(), *self.mode_buttons.values(), self.brush,
-                       self.undo_button, self.redo_button, *self.tool_buttons.values(),
-                       self.approve_button):  # fmt: skip
+        for widget in (*self.tool_buttons.values(), self.approve_button):
             widget.setEnabled(enabled)
+        if not enabled:
+            self.toolbar.attach(None)
 
     # -- opening -------------------------------------------------------------------------------
     def open_image(self, image_id: int) -> None:
@@ -213,45 +160,58 @@ class AnnotatePanel(QWidget):
         self._baseline = mask.copy()
         self._replace_layers(rgb, mask, record.name)
         self._set_enabled(True)
+        self._header = f"{record.name} ({record.class_label or 'no class'})"
         status = "no mask yet" if self._version is None else self._describe(self._version)
-        self.title.setText(f"{record.name} ({record.class_label or 'no class'}): {status}")
+        self.title.setText(f"{self._header}: {status}")
         self.save_status.setText(f"edits are saved as {self._provenance.value}")
         self._update_readout()
 
     def _replace_layers(self, rgb: np.ndarray, mask: np.ndarray, name: str) -> None:
-        old = self.labels_layer
-        settings = {"brush_size": 10, "selected_label": CYTOPLASM, "mode": "paint"}
-        if old is not None:
-            settings = {"brush_size": old.brush_size, "selected_label": old.selected_label,
-                        "mode": str(old.mode)}  # fmt: skip
+        image, labels = self.image_layer, self.labels_layer
+        reusable = (
+            image is not None
+            and labels is not None
+            and image in self.viewer.layers
+            and labels in self.viewer.layers
+            and hasattr(labels, "_reset_history")
+        )
+        if reusable:
+            # New data into the same layers: removing a layer costs napari a full garbage
+            # collection (about 0.5 s here), too slow for going through images.
+            image.data = rgb
+            labels.data = mask
+            # napari's undo history must never replay onto another image.
+            labels._reset_history()
+        else:
+            image, labels = self._new_layers(rgb, mask)
+        image.metadata["image_name"] = name
+        self.viewer.layers.selection.active = labels
+        self.viewer.reset_view()
+        self.toolbar.attach(labels)
+
+    def _new_layers(self, rgb: np.ndarray, mask: np.ndarray) -> tuple[Image, Labels]:
         for layer_name in (MASK_LAYER, IMAGE_LAYER):
             if layer_name in self.viewer.layers:
                 self.viewer.layers.remove(layer_name)
         self.image_layer = self.viewer.add_image(rgb, name=IMAGE_LAYER, rgb=True)
-        self.image_layer.metadata["image_name"] = name
-        # A fresh layer per image: napari's undo history must never replay onto another image.
         labels = self.viewer.add_labels(
             mask, name=MASK_LAYER, colormap=mask_colormap(), opacity=MASK_OPACITY
         )
-        labels.brush_size = settings["brush_size"]
-        labels.selected_label = settings["selected_label"]
-        labels.mode = settings["mode"]
+        labels.brush_size = 10
+        labels.selected_label = CYTOPLASM
+        labels.mode = "paint"
         labels.events.paint.connect(self._on_paint)
-        labels.events.selected_label.connect(self._on_selected_label)
-        labels.events.mode.connect(self._on_mode)
-        labels.events.brush_size.connect(self._on_brush_layer)
         bind_layer_keys(labels, self._layer_actions())
         self.labels_layer = labels
-        self.viewer.layers.selection.active = labels
-        self.viewer.reset_view()
-        self._on_selected_label()
-        self._on_mode()
-        self._on_brush_layer()
+        return self.image_layer, labels
 
     def _layer_actions(self) -> dict[str, Callable[[], Any]]:
-        return {"label_cytoplasm": lambda: self.set_label(CYTOPLASM),
-                "label_nucleus": lambda: self.set_label(NUCLEUS),
-                "undo": self.undo, "redo": self.redo}  # fmt: skip
+        return {
+            "label_cytoplasm": lambda: self.set_label(CYTOPLASM),
+            "label_nucleus": lambda: self.set_label(NUCLEUS),
+            "undo": self.undo,
+            "redo": self.redo,
+        }
 
     @staticmethod
     def _describe(version: MaskVersion) -> str:
@@ -260,15 +220,11 @@ class AnnotatePanel(QWidget):
     # -- editing -------------------------------------------------------------------------------
     def set_label(self, value: int) -> None:
         """Paint with label ``value`` (0 background, 1 cytoplasm, 2 nucleus)."""
-        if self.labels_layer is not None:
-            self.labels_layer.selected_label = int(value)
-            if value != BACKGROUND and str(self.labels_layer.mode) == "erase":
-                self.labels_layer.mode = "paint"
+        self.toolbar.set_label(value)
 
     def set_mode(self, mode: str) -> None:
-        """Napari's Labels mode: ``paint``, ``fill``, ``polygon``, ``erase`` or ``pan_zoom``."""
-        if self.labels_layer is not None:
-            self.labels_layer.mode = mode
+        """Switch napari's Labels mode: paint, fill, polygon, erase or pan_zoom."""
+        self.toolbar.set_mode(mode)
 
     def undo(self) -> None:
         """Undo the last stroke of this image (and schedule a save)."""
@@ -305,6 +261,7 @@ class AnnotatePanel(QWidget):
             return
         # data_setitem records one undo step and sends napari's paint event (-> autosave).
         self.labels_layer.data_setitem(changed, result[changed])
+        self._update_readout()
 
     def _on_paint(self, event: Any = None) -> None:
         if self.labels_layer is None or self.image_id is None:
@@ -314,7 +271,9 @@ class AnnotatePanel(QWidget):
         self.autosave.mark_dirty(
             self.image_id, self.labels_layer.data, self._provenance, self._baseline
         )
-        self._update_readout()
+        # napari sends the event before some edits (data_setitem) reach the array: measure
+        # once control is back in the event loop.
+        self._readout_timer.start()
 
     def _update_readout(self) -> None:
         if self.labels_layer is not None:
@@ -333,8 +292,9 @@ class AnnotatePanel(QWidget):
             return versions[-1]
         mask = np.asarray(self.labels_layer.data)
         try:
-            version = project.save_mask(self.image_id, mask, Provenance.APPROVED,
-                                        actor=self.state.actor)  # fmt: skip
+            version = project.save_mask(
+                self.image_id, mask, Provenance.APPROVED, actor=self.state.actor
+            )
         except (CytoReviewError, ValueError, OSError) as exc:
             self.state.message.emit("error", f"approval failed: {exc}")
             return None
@@ -344,11 +304,12 @@ class AnnotatePanel(QWidget):
         return version
 
     def _on_saved(self, image_id: int, version: object) -> None:
-        assert isinstance(version, MaskVersion)
+        if not isinstance(version, MaskVersion):
+            return
         if image_id == self.image_id and self.labels_layer is not None:
             self._version = version
             self._baseline = np.array(self.labels_layer.data, copy=True)
-            self.title.setText(self.title.text().split(":")[0] + ": " + self._describe(version))
+            self.title.setText(f"{self._header}: {self._describe(version)}")
             self.save_status.setText(f"saved v{version.version} ({version.provenance.value})")
         self.state.notify_masks_changed([image_id])
 
@@ -379,34 +340,6 @@ class AnnotatePanel(QWidget):
         self._set_enabled(False)
         self.title.setText("No image open: double-click one in the project table")
         self.save_status.setText("")
-
-    # -- layer -> widgets ----------------------------------------------------------------------
-    def _on_selected_label(self, event: Any = None) -> None:
-        layer = self.labels_layer
-        if layer is None:
-            return
-        if layer.selected_label > NUCLEUS:  # only 0/1/2 are valid mask values
-            layer.selected_label = NUCLEUS
-            return
-        button = self.label_buttons.button(int(layer.selected_label))
-        if button is not None:
-            button.setChecked(True)
-
-    def _on_mode(self, event: Any = None) -> None:
-        if self.labels_layer is not None:
-            button = self.mode_buttons.get(str(self.labels_layer.mode))
-            if button is not None:
-                button.setChecked(True)
-
-    def _on_brush_layer(self, event: Any = None) -> None:
-        if self.labels_layer is not None:
-            self.brush.blockSignals(True)
-            self.brush.setValue(int(self.labels_layer.brush_size))
-            self.brush.blockSignals(False)
-
-    def _on_brush_spin(self, value: int) -> None:
-        if self.labels_layer is not None:
-            self.labels_layer.brush_size = value
 
     def hideEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Closing (hiding) the panel saves pending edits."""

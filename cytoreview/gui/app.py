@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import QApplication, QScrollArea, QWidget
 
 from cytoreview.gui.annotate_panel import AnnotatePanel
@@ -48,6 +48,8 @@ class DockSpec:
         Docks are built in increasing order.
     scroll
         Wrap the panel in a scroll area, so that a small screen never cuts widgets off.
+    stretch
+        Share of the area's height among its untabbed docks.
     """
 
     key: str
@@ -57,6 +59,7 @@ class DockSpec:
     tabify: bool = False
     order: int = 100
     scroll: bool = True
+    stretch: int = 1
 
 
 _DOCKS: dict[str, DockSpec] = {}
@@ -120,6 +123,16 @@ class Workbench:
 
             (show_error if level == "error" else show_warning)(text)
 
+    def on_annotate_visibility(self, visible: bool) -> None:
+        """Save pending edits when the annotate dock goes out of sight."""
+        if not visible and not self._closed:
+            self.autosave.flush()
+
+    def share_heights(self) -> None:
+        """Split the side areas' height between their docks (see :attr:`DockSpec.stretch`)."""
+        if not self._closed:
+            _share_heights(self.viewer.window._qt_window, self.docks)
+
     def close(self) -> None:
         """Save pending edits, stop background jobs and close the project (idempotent)."""
         if self._closed:
@@ -149,6 +162,25 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     area.setWidget(widget)
     area.setObjectName(widget.objectName())
     return area
+
+
+def _share_heights(window: Any, docks: dict[str, Any]) -> None:
+    """Split each side area's height between its untabbed docks by their ``stretch``.
+
+    Qt takes the sizes as pixels, so they are worked out from the height the docks have now.
+    """
+    by_area: dict[str, list[DockSpec]] = {}
+    for spec in registered_docks():
+        if not spec.tabify and spec.key in docks:
+            by_area.setdefault(spec.area, []).append(spec)
+    for specs in by_area.values():
+        if len(specs) < 2:
+            continue
+        widgets = [docks[spec.key] for spec in specs]
+        total = sum(w.height() for w in widgets) or window.height()
+        weights = sum(spec.stretch for spec in specs)
+        sizes = [max(1, total * spec.stretch // weights) for spec in specs]
+        window.resizeDocks(widgets, sizes, Qt.Orientation.Vertical)
 
 
 def build_workbench(
@@ -189,12 +221,22 @@ def build_workbench(
         workbench.docks[spec.key] = viewer.window.add_dock_widget(
             widget, name=spec.title, area=spec.area, tabify=spec.tabify
         )
+    # Leaving the annotate tab (or closing its dock) saves pending strokes at once.
+    workbench.docks["annotate"].visibilityChanged.connect(workbench.on_annotate_visibility)
+    QApplication.processEvents()  # dock sizes and tab bars exist only after a layout pass
+    workbench.share_heights()
+    # Once more when the event loop runs: a window shown or resized just now is laid out then.
+    QTimer.singleShot(0, workbench.share_heights)
+    workbench.docks["annotate"].raise_()  # painting is the panel used most
     project_panel = workbench.project_panel
-    install_window_shortcuts(window, {
-        "next_image": project_panel.next_image,
-        "previous_image": project_panel.previous_image,
-        "approve": workbench.annotate_panel.approve,
-    })  # fmt: skip
+    install_window_shortcuts(
+        window,
+        {
+            "next_image": project_panel.next_image,
+            "previous_image": project_panel.previous_image,
+            "approve": workbench.annotate_panel.approve,
+        },
+    )
     window.installEventFilter(_CloseWatcher(workbench, window))
     viewer.title = WINDOW_TITLE
     if project_path is not None:
@@ -202,15 +244,33 @@ def build_workbench(
     return workbench
 
 
-register_dock(DockSpec("project", "Project", lambda wb: ProjectPanel(wb.state), order=10))
-register_dock(DockSpec("annotate", "Annotate",
-                       lambda wb: AnnotatePanel(wb.viewer, wb.state, wb.autosave), order=20))
-register_dock(DockSpec("train", "Train segmentation", lambda wb: TrainPanel(wb.state),
-                       tabify=True, order=30))  # fmt: skip
+def _project_panel(wb: Workbench) -> QWidget:
+    return ProjectPanel(wb.state)
 
 
-def launch(project_path: str | Path | None = None) -> int:
+def _annotate_panel(wb: Workbench) -> QWidget:
+    return AnnotatePanel(wb.viewer, wb.state, wb.autosave)
+
+
+def _train_panel(wb: Workbench) -> QWidget:
+    return TrainPanel(wb.state)
+
+
+# The table needs a little more height than the painting tools; training shares their place.
+register_dock(DockSpec("project", "Project", _project_panel, order=10, stretch=6))
+register_dock(DockSpec("annotate", "Annotate", _annotate_panel, order=20, stretch=5))
+register_dock(DockSpec("train", "Train segmentation", _train_panel, tabify=True, order=30))
+
+
+def launch(project_path: str | Path | None = None, *, actor: str | None = None) -> int:
     """Open the workbench window (with ``project_path`` if given) and run until it closes.
+
+    Parameters
+    ----------
+    project_path
+        A project folder to open at once.
+    actor
+        Who is working, for the audit log (default: ``$CYTOREVIEW_USER`` or the login name).
 
     Returns
     -------
@@ -229,7 +289,7 @@ def launch(project_path: str | Path | None = None) -> int:
 
         open_project(project_path).close()
     viewer = napari.Viewer(title=WINDOW_TITLE)
-    workbench = build_workbench(viewer, project_path)
+    workbench = build_workbench(viewer, project_path, actor=actor)
     app = QApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(workbench.close)

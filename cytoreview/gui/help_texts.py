@@ -5,20 +5,19 @@ Panels look texts up by key, so wording can be reviewed (or translated) in one p
 
 from __future__ import annotations
 
-#: One-paragraph help at the top of each panel.
+#: Style of the short help line at the top of each panel: quiet, it is read once.
+INTRO_STYLE = "color: #9aa3ad; font-size: 11px"
+
+#: Short help at the top of each panel.
 PANEL_HELP: dict[str, str] = {
-    "project": (
-        "Open or create a project, import a folder of images (sub-folders named after the "
-        "classes), then double-click an image to paint it. Seeds are the images to paint first."
-    ),
+    "project": "Double-click an image to paint it; paint the seeds first.",
     "annotate": (
-        "Paint cytoplasm and nucleus on the mask layer. Every finished stroke is saved as a new "
-        "mask version a moment later; older versions are kept. Approve when the mask is right."
+        "Every finished stroke is saved as a new mask version; older versions are kept. "
+        "Approve when the mask is right."
     ),
     "train": (
-        "Train the U-Net on every painted (manual, corrected or approved) mask, then let it "
-        "auto-segment the other images. Training runs in the background; Stop keeps the best "
-        "model so far."
+        "Trains on every painted mask (manual, corrected, approved) in the background; Stop "
+        "keeps the best model so far. Then auto-segment the other images."
     ),
 }
 

@@ -1,25 +1,19 @@
 """The project panel: open or create a project, import images, browse them, track the seed quota.
 
-The image table is a model/view pair: :class:`ImageTableModel` holds one plain row per image
-and updates single rows when a mask changes; :class:`ImageFilterProxy` filters and sorts
-without touching the rows, so thousands of images stay fast.
+The table and the cockpit live in :mod:`cytoreview.gui.image_table`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
-from qtpy.QtGui import QBrush, QColor
+from qtpy.QtCore import QModelIndex, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
@@ -35,7 +29,14 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.errors import CytoReviewError
-from cytoreview.gui.help_texts import PANEL_HELP, TOOLTIPS
+from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.image_table import (
+    NO_CLASS,
+    ImageFilterProxy,
+    ImageTableModel,
+    SeedCockpit,
+    rows_for,
+)
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
 from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS
@@ -44,184 +45,7 @@ from cytoreview.types import CLASS_SCHEMES, DEFAULT_SCHEME, Progress
 from cytoreview.workflows.importing import ImportReport, import_images
 from cytoreview.workflows.projects import build_scheme
 from cytoreview.workflows.seeds import pick_seeds
-from cytoreview.workflows.status import MASK_STATES, ProjectStatus, project_status
-
-NO_CLASS = "(no class)"
-COLUMNS = ("Name", "Class", "Mask", "Seed")
-SORT_ROLE = Qt.ItemDataRole.UserRole
-ID_ROLE = Qt.ItemDataRole.UserRole + 1
-#: Row tints by mask status: what still needs a person's eye stands out.
-STATUS_TINT = {"auto": QColor(255, 240, 200), "approved": QColor(215, 245, 215)}
-
-
-@dataclass
-class ImageRow:
-    """One image as the table shows it."""
-
-    id: int
-    name: str
-    class_label: str | None
-    status: str  # "none" or a provenance value
-    seed: bool
-
-
-def rows_for(project: Project) -> list[ImageRow]:
-    """Table rows of every image of ``project`` (two catalog queries)."""
-    current = project.current_versions()
-    return [
-        ImageRow(im.id, im.name, im.class_label,
-                 current[im.id].provenance.value if im.id in current else "none", im.is_seed)
-        for im in project.images()
-    ]  # fmt: skip
-
-
-class ImageTableModel(QAbstractTableModel):
-    """Images of the project: name, class, mask status, seed flag."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._rows: list[ImageRow] = []
-        self._index: dict[int, int] = {}
-
-    def set_rows(self, rows: list[ImageRow]) -> None:
-        """Replace every row (a project opened, images imported)."""
-        self.beginResetModel()
-        self._rows = list(rows)
-        self._index = {row.id: i for i, row in enumerate(self._rows)}
-        self.endResetModel()
-
-    def set_status(self, statuses: dict[int, str]) -> None:
-        """Change the mask status of some images; only their rows are repainted."""
-        for image_id, status in statuses.items():
-            i = self._index.get(image_id)
-            if i is not None and self._rows[i].status != status:
-                self._rows[i].status = status
-                self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
-
-    def row(self, i: int) -> ImageRow:
-        """The row at source position ``i``."""
-        return self._rows[i]
-
-    def source_row_of(self, image_id: int) -> int | None:
-        """Source position of an image, if shown."""
-        return self._index.get(image_id)
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
-        """Qt: number of images."""
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
-        """Qt: number of columns."""
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Any, role: int = 0) -> Any:  # noqa: N802
-        """Qt: column titles."""
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
-
-    def data(self, index: QModelIndex, role: int = 0) -> Any:
-        """Qt: cell contents, sort keys, the image id and row tints."""
-        if not index.isValid():
-            return None
-        row, col = self._rows[index.row()], index.column()
-        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-            if col == 0:
-                return row.name
-            if col == 1:
-                return row.class_label or ("" if role == SORT_ROLE else NO_CLASS)
-            if col == 2:
-                return MASK_STATES.index(row.status) if role == SORT_ROLE else row.status
-            return int(row.seed) if role == SORT_ROLE else ("seed" if row.seed else "")
-        if role == ID_ROLE:
-            return row.id
-        if role == Qt.ItemDataRole.BackgroundRole and row.status in STATUS_TINT:
-            return QBrush(STATUS_TINT[row.status])
-        return None
-
-
-class ImageFilterProxy(QSortFilterProxyModel):
-    """Filters by class, mask status, seed flag and name; sorts by the model's sort keys."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.class_label: str | None = None  # None: any; NO_CLASS: unlabelled
-        self.status: str | None = None
-        self.seeds_only = False
-        self.text = ""
-        self.setSortRole(SORT_ROLE)
-
-    def set_filter(self, **changes: Any) -> None:
-        """Change ``class_label``, ``status``, ``seeds_only`` or ``text`` and re-filter."""
-        for key, value in changes.items():
-            setattr(self, key, value)
-        self.invalidateFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
-        """Qt: whether an image passes the filters."""
-        row = self.sourceModel().row(source_row)
-        if self.class_label is not None and (row.class_label or NO_CLASS) != self.class_label:
-            return False
-        if self.status is not None and row.status != self.status:
-            return False
-        if self.seeds_only and not row.seed:
-            return False
-        return not self.text or self.text.lower() in row.name.lower()
-
-    def image_id(self, proxy_row: int) -> int:
-        """The image id shown at ``proxy_row``."""
-        return int(self.data(self.index(proxy_row, 0), ID_ROLE))
-
-    def proxy_row_of(self, image_id: int) -> int | None:
-        """Where an image is shown, or None if it is filtered out."""
-        source = self.sourceModel().source_row_of(image_id)
-        if source is None:
-            return None
-        proxy = self.mapFromSource(self.sourceModel().index(source, 0))
-        return proxy.row() if proxy.isValid() else None
-
-
-class SeedCockpit(QGroupBox):
-    """Painted seeds against the target, per class, with the project's warnings."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__("Seed quota (painted / target)", parent)
-        outer = QVBoxLayout(self)
-        self._grid = QGridLayout()
-        outer.addLayout(self._grid)
-        self._bars: dict[str, QProgressBar] = {}
-        self._counts: dict[str, QLabel] = {}
-        self.warnings = QLabel("")
-        self.warnings.setWordWrap(True)
-        self.warnings.setStyleSheet("color: #e0a030")
-        outer.addWidget(self.warnings)
-
-    def show_status(self, status: ProjectStatus) -> None:
-        """Show a fresh :func:`project_status`."""
-        labels = [row.label for row in status.classes]
-        if list(self._bars) != labels:  # another class scheme: rebuild the rows
-            while self._grid.count():
-                widget = self._grid.takeAt(0).widget()
-                if widget is not None:
-                    widget.deleteLater()
-            self._bars, self._counts = {}, {}
-            for i, label in enumerate(labels):
-                self._grid.addWidget(QLabel(label), i, 0)
-                bar = QProgressBar()
-                bar.setMaximumHeight(18)
-                self._grid.addWidget(bar, i, 1)
-                count = QLabel("")
-                self._grid.addWidget(count, i, 2)
-                self._bars[label], self._counts[label] = bar, count
-        for row in status.classes:
-            bar = self._bars[row.label]
-            target = row.seed_target or row.seeds
-            bar.setMaximum(max(target, 1))
-            bar.setValue(min(row.seeds_painted, max(target, 1)))
-            bar.setFormat(f"{row.seeds_painted} / {target}" if target else "no seeds picked")
-            human = sum(row.masks[k] for k in ("manual", "corrected", "approved"))
-            self._counts[row.label].setText(f"{row.images} images, {human} painted")
-        self.warnings.setText("\n".join(status.warnings))
+from cytoreview.workflows.status import MASK_STATES, project_status
 
 
 class ProjectPanel(QWidget):
@@ -254,17 +78,21 @@ class ProjectPanel(QWidget):
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
         intro = QLabel(PANEL_HELP["project"])
         intro.setWordWrap(True)
+        intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
         self.path_label = QLabel("No project open")
-        self.path_label.setWordWrap(True)
         self.path_label.setStyleSheet("font-weight: bold")
         layout.addWidget(self.path_label)
         row = QHBoxLayout()
-        for attr, text, slot in (("open_button", "Open…", self._ask_open),
-                                 ("new_button", "New…", self._ask_create),
-                                 ("import_button", "Import folder…", self._ask_import)):  # fmt: skip
+        for attr, text, slot in (
+            ("open_button", "Open…", self._ask_open),
+            ("new_button", "New…", self._ask_create),
+            ("import_button", "Import folder…", self._ask_import),
+        ):
             button = QPushButton(text)
             button.clicked.connect(slot)
             setattr(self, attr, button)
@@ -285,7 +113,7 @@ class ProjectPanel(QWidget):
         self.import_log = QPlainTextEdit()
         self.import_log.setReadOnly(True)
         self.import_log.setMaximumHeight(70)
-        self.import_log.setPlaceholderText("Import report: files skipped and why")
+        self.import_log.setVisible(False)  # shown with the first import report
         layout.addWidget(self.import_log)
         self._set_importing(False)
 
@@ -329,8 +157,11 @@ class ProjectPanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in (1, 2, 3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.activated.connect(self._on_activated)  # double-click or Enter
-        self.table.setMinimumHeight(200)
+        # A double click sends both signals in Qt 6 (activated on the release); Enter only
+        # activated. Opening the image already open does nothing.
+        self.table.doubleClicked.connect(self._on_activated)
+        self.table.activated.connect(self._on_activated)
+        self.table.setMinimumHeight(120)
         layout.addWidget(self.table, 1)
 
         row = QHBoxLayout()
@@ -348,7 +179,7 @@ class ProjectPanel(QWidget):
 
         self.cockpit = SeedCockpit()
         layout.addWidget(self.cockpit)
-        row = QHBoxLayout()
+        row = self.cockpit.actions
         self.seeds_spin = QSpinBox()
         self.seeds_spin.setRange(1, 1000)
         self.seeds_spin.setValue(DEFAULT_SEEDS_PER_CLASS)
@@ -359,7 +190,6 @@ class ProjectPanel(QWidget):
         self.pick_button.clicked.connect(lambda: self.pick_seeds(self.seeds_spin.value()))
         row.addWidget(self.seeds_spin)
         row.addWidget(self.pick_button)
-        layout.addLayout(row)
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.rowsRemoved.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
@@ -408,10 +238,10 @@ class ProjectPanel(QWidget):
             return False
         actor = self.state.actor
         self.import_log.clear()
+        self.import_log.setVisible(True)
         self.import_bar.setRange(0, 0)
         self._set_importing(True)
-        self.importer.start(lambda token: import_images(project, folder, actor=actor,
-                                                        cancel=token))  # fmt: skip
+        self.importer.start(lambda token: import_images(project, folder, actor=actor, cancel=token))
         return True
 
     def _set_importing(self, running: bool) -> None:
@@ -450,7 +280,9 @@ class ProjectPanel(QWidget):
         opened = isinstance(project, Project)
         for widget in (self.import_button, self.pick_button, self.prev_button, self.next_button):
             widget.setEnabled(opened)
-        self.path_label.setText(str(project.root) if opened else "No project open")
+        # The folder's name in bold, the full path on hover: one line, however deep it lies.
+        self.path_label.setText(f"Project: {project.root.name}" if opened else "No project open")
+        self.path_label.setToolTip(str(project.root) if opened else "")
         self.class_filter.blockSignals(True)
         self.class_filter.clear()
         self.class_filter.addItem("any class", None)
@@ -488,7 +320,9 @@ class ProjectPanel(QWidget):
 
     # -- navigation ----------------------------------------------------------------------------
     def _on_activated(self, index: QModelIndex) -> None:
-        self.state.open_image(self.proxy.image_id(index.row()))
+        image_id = self.proxy.image_id(index.row())
+        if image_id != self.state.current_image_id:
+            self.state.open_image(image_id)
 
     def _select_image(self, image_id: object) -> None:
         row = self.proxy.proxy_row_of(int(image_id))  # type: ignore[call-overload]

@@ -7,14 +7,14 @@ Both jobs run through one :class:`JobRunner` (one at a time); the panel only rea
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from cytoreview.gui.help_texts import PANEL_HELP, TOOLTIPS
+from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
 from cytoreview.models.devices import DEVICES
@@ -48,32 +48,66 @@ LOSS_CURVES = (("train_loss", "train"), ("val_loss", "validation"))
 IOU_CURVES = (("iou_cytoplasm", "cytoplasm"), ("iou_nucleus", "nucleus"))
 
 
+def _theme_colours() -> tuple[str, str]:
+    """(background, text) of napari's current theme, so the plot does not glare white."""
+    try:
+        from napari.settings import get_settings
+        from napari.utils.theme import get_theme
+
+        name = get_settings().appearance.theme
+        theme = get_theme("dark" if name == "system" else name)
+        return theme.foreground.as_hex(), theme.text.as_hex()
+    except Exception:  # noqa: BLE001 - a missing or odd theme: fall back to napari's dark
+        return "#2e333e", "#f0f1f2"
+
+
 class TrainingPlot(FigureCanvasQTAgg):
     """Loss and per-class IoU per epoch, redrawn when an epoch ends."""
 
     def __init__(self) -> None:
-        self.figure = Figure(figsize=(4.2, 2.4), layout="constrained")
+        self.background, self.ink = _theme_colours()
+        self.figure = Figure(figsize=(4.2, 2.2), layout="constrained", facecolor=self.background)
         super().__init__(self.figure)
         self.loss_axes = self.figure.add_subplot(1, 2, 1)
         self.iou_axes = self.figure.add_subplot(1, 2, 2)
-        self.setMinimumHeight(190)
+        self.setMinimumHeight(170)
         self.show_history([])
 
     def show_history(self, history: list[dict[str, float]]) -> None:
         """Redraw from the epochs' metrics (each with an ``epoch`` key)."""
         epochs = [h["epoch"] for h in history]
-        for axes, curves, title in ((self.loss_axes, LOSS_CURVES, "loss"),
-                                    (self.iou_axes, IOU_CURVES, "IoU")):  # fmt: skip
+        for axes, curves, title in (
+            (self.loss_axes, LOSS_CURVES, "loss"),
+            (self.iou_axes, IOU_CURVES, "IoU"),
+        ):
             axes.clear()
+            axes.set_facecolor(self.background)
             for key, label in curves:
                 values = [h.get(key, float("nan")) for h in history]
                 axes.plot(epochs, values, marker="o", markersize=3, label=label)
-            axes.set_title(title, fontsize=9)
-            axes.set_xlabel("epoch", fontsize=8)
-            axes.tick_params(labelsize=7)
+            axes.set_title(title, fontsize=9, color=self.ink)
+            axes.set_xlabel("epoch", fontsize=8, color=self.ink)
+            axes.tick_params(labelsize=7, colors=self.ink)
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+            for spine in axes.spines.values():
+                spine.set_color(self.ink)
             if history:
-                axes.legend(fontsize=7)
+                axes.legend(fontsize=7, facecolor=self.background, labelcolor=self.ink)
+            if not history:
+                axes.set_xticks([])
+                axes.set_yticks([])
         self.iou_axes.set_ylim(0, 1)
+        if not history:
+            self.loss_axes.text(
+                0.5,
+                0.5,
+                "curves appear\nafter each epoch",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=self.ink,
+                transform=self.loss_axes.transAxes,
+            )
         self.draw_idle()
 
 
@@ -95,16 +129,20 @@ class TrainPanel(QWidget):
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
         self.runner.finished.connect(self._on_finished)
+        self.runner.started.connect(self._update_buttons)
         state.project_changed.connect(lambda _: self._update_buttons())
         self._update_buttons()
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
         intro = QLabel(PANEL_HELP["train"])
         intro.setWordWrap(True)
+        intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
-        form = QFormLayout()
+        form = QGridLayout()
         self.encoder = QComboBox()
         self.encoder.addItems(SEG_ENCODERS)
         self.encoder.setCurrentText(DEFAULT_ENCODER)
@@ -123,13 +161,20 @@ class TrainPanel(QWidget):
         self.input_size.setSingleStep(SIZE_MULTIPLE)
         self.input_size.setSpecialValueText("from the images")
         self.input_size.setSuffix(" px")
-        for label, widget, tip in (("Encoder", self.encoder, "encoder"),
-                                   ("Epochs", self.epochs, "epochs"),
-                                   ("Time budget", self.time_budget, "time_budget"),
-                                   ("Device", self.device, "device"),
-                                   ("Input size", self.input_size, "input_size")):  # fmt: skip
+        for i, (label, widget, tip) in enumerate(
+            (
+                ("Encoder", self.encoder, "encoder"),
+                ("Device", self.device, "device"),
+                ("Epochs", self.epochs, "epochs"),
+                ("Budget", self.time_budget, "time_budget"),
+                ("Input", self.input_size, "input_size"),
+            )
+        ):
             widget.setToolTip(TOOLTIPS[tip])
-            form.addRow(label, widget)
+            form.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            form.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        form.setColumnStretch(1, 1)
+        form.setColumnStretch(3, 1)
         layout.addLayout(form)
         row = QHBoxLayout()
         self.start_button = QPushButton("Start training")
@@ -144,20 +189,25 @@ class TrainPanel(QWidget):
         for button in (self.start_button, self.stop_button, self.segment_button):
             row.addWidget(button)
         layout.addLayout(row)
+        row = QHBoxLayout()
         self.device_label = QLabel("Device: —")
-        layout.addWidget(self.device_label)
+        self.eta_label = QLabel("")
+        row.addWidget(self.device_label, 1)
+        row.addWidget(self.eta_label)
+        layout.addLayout(row)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
+        self.bar.setFormat("idle")
         layout.addWidget(self.bar)
-        self.eta_label = QLabel("")
-        layout.addWidget(self.eta_label)
         self.plot = TrainingPlot()
         layout.addWidget(self.plot)
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
-        self.log_view.setMaximumHeight(110)
+        self.log_view.setMaximumHeight(80)
+        self.log_view.setPlaceholderText("epochs, stages and warnings appear here")
         layout.addWidget(self.log_view)
+        layout.addStretch(1)
 
     def _update_buttons(self) -> None:
         project = self.state.project
@@ -193,8 +243,9 @@ class TrainPanel(QWidget):
         )
         self.device_label.setText(f"Device: {request.device} (starting…)")
         self._begin("train")
-        self.runner.start(lambda token: train_segmentation(project, request, actor=actor,
-                                                           cancel=token))  # fmt: skip
+        self.runner.start(
+            lambda token: train_segmentation(project, request, actor=actor, cancel=token)
+        )
         return True
 
     def start_segmentation(self, device: str | None = None) -> bool:
@@ -205,8 +256,9 @@ class TrainPanel(QWidget):
         actor, device = self.state.actor, device or self.device.currentText()
         self.log_view.appendPlainText("auto-segmenting the images without a person's mask…")
         self._begin("segment")
-        self.runner.start(lambda token: segment_project(project, actor=actor, device=device,
-                                                        cancel=token))  # fmt: skip
+        self.runner.start(
+            lambda token: segment_project(project, actor=actor, device=device, cancel=token)
+        )
         return True
 
     def stop(self) -> None:
@@ -218,6 +270,7 @@ class TrainPanel(QWidget):
     def _begin(self, kind: str) -> None:
         self.job_kind = kind
         self._eta.reset()
+        self.bar.setFormat("%p%")
         self.bar.setRange(0, 0)  # busy until the first event says how much there is
         self.eta_label.setText("starting…")
         self._update_buttons()
@@ -236,7 +289,7 @@ class TrainPanel(QWidget):
         elif event.stage == "epoch":
             self.history.append({"epoch": float(event.step), **event.metrics})
             self.plot.show_history(self.history)
-        elif event.stage == "export":
+        elif event.stage == "export" and not self.runner.cancel_requested:
             self.eta_label.setText(event.message)
         if event.stage == "segment" and event.step == 0 and " on " in event.message:
             self.device_label.setText(f"Device: {event.message.rsplit(' on ', 1)[1]}")
@@ -250,20 +303,26 @@ class TrainPanel(QWidget):
         if isinstance(report, SegTrainReport):
             self.last_training = report
             self.device_label.setText(f"Device: {report.device}")
-            text = (f"model {report.model_id}: {report.status} ({report.stop_reason}) after "
-                    f"{len(report.history)} epoch(s), {format_duration(report.seconds)}")  # fmt: skip
+            text = (
+                f"model {report.model_id}: {report.status} ({report.stop_reason}) after "
+                f"{len(report.history)} epoch(s), {format_duration(report.seconds)}"
+            )
             if report.best is not None:
                 s = report.best.scores
-                text += (f"; best epoch {report.best.epoch}: IoU cytoplasm "
-                         f"{s['iou_cytoplasm']:.3f}, nucleus {s['iou_nucleus']:.3f}. "
-                         "Press Auto-segment now to mask the other images.")  # fmt: skip
+                text += (
+                    f"; best epoch {report.best.epoch}: IoU cytoplasm "
+                    f"{s['iou_cytoplasm']:.3f}, nucleus {s['iou_nucleus']:.3f}. "
+                    "Press Auto-segment now to mask the other images."
+                )
             self.log_view.appendPlainText(text)
             self.state.message.emit("info", text)
         elif isinstance(report, SegmentReport):
             self.last_segmentation = report
-            text = (f"{len(report.segmented)} image(s) auto-segmented on {report.device} in "
-                    f"{format_duration(report.seconds)}; {len(report.skipped_human)} with a "
-                    "person's mask left alone" + (" (stopped)" if report.cancelled else ""))  # fmt: skip
+            text = (
+                f"{len(report.segmented)} image(s) auto-segmented on {report.device} in "
+                f"{format_duration(report.seconds)}; {len(report.skipped_human)} with a "
+                "person's mask left alone" + (" (stopped)" if report.cancelled else "")
+            )
             self.log_view.appendPlainText(text)
             for problem in report.problems:
                 self.log_view.appendPlainText(f"warning: {problem}")
@@ -281,8 +340,5 @@ class TrainPanel(QWidget):
         self.job_kind = None
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
-        if not self.eta_label.text().startswith("stopping"):
-            self.eta_label.setText("done")
-        else:
-            self.eta_label.setText("stopped")
+        self.eta_label.setText("stopped" if self.runner.cancel_requested else "done")
         self._update_buttons()

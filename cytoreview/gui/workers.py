@@ -28,15 +28,52 @@ log = logging.getLogger(__name__)
 JobFactory = Callable[[CancelToken], Generator[Progress, Any, Any]]
 
 
-class JobAborted(RuntimeError):
+class JobAbortedError(RuntimeError):
     """A job ended without a result because its worker was aborted from outside."""
 
 
 class _Failure:
-    """The exception of a job, passed back as its result (see :meth:`JobRunner._work`)."""
+    """The exception of a job, passed back as its result (see :func:`_run_job`)."""
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+class _Relay(QObject):
+    """Forwards one worker's signals to its runner, on the GUI thread, with the job number."""
+
+    def __init__(self, runner: JobRunner, job: int) -> None:
+        super().__init__()  # no Qt parent: the runner keeps it in a dict until the job ends
+        self._runner = runner
+        self._job = job
+
+    def yielded(self, event: object) -> None:
+        self._runner._on_yielded(self._job, event)
+
+    def returned(self, result: object) -> None:
+        self._runner._on_returned(self._job, result)
+
+    def finished(self) -> None:
+        self._runner._on_finished(self._job)
+
+
+def _run_job(
+    factory: JobFactory, token: CancelToken, done: threading.Event
+) -> Generator[Progress, Any, Any]:
+    """The worker thread's generator: every outcome comes back as a return value.
+
+    superqt's generator worker swallows a ``RuntimeError`` (it takes it for a deleted Qt
+    object) and napari relays other errors to its own notifications, so the job's exception
+    is caught here and returned as a :class:`_Failure` instead.
+    """
+    try:
+        result = yield from factory(token)
+    except Exception as exc:
+        log.debug("background job failed", exc_info=True)
+        return _Failure(exc)
+    finally:
+        done.set()
+    return result
 
 
 class JobRunner(QObject):
@@ -66,10 +103,12 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.name = name
         self._token: CancelToken | None = None
-        self._worker: Any = None
+        self._result: tuple[object] | None = None
+        self._relays: dict[int, _Relay] = {}
         self._done = threading.Event()
         self._done.set()
         self._running = False
+        self._job = 0
 
     @property
     def is_running(self) -> bool:
@@ -95,51 +134,45 @@ class JobRunner(QObject):
         self._token = token
         self._done.clear()
         self._running = True
-        # _ignore_errors: _work never raises; napari would otherwise re-raise in the GUI.
-        worker = create_worker(self._work, factory, token, _ignore_errors=True)
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._result = None
+        self._job += 1
+        # A plain function, not a method: napari formats it into its task-status texts, and
+        # those may run after this runner's widget is gone. _ignore_errors: _run_job never
+        # raises (napari would re-raise in the GUI thread).
+        worker = create_worker(_run_job, factory, token, self._done, _ignore_errors=True)
+        # Signals of an earlier worker may still be queued when the next job starts: each
+        # worker reports through its own relay, tagged with its job number.
+        relay = _Relay(self, self._job)
+        self._relays[self._job] = relay
+        worker.yielded.connect(relay.yielded)
+        worker.returned.connect(relay.returned)
+        worker.finished.connect(relay.finished)
         self.started.emit()
         worker.start()
 
-    def _work(self, factory: JobFactory, token: CancelToken) -> Generator[Progress, Any, Any]:
-        """The worker thread's generator: every outcome comes back as a return value.
-
-        superqt's generator worker swallows a ``RuntimeError`` (it takes it for a deleted Qt
-        object) and napari relays other errors to its own notifications, so the job's
-        exception is caught here and returned to :meth:`_on_returned` instead.
-        """
-        try:
-            result = yield from factory(token)
-        except Exception as exc:
-            log.debug("%s failed", self.name, exc_info=True)
-            return _Failure(exc)
-        finally:
-            self._done.set()
-        return result
-
-    def _on_yielded(self, event: object) -> None:
-        if isinstance(event, Progress):
+    def _on_yielded(self, job: int, event: object) -> None:
+        if job == self._job and isinstance(event, Progress):
             self.progress.emit(event)
 
-    def _on_returned(self, result: object) -> None:
-        self._running = False
-        self._worker = None
-        if isinstance(result, _Failure):
-            self.failed.emit(result.error)
-        else:
-            self.succeeded.emit(result)
-        self.finished.emit()
+    def _on_returned(self, job: int, result: object) -> None:
+        if job == self._job:
+            self._result = (result,)
 
-    def _on_finished(self) -> None:
-        # Without a result: napari aborted the worker (e.g. its window closed mid-job).
-        if self._running:
-            self._running = False
-            self._worker = None
-            self.failed.emit(JobAborted(f"{self.name}: stopped before it could finish"))
-            self.finished.emit()
+    def _on_finished(self, job: int) -> None:
+        # The job ends when its worker has finished, so nothing of it is left in flight.
+        self._relays.pop(job, None)
+        if job != self._job or not self._running:
+            return
+        self._running = False
+        outcome = self._result
+        self._result = None
+        if outcome is None:  # no result: napari aborted the worker (its window closed)
+            self.failed.emit(JobAbortedError(f"{self.name}: stopped before it could finish"))
+        elif isinstance(outcome[0], _Failure):
+            self.failed.emit(outcome[0].error)
+        else:
+            self.succeeded.emit(outcome[0])
+        self.finished.emit()
 
     def cancel(self) -> None:
         """Ask the running job to stop at its next check (no effect when idle)."""
@@ -153,18 +186,12 @@ class JobRunner(QObject):
         """
         deadline = time.monotonic() + timeout_s
         app = QApplication.instance()
-        while self._running:
-            if self._done.wait(0.02):
-                # The thread is done; let Qt deliver the queued result signal.
-                if app is not None:
-                    app.processEvents()
-                if not self._running or time.monotonic() > deadline:
-                    break
-                continue
+        while self._running and time.monotonic() < deadline:
+            self._done.wait(0.02)  # sleeps while the worker runs
             if app is not None:
-                app.processEvents()
-            if time.monotonic() > deadline:
-                return False
+                app.processEvents()  # paints the window, delivers the worker's signals
+            if self._done.is_set():
+                time.sleep(0.002)  # its last signals are on their way
         return not self._running
 
 

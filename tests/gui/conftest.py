@@ -27,8 +27,8 @@ class SynthProject:
     painted: list[str]  # images given a manual mask (the truth)
 
 
-def make_project(root: Path, n: int = 6, painted: int = 0, seed: int = 1) -> SynthProject:
-    """``n`` synthetic cells (64-96 px, four classes) imported; ``painted`` get manual masks."""
+def make_project(root: Path, n: int = 8, painted: int = 0, seed: int = 1) -> SynthProject:
+    """``n`` synthetic cells (64-96 px, classes in turn) imported; ``painted`` get manual masks."""
     truth = {}
     for name, sample in synth_dataset(n, seed=seed, size_range=(64, 96)):
         write_rgb_png(root / "src" / sample.label / f"{name}.png", sample.image)
