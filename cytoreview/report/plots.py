@@ -11,6 +11,7 @@ PNG file's bytes.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -150,7 +151,8 @@ def plot_confusion_matrix(
             ax.text(p, t, f"{counts[t, p]}\n{pct}", ha="center", va="center", weight=bold, **style)
     ticks = np.arange(k)
     slant = {"rotation": 30, "ha": "right"} if k > 3 else {}
-    ax.set_xticks(ticks, [str(c) for c in class_names], **slant)
+    # Long names (the binary call's) wrap onto two lines instead of running into each other.
+    ax.set_xticks(ticks, [textwrap.fill(str(c), 14) for c in class_names], **slant)
     ax.set_yticks(ticks, [f"{c} (n={int(totals[i, 0])})" for i, c in enumerate(class_names)])
     ax.set(xlabel="Predicted class", ylabel="True class")
     ax.set_title(title, fontsize=12)

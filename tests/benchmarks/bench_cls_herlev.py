@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -137,6 +138,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=80)
     parser.add_argument("--true-masks", action="store_true", help="fuse the true masks instead")
     parser.add_argument(
+        "--masks-cache",
+        type=Path,
+        help="folder to keep the engine's masks in (reused when it exists: saves the U-Net run)",
+    )
+    parser.add_argument(
         "--task",
         choices=["bethesda", "binary"],
         default="bethesda",
@@ -156,10 +162,18 @@ def main() -> None:
         seg_info: dict = {"masks": "true"}
         if args.true_masks:
             masks = [read_label_mask(DATA / "masks" / f"{n}.png") for n in names]
+        elif args.masks_cache is not None and (args.masks_cache / "seg_info.json").is_file():
+            masks = [read_label_mask(args.masks_cache / f"{n}.png") for n in names]
+            seg_info = json.loads((args.masks_cache / "seg_info.json").read_text())
         else:
             by_name, seg_info = engine_masks(work, args.seg_minutes, args.seeds)
             masks = [by_name[n] for n in names]
             seg_info["masks"] = "engine (true for seeds, auto for the rest)"
+            if args.masks_cache is not None:
+                args.masks_cache.mkdir(parents=True, exist_ok=True)
+                for n, m in zip(names, masks, strict=True):
+                    cv2.imwrite(str(args.masks_cache / f"{n}.png"), m)
+                (args.masks_cache / "seg_info.json").write_text(json.dumps(seg_info))
         folds = folds_of(labels, args.folds)
         per_arch: dict[str, list[dict]] = {a: [] for a in args.archs}
         timings: dict[str, dict] = {}
