@@ -18,9 +18,17 @@ from qtpy.QtWidgets import QApplication, QScrollArea, QWidget
 
 from cytoreview.gui.annotate_panel import AnnotatePanel
 from cytoreview.gui.autosave import DEFAULT_DELAY_MS, Autosave
+from cytoreview.gui.classifier_panel import ClassifierPanel
+from cytoreview.gui.help_panel import HelpPanel
 from cytoreview.gui.project_panel import ProjectPanel
-from cytoreview.gui.shortcuts import install_window_shortcuts
+from cytoreview.gui.review_panel import ReviewPanel
+from cytoreview.gui.shortcuts import (
+    REVIEW_SHORTCUTS,
+    TEACH_SHORTCUTS,
+    install_window_shortcuts,
+)
 from cytoreview.gui.state import WorkbenchState
+from cytoreview.gui.teach_panel import TeachPanel
 from cytoreview.gui.train_panel import TrainPanel
 
 log = logging.getLogger(__name__)
@@ -256,10 +264,76 @@ def _train_panel(wb: Workbench) -> QWidget:
     return TrainPanel(wb.state)
 
 
+def _classifier_panel(wb: Workbench) -> QWidget:
+    return ClassifierPanel(wb.state)
+
+
+def _review_panel(wb: Workbench) -> QWidget:
+    panel = ReviewPanel(
+        wb.viewer, wb.state, wb.autosave, show_annotate=lambda: wb.docks["annotate"].raise_()
+    )
+    classifier = wb.panels.get("classifier")
+    if isinstance(classifier, ClassifierPanel):  # new predictions refresh the queue
+        classifier.predictions_changed.connect(panel.refresh)
+    actions = {
+        "review_accept": panel.accept,
+        "review_edit": panel.edit,
+        "review_skip": panel.skip,
+        "toggle_heatmap": panel.toggle_heatmap,
+    }
+    window = wb.viewer.window._qt_window
+    panel.shortcuts = install_window_shortcuts(window, actions, REVIEW_SHORTCUTS)
+    return panel
+
+
+def set_docks_hidden(wb: Workbench, hidden: bool, keep: tuple[str, ...]) -> None:
+    """Hide every dock but ``keep`` (teaching mode), or bring back the ones hidden so."""
+    store: dict[str, bool] = wb.__dict__.setdefault("_hidden_docks", {})
+    if hidden:
+        for key, dock in wb.docks.items():
+            if key not in keep and key not in store:
+                store[key] = dock.toggleViewAction().isChecked()  # open, even as a back tab
+                dock.hide()
+    else:
+        for key, was_open in list(store.items()):
+            if was_open:
+                wb.docks[key].show()
+        store.clear()
+
+
+def _teach_panel(wb: Workbench) -> QWidget:
+    review = cast(ReviewPanel, wb.panels["review"])
+    panel = TeachPanel(
+        wb.viewer,
+        wb.state,
+        review.heatmap,
+        hide_others=lambda hidden: set_docks_hidden(wb, hidden, ("teach", "help")),
+    )
+    actions = {
+        f"teach_answer_{i + 1}": (lambda i=i: panel.answer_index(i))  # type: ignore[misc]
+        for i in range(4)
+    }
+    window = wb.viewer.window._qt_window
+    panel.answer_shortcuts = install_window_shortcuts(window, actions, TEACH_SHORTCUTS)
+    panel.next_shortcuts = install_window_shortcuts(
+        window, {"teach_next": panel.next}, TEACH_SHORTCUTS
+    )
+    panel.stop()  # the answer keys stay off until a case is shown blind
+    return panel
+
+
+def _help_panel(wb: Workbench) -> QWidget:
+    return HelpPanel()
+
+
 # The table needs a little more height than the painting tools; training shares their place.
 register_dock(DockSpec("project", "Project", _project_panel, order=10, stretch=6))
 register_dock(DockSpec("annotate", "Annotate", _annotate_panel, order=20, stretch=5))
 register_dock(DockSpec("train", "Train segmentation", _train_panel, tabify=True, order=30))
+register_dock(DockSpec("classifier", "Classifier", _classifier_panel, tabify=True, order=40))
+register_dock(DockSpec("review", "Review", _review_panel, tabify=True, order=50))
+register_dock(DockSpec("teach", "Teach", _teach_panel, tabify=True, order=60))
+register_dock(DockSpec("help", "Keys", _help_panel, tabify=True, order=70))
 
 
 def launch(project_path: str | Path | None = None, *, actor: str | None = None) -> int:

@@ -19,6 +19,19 @@ PANEL_HELP: dict[str, str] = {
         "Trains on every painted mask (manual, corrected, approved) in the background; Stop "
         "keeps the best model so far. Then auto-segment the other images."
     ),
+    "classifier": (
+        "Trains the Bethesda (or binary) classifier on the labelled images in the background; "
+        "then classify and explain every image for the review queue."
+    ),
+    "review": (
+        "Most uncertain first. Accept approves the mask, Edit opens it in Annotate (edits are "
+        "saved as corrected), Skip sends it to the end. Your class call is kept beside the model's."
+    ),
+    "teach": (
+        "Call the class of each image blind (keys 1-4), then see the expert label, the model, "
+        "the mask and the heatmap. Classes you miss come back more often."
+    ),
+    "help": "Every keyboard shortcut of the workbench.",
 }
 
 TOOLTIPS: dict[str, str] = {
@@ -76,4 +89,25 @@ TOOLTIPS: dict[str, str] = {
     "auto_segment": (
         "Generate auto masks with the newest model for every image without a person's mask"
     ),
+    # classifier panel
+    "cls_task": "bethesda: the scheme's classes; binary: revisable vs not-revisable",
+    "cls_arch": "image-only, or the image fused with its mask (flatten or global pooling)",
+    "cls_backbone": "The CNN backbone (random weights: nothing is downloaded)",
+    "cls_input": "Side of the network input in pixels (images are letterboxed)",
+    "cls_start": "Train a new classifier on every labelled image (and its current mask)",
+    "classify_all": "Predict the class of every image with the current classifier",
+    "explain_all": "Compute and store a Grad-CAM++ heatmap of every image",
+    # review panel
+    "review_show_done": "Also list the images already approved and called",
+    "review_queue": "Click an image to open it; the most uncertain come first, skipped last",
+    "review_accept": "Approve the mask as it is and go to the next image (Alt+A)",
+    "review_edit": "Correct the mask in the Annotate tab; edits are saved as corrected (Alt+E)",
+    "review_skip": "Send this image to the end of the queue (Alt+S)",
+    "review_call": "Your own class for this image, stored beside the model's",
+    "heatmap_toggle": "Show where the classifier looked (computed on demand, then stored)",
+    "heatmap_opacity": "Opacity of the heatmap over the image",
+    # teach panel
+    "trainee": "Your name: answers and scores are kept per trainee",
+    "teach_start": "Start a blind session: class, mask and heatmap stay hidden until you answer",
+    "teach_next": "Draw the next case; classes you miss come back more often (Alt+N)",
 }

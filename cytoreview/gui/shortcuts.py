@@ -44,6 +44,23 @@ WINDOW_SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("approve", ("Ctrl+Return",), "approve the current mask"),
 )
 
+#: Review panel keys (Qt, window-wide). Alt+letter: plain letters are napari's painting keys.
+REVIEW_SHORTCUTS: tuple[Shortcut, ...] = (
+    Shortcut("review_accept", ("Alt+A",), "review: accept (approve) the mask of the current item"),
+    Shortcut("review_edit", ("Alt+E",), "review: edit the mask (opens the Annotate tab)"),
+    Shortcut("review_skip", ("Alt+S",), "review: skip (the item goes to the end of the queue)"),
+    Shortcut("toggle_heatmap", ("Alt+M",), "show / hide the heatmap layer"),
+)
+
+#: Teaching keys (Qt, window-wide); the class keys are active only while a case is blind.
+TEACH_SHORTCUTS: tuple[Shortcut, ...] = (
+    Shortcut("teach_answer_1", ("1",), "teaching: answer the 1st class (e.g. NILM)"),
+    Shortcut("teach_answer_2", ("2",), "teaching: answer the 2nd class (e.g. ASC-US)"),
+    Shortcut("teach_answer_3", ("3",), "teaching: answer the 3rd class (e.g. LSIL)"),
+    Shortcut("teach_answer_4", ("4",), "teaching: answer the 4th class (e.g. HSIL)"),
+    Shortcut("teach_next", ("Alt+N",), "teaching: next case"),
+)
+
 #: Keys bound on the mask layer (napari), on top of napari's own.
 LAYER_SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("label_cytoplasm", ("c",), "paint cytoplasm"),
@@ -65,9 +82,11 @@ NAPARI_LABEL_KEYS: tuple[Shortcut, ...] = (
 
 
 def install_window_shortcuts(
-    window: QWidget, actions: Mapping[str, Callable[[], Any]]
+    window: QWidget,
+    actions: Mapping[str, Callable[[], Any]],
+    table: tuple[Shortcut, ...] = WINDOW_SHORTCUTS,
 ) -> list[QShortcut]:
-    """Create Qt shortcuts on ``window`` for every action of :data:`WINDOW_SHORTCUTS` given.
+    """Create Qt shortcuts on ``window`` for every action of ``table`` given.
 
     Returns
     -------
@@ -75,7 +94,7 @@ def install_window_shortcuts(
         Keep them (they are children of ``window`` and live as long as it does).
     """
     made = []
-    for shortcut in WINDOW_SHORTCUTS:
+    for shortcut in table:
         slot = actions.get(shortcut.action)
         if slot is None:
             continue
@@ -105,14 +124,20 @@ def _drop_layer(slot: Callable[[], Any]) -> Callable[[Any], None]:
     return handler
 
 
+#: Every table of keys with its heading, in the order the help lists them.
+SHORTCUT_GROUPS: tuple[tuple[str, tuple[Shortcut, ...]], ...] = (
+    ("Window", WINDOW_SHORTCUTS),
+    ("Review", REVIEW_SHORTCUTS),
+    ("Teaching", TEACH_SHORTCUTS),
+    ("Mask layer", LAYER_SHORTCUTS),
+    ("napari painting", NAPARI_LABEL_KEYS),
+)
+
+
 def shortcut_help() -> str:
     """All keys as an HTML table, for a help dialog or a tooltip."""
     rows = []
-    for title, group in (
-        ("Window", WINDOW_SHORTCUTS),
-        ("Mask layer", LAYER_SHORTCUTS),
-        ("napari painting", NAPARI_LABEL_KEYS),
-    ):
+    for title, group in SHORTCUT_GROUPS:
         rows.append(f"<tr><td colspan=2><b>{title}</b></td></tr>")
         for shortcut in group:
             keys = " / ".join(shortcut.keys)

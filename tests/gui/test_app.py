@@ -21,19 +21,20 @@ pytestmark = pytest.mark.gui
 
 def test_docks_come_from_the_registry(make_napari_viewer, monkeypatch, synth_project) -> None:
     monkeypatch.setattr(app, "_DOCKS", dict(app._DOCKS))  # registrations stay in this test
-    assert [d.key for d in app.registered_docks()] == ["project", "annotate", "train"]
+    builtin = ["project", "annotate", "train", "classifier", "review", "teach", "help"]
+    assert [d.key for d in app.registered_docks()] == builtin
     made = []
 
-    def review_panel(wb: app.Workbench) -> QLabel:
+    def extra_panel(wb: app.Workbench) -> QLabel:
         made.append(wb.project_panel)  # later docks see the earlier panels
-        return QLabel("review")
+        return QLabel("extra")
 
-    app.register_dock(app.DockSpec("review", "Review", review_panel, tabify=True, order=40))
+    app.register_dock(app.DockSpec("extra", "Extra", extra_panel, tabify=True, order=90))
     with pytest.raises(ValueError, match="already registered"):
-        app.register_dock(app.DockSpec("review", "Review", review_panel))
+        app.register_dock(app.DockSpec("extra", "Extra", extra_panel))
     wb = app.build_workbench(make_napari_viewer(), synth_project.root, actor="t")
-    assert set(wb.docks) == {"project", "annotate", "train", "review"}
-    assert made == [wb.project_panel] and wb.panels["review"].text() == "review"
+    assert set(wb.docks) == {*builtin, "extra"}
+    assert made == [wb.project_panel] and wb.panels["extra"].text() == "extra"
     assert wb.viewer.title == "CytoReview"
     wb.close()
     wb.close()  # idempotent

@@ -1,0 +1,351 @@
+"""The classifier panel: train the Bethesda / binary classifier, classify and explain all images.
+
+Every job runs in one :class:`JobRunner`; the panel reacts to :class:`Progress` events on the
+GUI thread (progress bar, ETA, live loss / accuracy curves), so the window stays responsive.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.state import WorkbenchState
+from cytoreview.gui.train_panel import _theme_colours
+from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
+from cytoreview.models.classifier_blocks import TINY_BACKBONE
+from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
+from cytoreview.models.devices import DEVICES
+from cytoreview.types import Progress
+from cytoreview.workflows.classification import (
+    TASKS,
+    ClsTrainReport,
+    ClsTrainRequest,
+    current_classifier_id,
+    train_classification,
+)
+from cytoreview.workflows.review_data import (
+    ClassifyReport,
+    ExplainReport,
+    classify_project,
+    explain_project,
+)
+
+log = logging.getLogger(__name__)
+
+#: The backbones offered (the literature's usual ones), and a tiny one for a quick try.
+BACKBONES: tuple[str, ...] = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet_b0",
+    "xception41",
+    TINY_BACKBONE,
+)
+
+
+class ClassifierPlot(FigureCanvasQTAgg):
+    """Train / validation loss and validation accuracy per epoch, redrawn after each epoch."""
+
+    def __init__(self) -> None:
+        self.background, self.ink = _theme_colours()
+        self.figure = Figure(figsize=(4.2, 2.2), layout="constrained", facecolor=self.background)
+        super().__init__(self.figure)
+        self.loss_axes = self.figure.add_subplot(1, 2, 1)
+        self.acc_axes = self.figure.add_subplot(1, 2, 2)
+        self.setMinimumHeight(170)
+        self.show_history([])
+
+    def show_history(self, history: list[dict[str, float]]) -> None:
+        """Redraw from the epochs' metrics (each with an ``epoch`` key)."""
+        epochs = [h["epoch"] for h in history]
+        panels = (
+            (self.loss_axes, (("train_loss", "train"), ("val_loss", "validation")), "loss"),
+            (self.acc_axes, (("val_accuracy", "accuracy"), ("val_macro_f1", "macro-F1")), "val"),
+        )
+        for axes, curves, title in panels:
+            axes.clear()
+            axes.set_facecolor(self.background)
+            for key, label in curves:
+                values = [h.get(key, float("nan")) for h in history]
+                axes.plot(epochs, values, marker="o", markersize=3, label=label)
+            axes.set_title(title, fontsize=9, color=self.ink)
+            axes.set_xlabel("epoch", fontsize=8, color=self.ink)
+            axes.tick_params(labelsize=7, colors=self.ink)
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            for spine in axes.spines.values():
+                spine.set_color(self.ink)
+            if history:
+                axes.legend(fontsize=7, facecolor=self.background, labelcolor=self.ink)
+            else:
+                axes.set_xticks([])
+                axes.set_yticks([])
+        self.acc_axes.set_ylim(0, 1)
+        self.draw_idle()
+
+
+class ClassifierPanel(QWidget):
+    """Classifier training, then classify and explain every image, with progress and ETA.
+
+    Signals
+    -------
+    predictions_changed()
+        Predictions or heatmaps were stored (the review panel refreshes).
+    """
+
+    predictions_changed = Signal()
+
+    def __init__(self, state: WorkbenchState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.runner = JobRunner("classifier", self)
+        state.track_job(self.runner)
+        self.job_kind: str | None = None  # "train", "classify" or "explain" while running
+        self.history: list[dict[str, float]] = []
+        self.last_report: object = None
+        self._eta = EtaEstimator()
+        self._build()
+        self.runner.progress.connect(self._on_progress)
+        self.runner.succeeded.connect(self._on_succeeded)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.finished.connect(self._on_finished)
+        self.runner.started.connect(self._update_buttons)
+        state.project_changed.connect(lambda _: self._update_buttons())
+        self._update_buttons()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
+        intro = QLabel(PANEL_HELP["classifier"])
+        intro.setWordWrap(True)
+        intro.setStyleSheet(INTRO_STYLE)
+        layout.addWidget(intro)
+        form = QGridLayout()
+        self.task = QComboBox()
+        self.task.addItems(TASKS)
+        self.arch = QComboBox()
+        self.arch.addItems(list(ARCH_USES_MASK))
+        self.arch.setCurrentText(DEFAULT_ARCH)
+        self.backbone = QComboBox()
+        self.backbone.addItems(BACKBONES)
+        self.input_size = QSpinBox()
+        self.input_size.setRange(32, 1024)
+        self.input_size.setSingleStep(32)
+        self.input_size.setValue(128)
+        self.input_size.setSuffix(" px")
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 2000)
+        self.epochs.setValue(100)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        fields = (
+            ("Task", self.task, "cls_task"),
+            ("Model", self.arch, "cls_arch"),
+            ("Backbone", self.backbone, "cls_backbone"),
+            ("Input", self.input_size, "cls_input"),
+            ("Epochs", self.epochs, "epochs"),
+            ("Device", self.device, "device"),
+        )
+        for i, (label, widget, tip) in enumerate(fields):
+            widget.setToolTip(TOOLTIPS[tip])
+            form.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            form.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        form.setColumnStretch(1, 1)
+        form.setColumnStretch(3, 1)
+        layout.addLayout(form)
+        row = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setToolTip(TOOLTIPS["cls_start"])
+        self.start_button.clicked.connect(lambda: self.start_training())
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip(TOOLTIPS["stop"])
+        self.stop_button.clicked.connect(self.stop)
+        row.addWidget(self.start_button)
+        row.addWidget(self.stop_button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        self.classify_button = QPushButton("Classify all")
+        self.classify_button.setToolTip(TOOLTIPS["classify_all"])
+        self.classify_button.clicked.connect(lambda: self.classify_all())
+        self.explain_button = QPushButton("Explain all")
+        self.explain_button.setToolTip(TOOLTIPS["explain_all"])
+        self.explain_button.clicked.connect(lambda: self.explain_all())
+        row.addWidget(self.classify_button)
+        row.addWidget(self.explain_button)
+        layout.addLayout(row)
+        self.model_label = QLabel("Classifier: —")
+        self.eta_label = QLabel("")
+        layout.addWidget(self.model_label)
+        layout.addWidget(self.eta_label)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1)
+        self.bar.setFormat("idle")
+        layout.addWidget(self.bar)
+        self.plot = ClassifierPlot()
+        layout.addWidget(self.plot)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumHeight(80)
+        self.log_view.setPlaceholderText("epochs, stages and warnings appear here")
+        layout.addWidget(self.log_view)
+        layout.addStretch(1)
+
+    def _update_buttons(self) -> None:
+        project = self.state.project
+        running = self.runner.is_running
+        model_id = None if project is None else current_classifier_id(project, "bethesda")
+        self.model_label.setText(f"Classifier: {model_id or 'none trained yet'}")
+        self.start_button.setEnabled(project is not None and not running)
+        self.stop_button.setEnabled(running)
+        for button in (self.classify_button, self.explain_button):
+            button.setEnabled(model_id is not None and not running)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def request(self) -> ClsTrainRequest:
+        """The training request the form describes."""
+        return ClsTrainRequest(
+            task=self.task.currentText(),
+            arch=self.arch.currentText(),
+            backbone=self.backbone.currentText(),
+            mask_backbone=self.backbone.currentText(),
+            input_size=self.input_size.value(),
+            epochs=self.epochs.value(),
+            device=self.device.currentText(),
+        )
+
+    def start_training(self, request: ClsTrainRequest | None = None) -> bool:
+        """Train a classifier in the background (the form's settings unless ``request``)."""
+        project = self.state.project
+        if project is None or self.runner.is_running:
+            return False
+        request = request or self.request()
+        actor = self.state.actor
+        self.history = []
+        self.plot.show_history([])
+        self.log_view.appendPlainText(
+            f"training a {request.task} {request.arch} classifier on {request.backbone}…"
+        )
+        self._begin("train")
+        self.runner.start(
+            lambda token: train_classification(project, request, actor=actor, cancel=token)
+        )
+        return True
+
+    def classify_all(self, device: str | None = None) -> bool:
+        """Predict every image with the current classifier."""
+        project = self.state.project
+        if project is None or self.runner.is_running:
+            return False
+        actor, device = self.state.actor, device or self.device.currentText()
+        self._begin("classify")
+        self.runner.start(
+            lambda token: classify_project(project, actor=actor, device=device, cancel=token)
+        )
+        return True
+
+    def explain_all(self, device: str | None = None, flipping_steps: int = 10) -> bool:
+        """Compute and store a Grad-CAM++ heatmap of every image."""
+        project = self.state.project
+        if project is None or self.runner.is_running:
+            return False
+        device = device or self.device.currentText()
+        self._begin("explain")
+        self.runner.start(
+            lambda token: explain_project(
+                project, flipping_steps=flipping_steps, device=device, cancel=token
+            )
+        )
+        return True
+
+    def stop(self) -> None:
+        """Stop the running job after its current step."""
+        if self.runner.is_running:
+            self.runner.cancel()
+            self.eta_label.setText("stopping after the current step…")
+
+    def _begin(self, kind: str) -> None:
+        self.job_kind = kind
+        self._eta.reset()
+        self.bar.setFormat("%p%")
+        self.bar.setRange(0, 0)
+        self.eta_label.setText("starting…")
+        self._update_buttons()
+
+    # -- events (GUI thread) -------------------------------------------------------------------
+    def _on_progress(self, event: Progress) -> None:
+        if event.stage in ("train", "classify", "explain") and event.total:
+            self.bar.setRange(0, event.total)
+            self.bar.setValue(event.step)
+            eta = format_duration(self._eta.update(event.fraction))
+            loss = event.metrics.get("loss")
+            extra = f", loss {loss:.3f}" if loss is not None else ""
+            self.eta_label.setText(f"{event.stage} {event.step}/{event.total}{extra}, ETA {eta}")
+        elif event.stage == "epoch":
+            self.history.append({"epoch": float(event.step), **event.metrics})
+            self.plot.show_history(self.history)
+        step_line = event.stage in ("train", "classify", "explain") and event.level != "warning"
+        if event.message and not step_line:
+            prefix = "warning: " if event.level == "warning" else ""
+            self.log_view.appendPlainText(prefix + event.message)
+
+    def _on_succeeded(self, report: object) -> None:
+        self.last_report = report
+        if isinstance(report, ClsTrainReport):
+            text = (
+                f"classifier {report.model_id}: {report.status} ({report.stop_reason}) after "
+                f"{len(report.history)} epoch(s) on {report.device}, "
+                f"{format_duration(report.seconds)}"
+            )
+            if report.best is not None:
+                text += (
+                    f"; best epoch {report.best.epoch}: accuracy "
+                    f"{report.best.val_accuracy:.3f}. Press Classify all."
+                )
+        elif isinstance(report, ClassifyReport):
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+            text = f"{report.classified} image(s) classified ({counts})"
+            text += "".join(f"\nwarning: {s}" for s in report.skipped[:5])
+            self.predictions_changed.emit()
+        elif isinstance(report, ExplainReport):
+            text = f"{report.explained} heatmap(s) stored ({report.method})"
+            if report.flagged:
+                text += f"; looking at background: {', '.join(report.flagged[:5])}"
+            self.predictions_changed.emit()
+        else:
+            text = f"{self.job_kind} done"
+        if getattr(report, "cancelled", False):
+            text += " (stopped)"
+        self.log_view.appendPlainText(text)
+        self.state.message.emit("info", text.splitlines()[0])
+
+    def _on_failed(self, error: BaseException) -> None:
+        text = f"{self.job_kind or 'job'} failed: {error}"
+        self.log_view.appendPlainText(text)
+        self.state.message.emit("error", text)
+        if self.job_kind in ("classify", "explain"):
+            self.predictions_changed.emit()  # what was stored before the error counts
+
+    def _on_finished(self) -> None:
+        self.job_kind = None
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.bar.setFormat("idle")
+        self.eta_label.setText("stopped" if self.runner.cancel_requested else "done")
+        self._update_buttons()

@@ -1,0 +1,366 @@
+"""The review panel: the queue (most uncertain first), the model's call, accept / edit / skip.
+
+The panel shows, for the open image, the model's class probabilities and binary call, the
+reviewer's own call (stored beside the model's), the cells' measurements and a heatmap layer.
+It calls :mod:`cytoreview.workflows.review` for every decision and refreshes after each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cytoreview.errors import CytoReviewError
+from cytoreview.gui.autosave import Autosave
+from cytoreview.gui.heatmap_layer import COLORMAPS, DEFAULT_OPACITY, HeatmapOverlay
+from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.review_widgets import CellTable, ProbabilityBars
+from cytoreview.gui.state import WorkbenchState
+from cytoreview.morphometry.measure import measure_image
+from cytoreview.storage.predictions import PredictionStore
+from cytoreview.workflows.review import (
+    ReviewItem,
+    approve,
+    disagreements,
+    record_call,
+    review_queue,
+    skip,
+)
+
+log = logging.getLogger(__name__)
+
+QUEUE_COLUMNS = ("Image", "Priority", "Mask", "Model", "Expert", "Why")
+ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+class ReviewPanel(QWidget):
+    """Work through the review queue: look, accept, edit or skip; record your own call."""
+
+    def __init__(
+        self,
+        viewer: Any,
+        state: WorkbenchState,
+        autosave: Autosave,
+        show_annotate: Callable[[], None] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.state = state
+        self.autosave = autosave
+        self.show_annotate = show_annotate or (lambda: None)
+        self.heatmap = HeatmapOverlay(viewer, state, self)
+        self.items: list[ReviewItem] = []
+        self.current: ReviewItem | None = None
+        self._details_timer = QTimer(self)  # details after the image shows: switching stays fast
+        self._details_timer.setSingleShot(True)
+        self._details_timer.setInterval(0)
+        self._details_timer.timeout.connect(self._show_details)
+        self._refresh_timer = QTimer(self)  # many mask saves in a row refresh once
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(300)
+        self._refresh_timer.timeout.connect(self.refresh)
+        self._build()
+        state.project_changed.connect(lambda _: self.refresh())
+        state.images_changed.connect(self.refresh)
+        state.masks_changed.connect(lambda _: self._refresh_timer.start())
+        state.image_opened.connect(lambda _: self._details_timer.start())
+        self.heatmap.status.connect(self.heatmap_status.setText)
+        self.refresh()
+
+    # -- layout --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setSpacing(4)
+        intro = QLabel(PANEL_HELP["review"])
+        intro.setWordWrap(True)
+        intro.setStyleSheet(INTRO_STYLE)
+        layout.addWidget(intro)
+        row = QHBoxLayout()
+        self.count_label = QLabel("")
+        self.include_done = QCheckBox("show done")
+        self.include_done.setToolTip(TOOLTIPS["review_show_done"])
+        self.include_done.toggled.connect(lambda _: self.refresh())
+        row.addWidget(self.count_label, 1)
+        row.addWidget(self.include_done)
+        layout.addLayout(row)
+        self.queue = QTableWidget(0, len(QUEUE_COLUMNS))
+        self.queue.setHorizontalHeaderLabels(QUEUE_COLUMNS)
+        self.queue.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.queue.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.queue.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.queue.verticalHeader().setVisible(False)
+        self.queue.horizontalHeader().setStretchLastSection(True)
+        self.queue.setMinimumHeight(140)
+        self.queue.setToolTip(TOOLTIPS["review_queue"])
+        self.queue.cellClicked.connect(lambda r, _c: self.open_row(r))
+        layout.addWidget(self.queue, 2)
+
+        box = QGroupBox("Current image")
+        grid = QVBoxLayout(box)
+        self.title = QLabel("Pick an image of the queue")
+        self.title.setWordWrap(True)
+        self.title.setStyleSheet("font-weight: bold")
+        grid.addWidget(self.title)
+        self.bars = ProbabilityBars()
+        grid.addWidget(self.bars)
+        self.binary_label = QLabel("Binary call: —")
+        grid.addWidget(self.binary_label)
+        buttons = QHBoxLayout()
+        for attr, text, slot, tip in (
+            ("accept_button", "Accept (Alt+A)", self.accept, "review_accept"),
+            ("edit_button", "Edit (Alt+E)", self.edit, "review_edit"),
+            ("skip_button", "Skip (Alt+S)", self.skip, "review_skip"),
+        ):
+            button = QPushButton(text)
+            button.setToolTip(TOOLTIPS[tip])
+            button.clicked.connect(lambda _=False, s=slot: s())
+            setattr(self, attr, button)
+            buttons.addWidget(button)
+        grid.addLayout(buttons)
+        calls = QHBoxLayout()
+        self.call_combo = QComboBox()
+        self.call_combo.setToolTip(TOOLTIPS["review_call"])
+        self.call_button = QPushButton("Record my call")
+        self.call_button.clicked.connect(lambda: self.record_call())
+        self.expert_label = QLabel("")
+        calls.addWidget(self.call_combo, 1)
+        calls.addWidget(self.call_button)
+        grid.addLayout(calls)
+        grid.addWidget(self.expert_label)
+        layout.addWidget(box)
+
+        hm = QGroupBox("Heatmap (Grad-CAM++)")
+        hm_grid = QGridLayout(hm)
+        self.heatmap_check = QCheckBox("show (Alt+M)")
+        self.heatmap_check.setToolTip(TOOLTIPS["heatmap_toggle"])
+        self.heatmap_check.toggled.connect(self.heatmap.set_enabled)
+        self.colormap_combo = QComboBox()
+        self.colormap_combo.addItems(COLORMAPS)
+        self.colormap_combo.currentTextChanged.connect(self.heatmap.set_colormap)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(round(DEFAULT_OPACITY * 100))
+        self.opacity_slider.setToolTip(TOOLTIPS["heatmap_opacity"])
+        self.opacity_slider.valueChanged.connect(lambda v: self.heatmap.set_opacity(v / 100))
+        self.heatmap_status = QLabel("")
+        self.heatmap_status.setWordWrap(True)
+        hm_grid.addWidget(self.heatmap_check, 0, 0)
+        hm_grid.addWidget(self.colormap_combo, 0, 1)
+        hm_grid.addWidget(QLabel("opacity"), 1, 0)
+        hm_grid.addWidget(self.opacity_slider, 1, 1)
+        hm_grid.addWidget(self.heatmap_status, 2, 0, 1, 2)
+        layout.addWidget(hm)
+
+        layout.addWidget(QLabel("Cells of the current mask"))
+        self.cells = CellTable()
+        layout.addWidget(self.cells)
+        layout.addWidget(QLabel("Disagreements (model vs expert, surest first)"))
+        self.disagreement_list = QListWidget()
+        self.disagreement_list.setMaximumHeight(90)
+        self.disagreement_list.itemActivated.connect(
+            lambda item: self.state.open_image(int(item.data(ID_ROLE)))
+        )
+        self.disagreement_list.itemClicked.connect(
+            lambda item: self.state.open_image(int(item.data(ID_ROLE)))
+        )
+        layout.addWidget(self.disagreement_list)
+
+    # -- queue ---------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the queue, the disagreements and the current item from the project."""
+        project = self.state.project
+        self.items = (
+            review_queue(project, include_done=self.include_done.isChecked()) if project else []
+        )
+        self.queue.setRowCount(len(self.items))
+        for r, item in enumerate(self.items):
+            values = (
+                item.name + (" (skipped)" if item.skipped else ""),
+                f"{item.priority:.2f}",
+                item.mask_provenance or "none",
+                "—"
+                if item.pred_class is None
+                else f"{item.pred_class} {100 * (item.pred_probability or 0):.0f}%",
+                item.expert_call or item.true_class or "—",
+                "; ".join(item.reasons),
+            )
+            for c, text in enumerate(values):
+                cell = QTableWidgetItem(text)
+                cell.setData(ID_ROLE, item.image_id)
+                self.queue.setItem(r, c, cell)
+        self.queue.resizeColumnsToContents()
+        self.count_label.setText(f"{len(self.items)} image(s) to review")
+        self.disagreement_list.clear()
+        for d in disagreements(project) if project else []:
+            entry = QListWidgetItem(
+                f"{d.name}: model {d.model} ({100 * d.model_probability:.0f}%), "
+                f"expert {d.expert} ({d.expert_source})"
+            )
+            entry.setData(ID_ROLE, d.image_id)
+            self.disagreement_list.addItem(entry)
+        if project is not None:
+            classes = list(project.scheme.classes)
+            self.bars.set_classes(classes)
+            if [self.call_combo.itemText(i) for i in range(self.call_combo.count())] != classes:
+                self.call_combo.clear()
+                self.call_combo.addItems(classes)
+        self._show_details()
+
+    def queue_names(self) -> list[str]:
+        """Image names in queue order (as shown)."""
+        return [it.name for it in self.items]
+
+    def open_row(self, row: int) -> None:
+        """Open the queue's item at ``row``."""
+        if 0 <= row < len(self.items):
+            self.state.open_image(self.items[row].image_id)
+
+    def open_next(self) -> int | None:
+        """Open the first queue item other than the current image (after accept / skip)."""
+        current = self.state.current_image_id
+        for item in self.items:
+            if item.image_id != current:
+                self.state.open_image(item.image_id)
+                return item.image_id
+        return None
+
+    # -- decisions -----------------------------------------------------------------------------
+    def _target(self) -> int | None:
+        if self.state.project is None or self.state.current_image_id is None:
+            return None
+        return self.state.current_image_id
+
+    def accept(self) -> int | None:
+        """Approve the current mask (a new ``approved`` version); open the next item."""
+        image_id = self._target()
+        if image_id is None:
+            return None
+        self.autosave.flush()  # the strokes just painted are what is approved
+        try:
+            version_id = approve(self.state.require_project(), image_id, reviewer=self.state.actor)
+        except CytoReviewError as exc:
+            self.state.message.emit("error", f"cannot accept: {exc}")
+            return None
+        self.state.notify_masks_changed([image_id])
+        self.refresh()
+        self.open_next()
+        return version_id
+
+    def edit(self) -> None:
+        """Correct the mask in the Annotate tab (edits are saved as ``corrected``)."""
+        image_id = self._target()
+        if image_id is None:
+            return
+        self.show_annotate()
+        if "mask" in self.viewer.layers:
+            self.viewer.layers.selection.active = self.viewer.layers["mask"]
+
+    def skip(self) -> None:
+        """Send the current image to the end of the queue and open the next item."""
+        image_id = self._target()
+        if image_id is None:
+            return
+        skip(self.state.require_project(), image_id, reviewer=self.state.actor)
+        self.refresh()
+        self.open_next()
+
+    def record_call(self, class_call: str | None = None) -> None:
+        """Store the reviewer's own class (the combo's unless given) beside the model's."""
+        image_id = self._target()
+        if image_id is None:
+            return
+        call = class_call or self.call_combo.currentText()
+        try:
+            record_call(self.state.require_project(), image_id, call, reviewer=self.state.actor)
+        except CytoReviewError as exc:
+            self.state.message.emit("error", f"call not recorded: {exc}")
+            return
+        self.state.message.emit("info", f"your call {call} is recorded")
+        self.refresh()
+
+    # -- the current image ---------------------------------------------------------------------
+    def _show_details(self) -> None:
+        project, image_id = self.state.project, self.state.current_image_id
+        self._select_row(image_id)
+        if project is None or image_id is None:
+            self.current = None
+            self.title.setText("Pick an image of the queue")
+            self.bars.show_probabilities({}, None)
+            self.cells.show_measurements(None)
+            return
+        self.current = next((it for it in self.items if it.image_id == image_id), None)
+        record = project.image(image_id)
+        store = PredictionStore(project)
+        pred = store.latest_predictions("bethesda").get(image_id)
+        binary = store.latest_predictions("binary").get(image_id)
+        self.bars.show_probabilities(
+            {} if pred is None else pred.probabilities, None if pred is None else pred.pred_class
+        )
+        model = "no prediction yet" if pred is None else f"model: {pred.pred_class}"
+        reasons = "" if self.current is None else "; ".join(self.current.reasons)
+        self.title.setText(f"{record.name}: {model}" + (f" ({reasons})" if reasons else ""))
+        if binary is None:
+            self.binary_label.setText("Binary call: —")
+        else:
+            p = binary.probabilities.get(binary.pred_class, 0.0)
+            self.binary_label.setText(f"Binary call: {binary.pred_class} ({100 * p:.0f}%)")
+        call = store.latest_reviews().get(image_id)
+        label = record.class_label or "none"
+        mine = "none yet" if call is None else f"{call.class_call} by {call.reviewer}"
+        self.expert_label.setText(f"Expert call: {mine}; imported label: {label}")
+        if call is not None and call.class_call:
+            self.call_combo.setCurrentText(call.class_call)
+        elif pred is not None:
+            self.call_combo.setCurrentText(pred.pred_class)
+        self._measure(project, record)
+        if self.heatmap.enabled:
+            self.heatmap.request(image_id)
+
+    def _measure(self, project: Any, record: Any) -> None:
+        try:
+            found = project.current_mask(record.id)
+            if found is None:
+                self.cells.show_measurements(None)
+                return
+            rgb = project.load_image(record).rgb
+            measured = measure_image(found[1], rgb, project.pixel_size(record))
+        except (CytoReviewError, OSError, ValueError) as exc:
+            log.warning("cannot measure %s: %s", record.name, exc)
+            self.cells.show_measurements(None)
+            return
+        self.cells.show_measurements(measured)
+
+    def _select_row(self, image_id: int | None) -> None:
+        for r, item in enumerate(self.items):
+            if item.image_id == image_id:
+                self.queue.blockSignals(True)
+                self.queue.selectRow(r)
+                self.queue.blockSignals(False)
+                return
+        self.queue.clearSelection()
+
+    def toggle_heatmap(self) -> None:
+        """Show or hide the heatmap layer (the keyboard shortcut)."""
+        self.heatmap_check.setChecked(not self.heatmap_check.isChecked())

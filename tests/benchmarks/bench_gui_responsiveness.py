@@ -1,0 +1,157 @@
+"""GUI responsiveness benchmark (a script, not a test): prints one JSON object.
+
+1. Event-loop stalls while a segmentation training runs in the JobRunner on CPU: a 10 ms
+   QTimer records the time between its ticks; a stall is an interval's excess over 10 ms.
+   Target: p99 interval <= 50 ms.
+2. "Next image" latency on 1000x1000 images: from the key's action to the image and mask
+   drawn (the call plus the event processing that paints the canvas). Target: median <= 150 ms.
+
+Run under a display, e.g.
+``xvfb-run -a .venv/bin/python tests/benchmarks/bench_gui_responsiveness.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from cytoreview.data.synthetic import synth_dataset
+from cytoreview.storage.project import Project
+from cytoreview.types import Provenance
+from cytoreview.workflows.importing import import_images
+from tests.conftest import run_job, write_rgb_png
+
+
+def _project(root: Path, n: int, size: int | None) -> Path:
+    """``n`` synthetic cells (resized to ``size`` px when given), each with a manual mask."""
+    truth = {}
+    for name, sample in synth_dataset(n, seed=3, size_range=(64, 96)):
+        image, mask = sample.image, sample.mask
+        if size:
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+        write_rgb_png(root / "src" / sample.label / f"{name}.png", image)
+        truth[name] = mask
+    project = Project.init(root / "proj", actor="bench")
+    try:
+        run_job(import_images(project, root / "src", actor="bench"))
+        for name, mask in truth.items():
+            project.save_mask(project.image(name).id, mask, Provenance.MANUAL, actor="bench")
+    finally:
+        project.close()
+    return root / "proj"
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, float)
+    return {
+        "n": int(a.size),
+        "p50_ms": round(float(np.percentile(a, 50)), 1),
+        "p95_ms": round(float(np.percentile(a, 95)), 1),
+        "p99_ms": round(float(np.percentile(a, 99)), 1),
+        "max_ms": round(float(a.max()), 1),
+    }
+
+
+def bench_training_stalls(app, root: Path, seconds: float) -> dict:
+    import napari
+    from qtpy.QtCore import QTimer
+
+    from cytoreview.gui.app import build_workbench
+    from cytoreview.workflows.segmentation import SegTrainRequest
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    wb = build_workbench(viewer, _project(root / "train", 12, None), actor="bench")
+    intervals: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        intervals.append((now - last[0]) * 1000)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    panel = wb.train_panel
+    request = SegTrainRequest(encoder="resnet18", epochs=1000, input_size=64, batch_size=4,
+                              time_budget_min=seconds / 60, device="cpu")  # fmt: skip
+    panel.start_training(request)
+    started = time.perf_counter()
+    last[0] = started
+    timer.start()
+    while panel.runner.is_running and time.perf_counter() - started < seconds + 120:
+        app.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    elapsed = time.perf_counter() - started
+    epochs = len(panel.history)
+    wb.close()
+    viewer.close()
+    stalls = [max(0.0, i - 10.0) for i in intervals]
+    return {
+        "training_seconds": round(elapsed, 1),
+        "epochs": epochs,
+        "tick_interval": _percentiles(intervals),
+        "stall_over_10ms": _percentiles(stalls),
+        "target_p99_interval_ms": 50,
+    }
+
+
+def bench_next_image(app, root: Path, n: int) -> dict:
+    import napari
+
+    from cytoreview.gui.app import build_workbench
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    wb = build_workbench(viewer, _project(root / "switch", n + 1, 1000), actor="bench")
+    panel = wb.project_panel
+    panel.next_image()  # the first opening creates the layers
+    for _ in range(5):
+        app.processEvents()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        opened = panel.next_image()
+        app.processEvents()  # draws the canvas with the new image and mask
+        times.append((time.perf_counter() - t0) * 1000)
+        assert opened is not None and viewer.layers["image"].data.shape[:2] == (1000, 1000)
+        assert viewer.layers["mask"].data.shape == (1000, 1000)
+    wb.close()
+    viewer.close()
+    out = _percentiles(times)
+    out["target_median_ms"] = 150
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-seconds", type=float, default=40.0)
+    parser.add_argument("--switches", type=int, default=20)
+    args = parser.parse_args()
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {
+            "cpu_count": os.cpu_count(),
+            "next_image_1000px": bench_next_image(app, Path(tmp), args.switches),
+            "training_event_loop": bench_training_stalls(app, Path(tmp), args.train_seconds),
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
