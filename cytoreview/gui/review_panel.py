@@ -84,7 +84,8 @@ class ReviewPanel(QWidget):
         state.project_changed.connect(lambda _: self.refresh())
         state.images_changed.connect(self.refresh)
         state.masks_changed.connect(lambda _: self._refresh_timer.start())
-        state.image_opened.connect(lambda _: self._details_timer.start())
+        state.image_opened.connect(self._on_image_opened)
+        self._details_stale = False
         self.heatmap.status.connect(self.heatmap_status.setText)
         self.refresh()
 
@@ -301,6 +302,22 @@ class ReviewPanel(QWidget):
         self.refresh()
 
     # -- the current image ---------------------------------------------------------------------
+    def _on_image_opened(self, _image_id: object) -> None:
+        # Measuring and reading predictions cost tens of ms on a large image: do it only when
+        # the panel can be seen, so paging through images in Annotate stays fast.
+        # A window that is not shown at all (scripts, tests) gets its details at once.
+        if self.isVisible() or not self.window().isVisible():
+            self._details_timer.start()
+        else:
+            self._details_stale = True
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """Bring the details up to date when the panel comes into view."""
+        super().showEvent(event)
+        if self._details_stale:
+            self._details_stale = False
+            self._details_timer.start()
+
     def _show_details(self) -> None:
         project, image_id = self.state.project, self.state.current_image_id
         self._select_row(image_id)
