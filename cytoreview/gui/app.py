@@ -19,6 +19,7 @@ from qtpy.QtWidgets import QApplication, QScrollArea, QWidget
 from cytoreview.gui.annotate_panel import AnnotatePanel
 from cytoreview.gui.autosave import DEFAULT_DELAY_MS, Autosave
 from cytoreview.gui.classifier_panel import ClassifierPanel
+from cytoreview.gui.export_panel import ExportPanel
 from cytoreview.gui.help_panel import HelpPanel
 from cytoreview.gui.project_panel import ProjectPanel
 from cytoreview.gui.review_panel import ReviewPanel
@@ -322,6 +323,10 @@ def _teach_panel(wb: Workbench) -> QWidget:
     return panel
 
 
+def _export_panel(wb: Workbench) -> QWidget:
+    return ExportPanel(wb.state)
+
+
 def _help_panel(wb: Workbench) -> QWidget:
     return HelpPanel()
 
@@ -333,6 +338,7 @@ register_dock(DockSpec("train", "Train segmentation", _train_panel, tabify=True,
 register_dock(DockSpec("classifier", "Classifier", _classifier_panel, tabify=True, order=40))
 register_dock(DockSpec("review", "Review", _review_panel, tabify=True, order=50))
 register_dock(DockSpec("teach", "Teach", _teach_panel, tabify=True, order=60))
+register_dock(DockSpec("export", "Export", _export_panel, tabify=True, order=65))
 register_dock(DockSpec("help", "Keys", _help_panel, tabify=True, order=70))
 
 

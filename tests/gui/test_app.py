@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gui
 
 def test_docks_come_from_the_registry(make_napari_viewer, monkeypatch, synth_project) -> None:
     monkeypatch.setattr(app, "_DOCKS", dict(app._DOCKS))  # registrations stay in this test
-    builtin = ["project", "annotate", "train", "classifier", "review", "teach", "help"]
+    builtin = ["project", "annotate", "train", "classifier", "review", "teach", "export", "help"]
     assert [d.key for d in app.registered_docks()] == builtin
     made = []
 

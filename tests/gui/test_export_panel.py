@@ -1,0 +1,69 @@
+"""The Export dock: masks, predictions CSV and the HTML report written in the background;
+scores of stored predictions; the pixel size."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from cytoreview.storage.predictions import PredictionInput, PredictionStore
+from tests.gui.conftest import make_project
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def export_wb(make_napari_viewer, tmp_path: Path):
+    from cytoreview.gui.app import build_workbench
+
+    synth = make_project(tmp_path / "p", n=8, painted=8)
+    viewer = make_napari_viewer()
+    wb = build_workbench(viewer, synth.root, actor="tester")
+    project = wb.state.project
+    classes = list(project.scheme.classes)
+    rows = []
+    for record in project.images():  # hand-made calls: right for all but the first
+        call = record.class_label if rows else "HSIL"
+        probs = {c: (0.7 if c == call else 0.1) for c in classes}
+        rows.append(PredictionInput(record.id, call, probs, 0.3))
+    PredictionStore(project).save_predictions("cls-hand", "bethesda", rows, actor="t")
+    yield wb
+    wb.close()
+
+
+def test_exports_run_in_the_background_and_write_files(export_wb, qtbot, tmp_path: Path) -> None:
+    panel = export_wb.panels["export"]
+    with qtbot.waitSignal(panel.written, timeout=60_000):
+        assert panel.export_masks(tmp_path / "masks")
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 8
+    assert "8 mask(s) written" in panel.status.text()
+
+    with qtbot.waitSignal(panel.written, timeout=60_000):
+        assert panel.export_predictions(tmp_path / "p.csv")
+    with (tmp_path / "p.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 8 and table[0]["pred_class"] and float(table[0]["nucleus_area_px"]) > 0
+
+    with qtbot.waitSignal(panel.written, timeout=120_000):
+        assert panel.write_report(tmp_path / "report")
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Classification" in html and "Gallery" in html
+    assert panel.open_button.isEnabled()
+
+
+def test_scores_and_pixel_size(export_wb) -> None:
+    panel = export_wb.panels["export"]
+    result = panel.evaluate(None)  # no test split here: all labels, and it says so
+    assert result is not None and result.n_matched == 8
+    assert result.multiclass.accuracy == pytest.approx(7 / 8)
+    assert "Accuracy 0.875" in panel.scores_label.text()
+    panel.set_pixel_size(0.25)
+    project = export_wb.state.project
+    assert project.pixel_size(project.images()[0]) == 0.25
+    panel.set_pixel_size(0.0)
+    assert project.pixel_size(project.images()[0]) is None
+    bad = Path(project.root.parent / "bad.csv")
+    bad.write_text("nothing,useful\n1,2\n")
+    assert panel.evaluate(bad) is None and "Not scored" in panel.scores_label.text()
