@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.state import WorkbenchState
+from cytoreview.gui.throttle import Throttle
 from cytoreview.gui.train_panel import _theme_colours
 from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
@@ -199,6 +200,7 @@ class ClassifierPanel(QWidget):
         self.bar.setFormat("idle")
         layout.addWidget(self.bar)
         self.plot = ClassifierPlot()
+        self._plot_updates = Throttle(1000, self.plot.show_history, self)
         layout.addWidget(self.plot)
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
@@ -299,7 +301,7 @@ class ClassifierPanel(QWidget):
             self.eta_label.setText(f"{event.stage} {event.step}/{event.total}{extra}, ETA {eta}")
         elif event.stage == "epoch":
             self.history.append({"epoch": float(event.step), **event.metrics})
-            self.plot.show_history(self.history)
+            self._plot_updates.push(list(self.history))
         step_line = event.stage in ("train", "classify", "explain") and event.level != "warning"
         if event.message and not step_line:
             prefix = "warning: " if event.level == "warning" else ""
@@ -343,6 +345,7 @@ class ClassifierPanel(QWidget):
             self.predictions_changed.emit()  # what was stored before the error counts
 
     def _on_finished(self) -> None:
+        self._plot_updates.flush()  # the last epochs are always drawn
         self.job_kind = None
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
