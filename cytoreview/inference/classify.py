@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +21,13 @@ import torch
 
 from cytoreview.data.cls_dataset import INPUT_CHANNELS, make_inputs
 from cytoreview.errors import ConfigError
-from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
+from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME, SoftmaxHead
 from cytoreview.inference.predictors import TorchPredictor
 from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
 
 __all__ = [
     "ClassifierSpec",
     "export_classifier_onnx",
-    "needs_review_probs",
     "predict_class_probs",
 ]
 
@@ -133,36 +132,6 @@ def predict_class_probs(
     return out
 
 
-def needs_review_probs(
-    probs: np.ndarray, class_names: Sequence[str], not_revisable: Collection[str]
-) -> np.ndarray:
-    """The binary "needs review" probability: the summed probability of the abnormal classes.
-
-    Parameters
-    ----------
-    probs
-        ``(N, K)`` class probabilities, columns in ``class_names`` order.
-    class_names
-        The model's classes.
-    not_revisable
-        The normal classes (e.g. ``{"NILM"}``, see :class:`cytoreview.types.ClassScheme`).
-    """
-    abnormal = np.array([name not in set(not_revisable) for name in class_names])
-    return probs[:, abnormal].sum(axis=1).astype(np.float32)
-
-
-class _SoftmaxHead(torch.nn.Module):
-    """Wrap a logits classifier so the exported graph gives probabilities."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``(N, K)``."""
-        return torch.softmax(self.model(image), dim=1)
-
-
 def export_classifier_onnx(model: torch.nn.Module, input_size: int, opset: int = 17) -> bytes:
     """Export a classifier to ONNX with a softmax head, as bytes.
 
@@ -184,7 +153,7 @@ def export_classifier_onnx(model: torch.nn.Module, input_size: int, opset: int =
     """
     if input_size < 1:
         raise ValueError(f"input_size must be positive, got {input_size}")
-    wrapper = _SoftmaxHead(deepcopy(model)).to(device="cpu", dtype=torch.float32).eval()
+    wrapper = SoftmaxHead(deepcopy(model)).to(device="cpu", dtype=torch.float32).eval()
     # Batch 2, not 1: a size-1 example invites the tracer to fold the batch into constants.
     example = torch.zeros(2, INPUT_CHANNELS, input_size, input_size, dtype=torch.float32)
     buffer = io.BytesIO()

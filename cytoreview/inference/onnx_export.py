@@ -54,7 +54,7 @@ _HARMLESS_EXPORT_WARNINGS = (
 )
 
 
-class _SoftmaxHead(torch.nn.Module):
+class SoftmaxHead(torch.nn.Module):
     """Wrap a logits model so the exported graph gives probabilities, not logits."""
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -99,7 +99,7 @@ def export_onnx(model: torch.nn.Module, input_size: int, opset: int = 17) -> byt
             f"input_size must be a positive multiple of {SIZE_MULTIPLE}, got {input_size}"
         )
     # A copy, so a model that is training on a GPU keeps its device, dtype and mode.
-    wrapper = _SoftmaxHead(deepcopy(model)).to(device="cpu", dtype=torch.float32).eval()
+    wrapper = SoftmaxHead(deepcopy(model)).to(device="cpu", dtype=torch.float32).eval()
     # Batch 2, not 1: a size-1 example invites the tracer to fold the batch into constants.
     example = torch.zeros(2, 3, input_size, input_size, dtype=torch.float32)
     dynamic = {0: "batch", 2: "height", 3: "width"}

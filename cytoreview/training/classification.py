@@ -25,6 +25,7 @@ from cytoreview.data.transforms import AugmentConfig
 from cytoreview.errors import ConfigError, NotEnoughDataError, UnknownClassError
 from cytoreview.models.classifiers import DEFAULT_ARCH, DEFAULT_BACKBONE, build_classifier
 from cytoreview.models.devices import describe_device, pick_torch_device, use_all_cpu_cores
+from cytoreview.training.runtime import autocast_for, seed_everything
 from cytoreview.types import CancelToken, Progress
 
 BALANCE_MODES: tuple[str, ...] = ("oversample", "none")
@@ -133,22 +134,6 @@ def accuracy_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, fl
     return float(np.mean(y_true == y_pred)), float(np.mean(f1s))
 
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-
-
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
-
-
 def _batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
     batches = [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:
@@ -179,7 +164,7 @@ def _validate(
     total, probs = 0.0, []
     for positions in _batches(range(len(dataset)), batch_size):
         x, y = _collate(dataset, positions, device)
-        with _autocast(device, amp):
+        with autocast_for(device, amp):
             logits = model(x)
         logits = logits.float()
         total += float(cross_entropy(logits, y, reduction="sum"))
@@ -279,7 +264,7 @@ def train_classifier(
     for note in notes:
         yield Progress("train", 0, 0, note, level="warning")
 
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     device = pick_torch_device(config.device)
     if device.type == "cpu":
         use_all_cpu_cores()
@@ -336,7 +321,7 @@ def train_classifier(
                 break
             x, target = _collate(train_set, positions, device)
             optimiser.zero_grad(set_to_none=True)
-            with _autocast(device, config.amp):
+            with autocast_for(device, config.amp):
                 logits = model(x)
             loss = cross_entropy(logits.float(), target)
             scaler.scale(loss).backward()

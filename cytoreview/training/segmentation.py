@@ -23,6 +23,7 @@ from cytoreview.data.transforms import AugmentConfig
 from cytoreview.metrics.segmentation import Counts, scores_from_counts
 from cytoreview.models.devices import describe_device, pick_torch_device, use_all_cpu_cores
 from cytoreview.training.losses import SegmentationLoss, class_weights_from_masks
+from cytoreview.training.runtime import autocast_for, seed_everything
 from cytoreview.types import CancelToken, Progress
 
 SCORED = {"cytoplasm": 1, "nucleus": 2}
@@ -79,22 +80,6 @@ class SegTrainResult:
     class_weights: list[float]
 
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-
-
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
-
-
 def _batches(
     dataset: SegmentationDataset, batch_size: int, order: Sequence[int]
 ) -> list[list[int]]:
@@ -127,7 +112,7 @@ def _validate(
     counts = {name: Counts(0, 0, 0, 0) for name in SCORED}
     for x, y in batches:
         x, y = _to_device(x, y, device)
-        with _autocast(device, amp):
+        with autocast_for(device, amp):
             logits = model(x)
         total += float(loss_fn(logits, y)) * len(x)
         n += len(x)
@@ -170,7 +155,7 @@ def train_segmenter(
         Called with a CPU copy of the weights and the epoch's stats at every improvement.
     """
     start = time.perf_counter()
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     device = pick_torch_device(config.device)
     if device.type == "cpu":
         use_all_cpu_cores()
@@ -219,7 +204,7 @@ def train_segmenter(
                 break
             x, y = _to_device(*_collate(train_set, indices), device)
             optimiser.zero_grad(set_to_none=True)
-            with _autocast(device, config.amp):
+            with autocast_for(device, config.amp):
                 logits = model(x)
             loss = loss_fn(logits, y)
             scaler.scale(loss).backward()

@@ -25,6 +25,7 @@ from cytoreview.explain.quality import (
     random_flipping_curve,
 )
 from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
+from cytoreview.metrics.classification import derive_binary
 from cytoreview.models.devices import pick_torch_device
 from cytoreview.morphometry.measure import ImageMeasurements, measure_image
 from cytoreview.storage.predictions import PredictionInput, PredictionStore
@@ -115,7 +116,7 @@ def classify_project(
         if kept:
             for loaded in models:
                 _classify_batch(store, loaded, project, kept, images, masks, versions, device,
-                                actor=actor, derive_binary=len(models) == 1)  # fmt: skip
+                                actor=actor, with_derived_binary=len(models) == 1)  # fmt: skip
         done += len(kept)
         end = min(start + batch_size, len(records))
         yield Progress("classify", end, len(records), f"{done} images classified")
@@ -138,7 +139,7 @@ def _classify_batch(
     device: str,
     *,
     actor: str,
-    derive_binary: bool,
+    with_derived_binary: bool,
 ) -> None:
     spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
     probs = predict_class_probs(loaded.model, images, masks, spec, device=device)
@@ -154,10 +155,10 @@ def _classify_batch(
         for r, p, u, v in zip(records, probs, entropy, versions, strict=True)
     ]
     store.save_predictions(loaded.model_id, loaded.task, rows, actor=actor)
-    if loaded.task == "bethesda" and derive_binary:
-        revisable = [c for c in loaded.class_names if project.scheme.is_revisable(c)]
-        idx = [loaded.class_names.index(c) for c in revisable]
-        p_rev = probs[:, idx].sum(axis=1) if idx else np.zeros(len(records))
+    if loaded.task == "bethesda" and with_derived_binary:
+        # A class the model never learned (no examples) cannot be among its columns.
+        normal = project.scheme.not_revisable & set(loaded.class_names)
+        p_rev = derive_binary(probs, loaded.class_names, normal)
         binary = np.stack([1 - p_rev, p_rev], axis=1)
         derived = [
             PredictionInput(

@@ -13,10 +13,10 @@ from cytoreview.errors import ConfigError
 from cytoreview.inference.classify import (
     ClassifierSpec,
     export_classifier_onnx,
-    needs_review_probs,
     predict_class_probs,
 )
 from cytoreview.inference.predictors import OnnxPredictor
+from cytoreview.metrics.classification import derive_binary
 from cytoreview.models.classifiers import TINY_BACKBONE, build_classifier
 
 CLASSES = ["NILM", "ASC-US", "LSIL", "HSIL"]
@@ -106,5 +106,5 @@ def test_export_leaves_the_model_alone() -> None:
 
 def test_needs_review_probability() -> None:
     probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]], np.float32)
-    review = needs_review_probs(probs, CLASSES, {"NILM"})
+    review = derive_binary(probs, CLASSES, {"NILM"})  # the one derivation, in metrics
     np.testing.assert_allclose(review, [0.3, 0.9], atol=1e-6)
