@@ -73,6 +73,32 @@ def _resolve_listed(value: str, base: Path) -> Path:
     return path
 
 
+def _open_table(csv_path: Path, what: str) -> tuple[csv.DictReader, list[str]]:
+    """A CSV (comma, semicolon or tab; UTF-8, an Excel BOM is fine) as a reader and its columns.
+
+    Raises
+    ------
+    ManifestError
+        If the file cannot be read, is not UTF-8 or is empty (``what`` names it in the message).
+    """
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(csv_path, f"not a UTF-8 text file ({exc.reason})") from exc
+    except OSError as exc:
+        raise ManifestError(csv_path, f"cannot read the file ({exc.strerror or exc})") from exc
+    if not text.strip():
+        raise ManifestError(csv_path, f"{what} is empty")
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel  # one column: nothing to sniff
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    reader.fieldnames = columns
+    return reader, columns
+
+
 def scan_manifest(
     csv_path: Path,
     *,
@@ -100,21 +126,7 @@ def scan_manifest(
         If the CSV cannot be read, is empty or lacks the path column.
     """
     base = Path(image_dir) if image_dir else csv_path.parent
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(csv_path, f"not a UTF-8 text file ({exc.reason})") from exc
-    except OSError as exc:
-        raise ManifestError(csv_path, f"cannot read the file ({exc.strerror or exc})") from exc
-    if not text.strip():
-        raise ManifestError(csv_path, "the manifest is empty")
-    try:
-        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel  # one column: nothing to sniff
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    reader.fieldnames = columns
+    reader, columns = _open_table(csv_path, "the manifest")
     if path_column not in columns:
         raise ManifestError(
             csv_path,
@@ -211,21 +223,7 @@ def read_truth_table(
         If the file cannot be read, is empty, or has no recognisable image or class column.
     """
     csv_path = Path(csv_path)
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(csv_path, f"not a UTF-8 text file ({exc.reason})") from exc
-    except OSError as exc:
-        raise ManifestError(csv_path, f"cannot read the file ({exc.strerror or exc})") from exc
-    if not text.strip():
-        raise ManifestError(csv_path, "the truth table is empty")
-    try:
-        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    reader.fieldnames = columns
+    reader, columns = _open_table(csv_path, "the truth table")
     lower = {c.lower(): c for c in columns}
 
     def pick(given: str | None, candidates: tuple[str, ...], what: str) -> str:
