@@ -7,10 +7,8 @@ GUI thread (progress bar, ETA, live loss / accuracy curves), so the window stays
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
@@ -28,7 +26,7 @@ from qtpy.QtWidgets import (
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.throttle import Throttle
-from cytoreview.gui.train_panel import _theme_colours
+from cytoreview.gui.train_panel import TrainingPlot
 from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
@@ -61,44 +59,16 @@ BACKBONES: tuple[str, ...] = (
 )
 
 
-class ClassifierPlot(FigureCanvasQTAgg):
-    """Train / validation loss and validation accuracy per epoch, redrawn after each epoch."""
+class ClassifierPlot(TrainingPlot):
+    """Train / validation loss and validation accuracy and macro-F1 per epoch."""
 
     def __init__(self) -> None:
-        self.background, self.ink = _theme_colours()
-        self.figure = Figure(figsize=(4.2, 2.2), layout="constrained", facecolor=self.background)
-        super().__init__(self.figure)
-        self.loss_axes = self.figure.add_subplot(1, 2, 1)
-        self.acc_axes = self.figure.add_subplot(1, 2, 2)
-        self.setMinimumHeight(170)
-        self.show_history([])
+        super().__init__((("val_accuracy", "accuracy"), ("val_macro_f1", "macro-F1")), "val")
 
-    def show_history(self, history: list[dict[str, float]]) -> None:
-        """Redraw from the epochs' metrics (each with an ``epoch`` key)."""
-        epochs = [h["epoch"] for h in history]
-        panels = (
-            (self.loss_axes, (("train_loss", "train"), ("val_loss", "validation")), "loss"),
-            (self.acc_axes, (("val_accuracy", "accuracy"), ("val_macro_f1", "macro-F1")), "val"),
-        )
-        for axes, curves, title in panels:
-            axes.clear()
-            axes.set_facecolor(self.background)
-            for key, label in curves:
-                values = [h.get(key, float("nan")) for h in history]
-                axes.plot(epochs, values, marker="o", markersize=3, label=label)
-            axes.set_title(title, fontsize=9, color=self.ink)
-            axes.set_xlabel("epoch", fontsize=8, color=self.ink)
-            axes.tick_params(labelsize=7, colors=self.ink)
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-            for spine in axes.spines.values():
-                spine.set_color(self.ink)
-            if history:
-                axes.legend(fontsize=7, facecolor=self.background, labelcolor=self.ink)
-            else:
-                axes.set_xticks([])
-                axes.set_yticks([])
-        self.acc_axes.set_ylim(0, 1)
-        self.draw_idle()
+    @property
+    def acc_axes(self) -> Any:
+        """The scores' axes."""
+        return self.score_axes
 
 
 class ClassifierPanel(QWidget):

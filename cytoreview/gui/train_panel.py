@@ -64,25 +64,29 @@ def _theme_colours() -> tuple[str, str]:
 
 
 class TrainingPlot(FigureCanvasQTAgg):
-    """Loss and per-class IoU per epoch, updated when an epoch ends.
+    """Loss and validation scores (per-class IoU by default) per epoch, updated after each one.
 
     The axes, lines and legends are made once; an update only replaces the lines' data and
     rescales, and the layout is fixed, so a redraw costs a few milliseconds of the GUI thread
     instead of a full re-layout (which stalled painting while a fast training ran).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        score_curves: tuple[tuple[str, str], ...] = IOU_CURVES,
+        score_title: str = "IoU",
+    ) -> None:
         self.background, self.ink = _theme_colours()
         self.figure = Figure(figsize=(4.2, 2.2), facecolor=self.background)
         super().__init__(self.figure)
         self.loss_axes = self.figure.add_subplot(1, 2, 1)
-        self.iou_axes = self.figure.add_subplot(1, 2, 2)
+        self.score_axes = self.figure.add_subplot(1, 2, 2)
         self.figure.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.88, wspace=0.3)
         self.setMinimumHeight(170)
         self._lines: dict[str, Any] = {}
         for axes, curves, title in (
             (self.loss_axes, LOSS_CURVES, "loss"),
-            (self.iou_axes, IOU_CURVES, "IoU"),
+            (self.score_axes, score_curves, score_title),
         ):
             axes.set_facecolor(self.background)
             for key, label in curves:
@@ -94,7 +98,7 @@ class TrainingPlot(FigureCanvasQTAgg):
             for spine in axes.spines.values():
                 spine.set_color(self.ink)
             axes.legend(fontsize=7, facecolor=self.background, labelcolor=self.ink)
-        self.iou_axes.set_ylim(0, 1)
+        self.score_axes.set_ylim(0, 1)
         self._hint = self.loss_axes.text(
             0.5, 0.5, "curves appear\nafter each epoch", ha="center", va="center", fontsize=8,
             color=self.ink, transform=self.loss_axes.transAxes,
@@ -107,14 +111,23 @@ class TrainingPlot(FigureCanvasQTAgg):
         for key, line in self._lines.items():
             line.set_data(epochs, [h.get(key, float("nan")) for h in history])
         self._hint.set_visible(not history)
-        for axes in (self.loss_axes, self.iou_axes):
+        for axes in (self.loss_axes, self.score_axes):
             axes.relim()
             axes.autoscale_view()
         if history:
             self.loss_axes.set_xlim(0.5, max(epochs) + 0.5)
-            self.iou_axes.set_xlim(0.5, max(epochs) + 0.5)
-        self.iou_axes.set_ylim(0, 1)
+            self.score_axes.set_xlim(0.5, max(epochs) + 0.5)
+        self.score_axes.set_ylim(0, 1)
         self.draw_idle()
+
+
+class SegmentationPlot(TrainingPlot):
+    """Loss and per-class IoU per epoch."""
+
+    @property
+    def iou_axes(self) -> Any:
+        """The IoU axes."""
+        return self.score_axes
 
 
 class TrainPanel(QWidget):
@@ -206,7 +219,7 @@ class TrainPanel(QWidget):
         self.bar.setValue(0)
         self.bar.setFormat("idle")
         layout.addWidget(self.bar)
-        self.plot = TrainingPlot()
+        self.plot = SegmentationPlot()
         self._plot_updates = Throttle(1000, self.plot.show_history, self)
         layout.addWidget(self.plot)
         self.log_view = QPlainTextEdit()
