@@ -1,23 +1,34 @@
-"""Classification commands: train-cls, classify, explain, evaluate-cls."""
+"""Classification commands: train-cls, classify, explain, evaluate-cls, report.
+
+The parser's choices come from the torch-free :mod:`cytoreview.choices`; the workflows (torch,
+timm, ONNX Runtime: seconds to import) are imported by each command when it runs, so that
+``cytoreview --help`` and the project commands start at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cytoreview.choices import (
+    ARCH_USES_MASK,
+    CAM_METHODS,
+    CLS_BACKBONES,
+    DEFAULT_ARCH,
+    DEFAULT_BACKBONE,
+    DEVICES,
+    TASKS,
+    TINY_BACKBONES,
+)
 from cytoreview.cli.progress import console, drive
-from cytoreview.models.classifier_blocks import CLS_BACKBONES, TINY_BACKBONES
-from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH, DEFAULT_BACKBONE
-from cytoreview.models.devices import DEVICES
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
-from cytoreview.workflows.classification import TASKS, ClsTrainRequest, train_classification
-from cytoreview.workflows.evaluate_cls import ClsEvaluation, evaluate_classification
 from cytoreview.workflows.projects import open_project
-from cytoreview.workflows.report import write_report
-from cytoreview.workflows.review_data import CAM_METHODS, classify_project, explain_project
+
+if TYPE_CHECKING:  # for the annotation only; the module itself loads torch
+    from cytoreview.workflows.evaluate_cls import ClsEvaluation
 
 EXIT_CANCELLED = 130
 
@@ -110,6 +121,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     image + mask fused by flattening or by global average pooling (default). Minority classes
     are oversampled with augmentation; 80/20 stratified validation; early stopping. Classes
     without examples are reported and left out."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.classification import ClsTrainRequest, train_classification
+
     request = ClsTrainRequest(
         task=args.task, arch=args.arch, backbone=args.backbone, mask_backbone=args.mask_backbone,
         input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -143,6 +157,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     probabilities, an uncertainty score (normalised entropy: the review queue sorts by it) and
     the binary needs-review call (from a dedicated binary model if one is trained, else derived
     from the class probabilities)."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.review_data import classify_project
+
     token = CancelToken()
     with open_project(args.project) as project:
         job = classify_project(
@@ -171,6 +188,9 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     image's own size, with quality figures: entropy, a pixel-flipping check and the share of
     the heatmap on nucleus / cytoplasm / background. Images where the model mostly looked at
     the background are flagged for review."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.review_data import explain_project
+
     token = CancelToken()
     with open_project(args.project) as project:
         ids = None
@@ -201,6 +221,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Score the stored predictions against true classes: accuracy, per-class and macro
     precision / recall / F1, one-vs-rest ROC AUC, confusion matrices, and the binary
     needs-review call (F1, sensitivity, specificity, AUC)."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.evaluate_cls import evaluate_classification
+
     with open_project(args.project) as project:
         result = evaluate_classification(project, args.truth, model_id=args.model)
     if args.json:
@@ -216,6 +239,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     confusion matrices, ROC curves, a gallery with mask and heatmap overlays, and the cell
     measurements. It shows what is stored; run train-seg / segment / train-cls / classify /
     explain first for the full picture."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.report import write_report
+
     token = CancelToken()
     with open_project(args.project) as project:
         job = write_report(

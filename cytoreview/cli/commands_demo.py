@@ -1,4 +1,8 @@
-"""Demo commands: synthetic data, and the end-to-end demo."""
+"""Demo commands: synthetic data, and the end-to-end demo.
+
+The demo workflow reaches every model (torch, timm, ONNX Runtime: seconds to import), so it is
+imported by each command when it runs, not when the parser is built.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from cytoreview.cli.progress import command_name, console, drive
 from cytoreview.cli.render import print_status
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
-from cytoreview.workflows.demo import run_demo, write_demo_data
 
 EXIT_CANCELLED = 130
 
@@ -55,6 +58,9 @@ def register(sub: Any) -> None:
 def _cmd_demo_data(args: argparse.Namespace) -> int:
     """Write synthetic Pap-stained cells and fields with exact masks: images/<class>/*.png,
     masks/*.png (0 background, 1 cytoplasm, 2 nucleus) and labels.csv."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.demo import write_demo_data
+
     token = CancelToken()
     report = drive(
         write_demo_data(args.out, args.n, seed=args.seed, field_fraction=args.fields, cancel=token),
@@ -74,6 +80,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     trained on them that auto-masks the rest, a classifier fusing image and mask, predictions
     with Grad-CAM++ heatmaps and cell measurements, CSV and mask exports, an HTML report and an
     overview sheet."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.demo import run_demo
+
     token = CancelToken()
     job = run_demo(
         args.out, actor=current_user(args.user), n=args.n, per_class=args.per_class,

@@ -1,4 +1,9 @@
-"""Project commands: init, import, seeds, status, export, audit."""
+"""Project commands: init, import, seeds, status, export, audit.
+
+Everything imported at the top is light (no torch, no scipy): building the parser and running
+``init``, ``status``, ``seeds`` or ``audit`` must answer at once. Heavier workflows are imported
+by the command that runs them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,6 @@ from cytoreview.errors import ProjectError
 from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS, current_user
 from cytoreview.storage.images import DEFAULT_MAX_PIXELS
 from cytoreview.types import CLASS_SCHEMES, CancelToken
-from cytoreview.workflows.export import export_masks, export_predictions
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.projects import build_scheme, create_project, open_project
 from cytoreview.workflows.seeds import pick_seeds
@@ -178,6 +182,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     predictions: one CSV row per image: image, pred_class, prob_<class> for each class,
     pred_binary, prob_revisable, the cell measurements (areas in px and um2, N:C ratio, nucleus
     shape and intensity), then true_class, uncertainty, mask_source and model_id."""
+    # Imported here, not at the top: the cell measurements pull scipy (start-up time).
+    from cytoreview.workflows.export import export_masks, export_predictions
+
     token = CancelToken()
     if args.what == "predictions":
         with open_project(args.project) as project:

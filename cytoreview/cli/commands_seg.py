@@ -1,4 +1,9 @@
-"""Segmentation commands: train-seg, segment, evaluate-seg."""
+"""Segmentation commands: train-seg, segment, evaluate-seg.
+
+The parser's choices come from the torch-free :mod:`cytoreview.choices`; the segmentation
+workflow (torch, segmentation-models-pytorch, ONNX Runtime: seconds to import) is imported by
+each command when it runs, so that ``cytoreview --help`` and the project commands start at once.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cytoreview.choices import DEFAULT_ENCODER, DEVICES, LOSSES, SEG_ENCODERS
 from cytoreview.cli.progress import console, drive
-from cytoreview.models.devices import DEVICES
-from cytoreview.models.segmenters import DEFAULT_ENCODER, SEG_ENCODERS
 from cytoreview.settings import current_user
-from cytoreview.training.losses import LOSSES
 from cytoreview.types import CancelToken
 from cytoreview.workflows.projects import open_project
-from cytoreview.workflows.segmentation import (
-    SegTrainRequest,
-    evaluate_segmentation,
-    segment_project,
-    train_segmentation,
-)
 
 EXIT_CANCELLED = 130
 
@@ -85,6 +82,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     """Train a U-Net (nucleus / cytoplasm) on every manual, corrected or approved mask, with a
     stratified 80/20 validation split and early stopping. With --init, fine-tune an existing
     model: the result is a new model version and the old one is kept."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.segmentation import SegTrainRequest, train_segmentation
+
     request = SegTrainRequest(
         encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
         device=args.device, init=args.init, input_size=args.input_size,
@@ -118,6 +118,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     """Generate 'auto' masks with the current segmenter for every image that has no manual,
     corrected or approved mask (those are never touched). Each auto mask records the model and
     an uncertainty score that the review queue sorts by."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.segmentation import segment_project
+
     token = CancelToken()
     with open_project(args.project) as project:
         job = segment_project(
@@ -143,6 +146,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Score the current masks against a folder of ground-truth label images named like the
     images: IoU, Dice, precision, recall, specificity and pixel accuracy for cytoplasm, nucleus
     and the whole cell, averaged over images and pooled over pixels."""
+    # torch loads here, when the command runs, not when the parser is built.
+    from cytoreview.workflows.segmentation import evaluate_segmentation
+
     token = CancelToken()
     with open_project(args.project) as project:
         job = evaluate_segmentation(

@@ -14,24 +14,12 @@ import timm
 import torch
 from torch import nn
 
+# The backbone names live in the torch-free choices module (the CLI parser lists them without
+# importing timm); they are re-exported here, where callers have always found them.
+from cytoreview.choices import CLS_BACKBONES, TINY_BACKBONES
+from cytoreview.choices import DEFAULT_BACKBONE as DEFAULT_BACKBONE
+from cytoreview.choices import TINY_BACKBONE as TINY_BACKBONE
 from cytoreview.errors import ConfigError
-
-#: Backbones compared in the literature for Pap-cell classification (any timm CNN also works).
-CLS_BACKBONES: tuple[str, ...] = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "xception41",
-    "efficientnet_b0",
-    "efficientnet_b2",
-    "mobilenetv3_large_100",
-    "densenet121",
-    "convnext_tiny",
-)
-#: Tiny random-weight backbones for smoke tests and CI (a few hundred thousand parameters).
-TINY_BACKBONES: tuple[str, ...] = ("test_resnet", "test_efficientnet", "resnet10t")
-TINY_BACKBONE = "test_resnet"
-DEFAULT_BACKBONE = "resnet18"
 
 
 @functools.cache

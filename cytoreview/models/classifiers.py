@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+# The architecture names live in the torch-free choices module (the CLI parser lists them).
+from cytoreview.choices import ARCH_USES_MASK, DEFAULT_ARCH
 from cytoreview.data.cls_dataset import INPUT_CHANNELS
 from cytoreview.errors import ConfigError
 from cytoreview.models.classifier_blocks import (
@@ -52,12 +54,9 @@ __all__ = [
 ]
 
 IMAGE_CHANNELS = 3
-DEFAULT_ARCH = "fusion-gap"
 DEFAULT_INPUT_SIZE = 128
 DEFAULT_DROPOUT = 0.5
 DEFAULT_HIDDEN = 256
-#: Whether an architecture reads the mask channels (inference needs masks for those).
-ARCH_USES_MASK: dict[str, bool] = {"image-only": False, "fusion-flatten": True, "fusion-gap": True}
 
 
 class CellClassifier(nn.Module):

@@ -6,9 +6,9 @@ import os
 
 import torch
 
+# DEVICES lives in the torch-free choices module (the CLI parser lists it without torch).
+from cytoreview.choices import DEVICES
 from cytoreview.errors import ConfigError
-
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 def pick_torch_device(device: str = "auto") -> torch.device:

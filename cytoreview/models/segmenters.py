@@ -9,20 +9,12 @@ from __future__ import annotations
 import segmentation_models_pytorch as smp
 import torch
 
+# The encoder names live in the torch-free choices module (the CLI parser lists them without
+# importing smp).
+from cytoreview.choices import DEFAULT_ENCODER, SEG_ENCODERS
 from cytoreview.errors import ConfigError
 from cytoreview.models.registry import Registry
 
-#: Encoders compared in the literature for cytology U-Nets; resnet18 is the default.
-SEG_ENCODERS: tuple[str, ...] = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "efficientnet-b2",
-    "mobilenet_v2",
-    "densenet121",
-    "vgg19_bn",
-)
-DEFAULT_ENCODER = "resnet18"
 #: Spatial sizes must be multiples of this (five stride-2 stages).
 SIZE_MULTIPLE = 32
 

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 
+# LOSSES lives in the torch-free choices module (the CLI parser lists it without torch).
+from cytoreview.choices import LOSSES
 from cytoreview.errors import ConfigError
 
-LOSSES: tuple[str, ...] = ("dice_focal", "jaccard", "dice")
 _EPS = 1e-6
 
 

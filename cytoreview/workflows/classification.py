@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from cytoreview import __version__
+from cytoreview.choices import TASKS  # torch-free home: the CLI parser lists it without torch
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
 from cytoreview.inference.classify import export_classifier_onnx
@@ -36,7 +37,6 @@ from cytoreview.storage.project import Project
 from cytoreview.training.classification import ClsEpochStats, ClsTrainConfig, train_classifier
 from cytoreview.types import CancelToken, ClassScheme, Progress
 
-TASKS: tuple[str, ...] = ("bethesda", "binary")
 #: Class names of the binary task, in head order (index 1 is the "needs review" call).
 BINARY_CLASSES: tuple[str, ...] = ("not-revisable", "revisable")
 

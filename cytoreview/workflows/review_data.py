@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+# CAM_METHODS lives in the torch-free choices module (the CLI parser lists it without torch);
+# re-exported here, where callers have always found it.
+from cytoreview.choices import CAM_METHODS as CAM_METHODS
 from cytoreview.data.cls_dataset import make_input
 from cytoreview.data.transforms import letterbox_geometry
 from cytoreview.explain.cam import class_activation_maps, heatmap_to_image, upsample_heatmap
@@ -38,8 +41,6 @@ from cytoreview.workflows.classification import (
     current_classifier_id,
     load_classifier,
 )
-
-CAM_METHODS: tuple[str, ...] = ("gradcam++", "gradcam")
 
 
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:

@@ -1,0 +1,60 @@
+"""The names a user may choose from: devices, encoders, backbones, architectures, losses, tasks.
+
+The command-line parser offers these as ``choices`` and defaults. They used to live next to the
+code that uses them (models, training, workflows), which meant building the parser imported
+torch, timm and segmentation-models-pytorch: several seconds before even ``cytoreview --help``
+could answer. Here they are plain constants with no imports, so the parser is built in
+milliseconds; the modules that use them import them from here and still offer them under their
+old names.
+
+This module sits at the bottom of the layer stack next to :mod:`cytoreview.settings`: every layer
+may import it and it imports nothing (import-linter checks that it never pulls torch and co.).
+"""
+
+from __future__ import annotations
+
+# --- Compute device ---------------------------------------------------------------------------
+#: ``auto`` picks CUDA when a GPU really works, else the CPU.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+# --- Segmentation -----------------------------------------------------------------------------
+#: Encoders compared in the literature for cytology U-Nets; resnet18 is the default.
+SEG_ENCODERS: tuple[str, ...] = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet-b2",
+    "mobilenet_v2",
+    "densenet121",
+    "vgg19_bn",
+)
+DEFAULT_ENCODER = "resnet18"
+#: Segmentation losses: class-weighted Dice + focal (default), Jaccard, or Dice alone.
+LOSSES: tuple[str, ...] = ("dice_focal", "jaccard", "dice")
+
+# --- Classification ---------------------------------------------------------------------------
+#: Backbones compared in the literature for Pap-cell classification (any timm CNN also works).
+CLS_BACKBONES: tuple[str, ...] = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "xception41",
+    "efficientnet_b0",
+    "efficientnet_b2",
+    "mobilenetv3_large_100",
+    "densenet121",
+    "convnext_tiny",
+)
+#: Tiny random-weight backbones for smoke tests and CI (a few hundred thousand parameters).
+TINY_BACKBONES: tuple[str, ...] = ("test_resnet", "test_efficientnet", "resnet10t")
+TINY_BACKBONE = "test_resnet"
+DEFAULT_BACKBONE = "resnet18"
+#: Whether an architecture reads the mask channels (inference needs masks for those).
+ARCH_USES_MASK: dict[str, bool] = {"image-only": False, "fusion-flatten": True, "fusion-gap": True}
+DEFAULT_ARCH = "fusion-gap"
+#: ``bethesda``: the project's own classes; ``binary``: needs a pathologist's review or not.
+TASKS: tuple[str, ...] = ("bethesda", "binary")
+
+# --- Explanation ------------------------------------------------------------------------------
+#: Heatmap methods of ``cytoreview explain``, the default first.
+CAM_METHODS: tuple[str, ...] = ("gradcam++", "gradcam")
