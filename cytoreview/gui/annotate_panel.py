@@ -29,6 +29,7 @@ from cytoreview.errors import CytoReviewError
 from cytoreview.gui.autosave import Autosave, edit_provenance
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.paint_tools import PaintToolbar, mask_colormap
+from cytoreview.gui.progress_widgets import StatusLabel
 from cytoreview.gui.shortcuts import bind_layer_keys
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.storage.records import MaskVersion
@@ -126,7 +127,7 @@ class AnnotatePanel(QWidget):
         self.approve_button.setMinimumHeight(32)
         self.approve_button.clicked.connect(self.approve)
         layout.addWidget(self.approve_button)
-        self.save_status = QLabel("")
+        self.save_status = StatusLabel("")
         self.save_status.setWordWrap(True)
         layout.addWidget(self.save_status)
         layout.addStretch(1)

@@ -7,6 +7,7 @@ panel (review, teaching, classifier) is one ``register_dock`` call away, with no
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -342,6 +343,25 @@ register_dock(DockSpec("export", "Export", _export_panel, tabify=True, order=65)
 register_dock(DockSpec("help", "Keys", _help_panel, tabify=True, order=70))
 
 
+def freeze_startup_heap() -> int:
+    """Move every object alive now into the collector's permanent generation.
+
+    napari, Qt, torch and matplotlib leave about 700,000 long-lived objects after start-up; a
+    full (generation 2) collection walks all of them and holds the interpreter, and with it
+    the window and any worker, for ~0.4 s (measured on the workbench). Frozen objects are not
+    scanned again, so the full collections that a long session triggers stay short; objects
+    created later are collected as usual.
+
+    Returns
+    -------
+    int
+        How many objects were frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def launch(project_path: str | Path | None = None, *, actor: str | None = None) -> int:
     """Open the workbench window (with ``project_path`` if given) and run until it closes.
 
@@ -370,6 +390,7 @@ def launch(project_path: str | Path | None = None, *, actor: str | None = None) 
         open_project(project_path).close()
     viewer = napari.Viewer(title=WINDOW_TITLE)
     workbench = build_workbench(viewer, project_path, actor=actor)
+    log.debug("%d start-up objects frozen", freeze_startup_heap())
     app = QApplication.instance()
     if app is not None:
         app.aboutToQuit.connect(workbench.close)

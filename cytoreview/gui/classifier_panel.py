@@ -16,7 +16,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -24,9 +23,10 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.live_plot import TrainingPlot
+from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.throttle import Throttle
-from cytoreview.gui.train_panel import TrainingPlot
 from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
@@ -161,11 +161,11 @@ class ClassifierPanel(QWidget):
         row.addWidget(self.classify_button)
         row.addWidget(self.explain_button)
         layout.addLayout(row)
-        self.model_label = QLabel("Classifier: —")
-        self.eta_label = QLabel("")
+        self.model_label = StatusLabel("Classifier: —")
+        self.eta_label = StatusLabel("")
         layout.addWidget(self.model_label)
         layout.addWidget(self.eta_label)
-        self.bar = QProgressBar()
+        self.bar = SmoothProgressBar()
         self.bar.setRange(0, 1)
         self.bar.setFormat("idle")
         layout.addWidget(self.bar)
@@ -215,6 +215,7 @@ class ClassifierPanel(QWidget):
             f"training a {request.task} {request.arch} classifier on {request.backbone}…"
         )
         self._begin("train")
+        self._eta.set_budget(request.time_budget_min * 60 if request.time_budget_min else None)
         self.runner.start(
             lambda token: train_classification(project, request, actor=actor, cancel=token)
         )

@@ -19,13 +19,13 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from cytoreview.errors import CytoReviewError
+from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
 from cytoreview.types import Progress
@@ -93,7 +93,7 @@ class ExportPanel(QWidget):
             grid.addWidget(button, i // 2, i % 2)
         layout.addWidget(files)
         row = QHBoxLayout()
-        self.progress = QProgressBar()
+        self.progress = SmoothProgressBar()
         self.stop_button = QPushButton("Stop")
         self.stop_button.clicked.connect(self.runner.cancel)
         row.addWidget(self.progress, 1)
@@ -128,7 +128,7 @@ class ExportPanel(QWidget):
         srow.addWidget(self.pixel_size, 1)
         srow.addWidget(self.pixel_button)
         layout.addWidget(size)
-        self.status = QLabel("")
+        self.status = StatusLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         layout.addStretch(1)

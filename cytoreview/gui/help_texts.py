@@ -83,7 +83,7 @@ TOOLTIPS: dict[str, str] = {
     "epochs": "Upper limit of passes over the painted images; early stopping may end sooner",
     "time_budget": "Stop after this many minutes (0: no limit); the best model so far is kept",
     "device": "auto: a GPU when there is one, else all CPU cores",
-    "input_size": "Side of the network input in pixels (0: chosen from the images)",
+    "input_size": "Side of the network input in pixels (auto: the median image side, 64-256 px)",
     "start_training": "Train a new model on every manual, corrected or approved mask",
     "stop": "Stop after the current step; the best model so far is kept",
     "auto_segment": (

@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QTableView,
@@ -37,6 +36,7 @@ from cytoreview.gui.image_table import (
     SeedCockpit,
     rows_for,
 )
+from cytoreview.gui.progress_widgets import SmoothProgressBar
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
 from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS
@@ -102,7 +102,7 @@ class ProjectPanel(QWidget):
         self.import_button.setToolTip(TOOLTIPS["import_folder"])
         layout.addLayout(row)
         row = QHBoxLayout()
-        self.import_bar = QProgressBar()
+        self.import_bar = SmoothProgressBar()
         self.import_bar.setFormat("%v / %m")
         self.cancel_import_button = QPushButton("Cancel")
         self.cancel_import_button.setToolTip(TOOLTIPS["cancel_import"])

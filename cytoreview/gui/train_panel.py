@@ -9,9 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -19,7 +16,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -27,6 +23,8 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.live_plot import TrainingPlot
+from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.throttle import Throttle
 from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
@@ -44,81 +42,6 @@ from cytoreview.workflows.segmentation import (
 )
 
 log = logging.getLogger(__name__)
-
-#: Curves of the plot: (metric key, label), loss on the left axes, IoU on the right.
-LOSS_CURVES = (("train_loss", "train"), ("val_loss", "validation"))
-IOU_CURVES = (("iou_cytoplasm", "cytoplasm"), ("iou_nucleus", "nucleus"))
-
-
-def _theme_colours() -> tuple[str, str]:
-    """(background, text) of napari's current theme, so the plot does not glare white."""
-    try:
-        from napari.settings import get_settings
-        from napari.utils.theme import get_theme
-
-        name = get_settings().appearance.theme
-        theme = get_theme("dark" if name == "system" else name)
-        return theme.foreground.as_hex(), theme.text.as_hex()
-    except Exception:  # noqa: BLE001 - a missing or odd theme: fall back to napari's dark
-        return "#2e333e", "#f0f1f2"
-
-
-class TrainingPlot(FigureCanvasQTAgg):
-    """Loss and validation scores (per-class IoU by default) per epoch, updated after each one.
-
-    The axes, lines and legends are made once; an update only replaces the lines' data and
-    rescales, and the layout is fixed, so a redraw costs a few milliseconds of the GUI thread
-    instead of a full re-layout (which stalled painting while a fast training ran).
-    """
-
-    def __init__(
-        self,
-        score_curves: tuple[tuple[str, str], ...] = IOU_CURVES,
-        score_title: str = "IoU",
-    ) -> None:
-        self.background, self.ink = _theme_colours()
-        self.figure = Figure(figsize=(4.2, 2.2), facecolor=self.background)
-        super().__init__(self.figure)
-        self.loss_axes = self.figure.add_subplot(1, 2, 1)
-        self.score_axes = self.figure.add_subplot(1, 2, 2)
-        self.figure.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.88, wspace=0.3)
-        self.setMinimumHeight(170)
-        self._lines: dict[str, Any] = {}
-        for axes, curves, title in (
-            (self.loss_axes, LOSS_CURVES, "loss"),
-            (self.score_axes, score_curves, score_title),
-        ):
-            axes.set_facecolor(self.background)
-            for key, label in curves:
-                (self._lines[key],) = axes.plot([], [], marker="o", markersize=3, label=label)
-            axes.set_title(title, fontsize=9, color=self.ink)
-            axes.set_xlabel("epoch", fontsize=8, color=self.ink)
-            axes.tick_params(labelsize=7, colors=self.ink)
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-            for spine in axes.spines.values():
-                spine.set_color(self.ink)
-            axes.legend(fontsize=7, facecolor=self.background, labelcolor=self.ink)
-        self.score_axes.set_ylim(0, 1)
-        self._hint = self.loss_axes.text(
-            0.5, 0.5, "curves appear\nafter each epoch", ha="center", va="center", fontsize=8,
-            color=self.ink, transform=self.loss_axes.transAxes,
-        )  # fmt: skip
-        self.show_history([])
-
-    def show_history(self, history: list[dict[str, float]]) -> None:
-        """Show the epochs' metrics (each with an ``epoch`` key)."""
-        epochs = [h["epoch"] for h in history]
-        for key, line in self._lines.items():
-            line.set_data(epochs, [h.get(key, float("nan")) for h in history])
-        self._hint.set_visible(not history)
-        for axes in (self.loss_axes, self.score_axes):
-            axes.relim()
-            axes.autoscale_view()
-        if history:
-            self.loss_axes.set_xlim(0.5, max(epochs) + 0.5)
-            self.score_axes.set_xlim(0.5, max(epochs) + 0.5)
-        self.score_axes.set_ylim(0, 1)
-        self.draw_idle()
 
 
 class SegmentationPlot(TrainingPlot):
@@ -178,7 +101,7 @@ class TrainPanel(QWidget):
         self.input_size = QSpinBox()
         self.input_size.setRange(0, 2048)
         self.input_size.setSingleStep(SIZE_MULTIPLE)
-        self.input_size.setSpecialValueText("from the images")
+        self.input_size.setSpecialValueText("auto")
         self.input_size.setSuffix(" px")
         for i, (label, widget, tip) in enumerate(
             (
@@ -208,13 +131,12 @@ class TrainPanel(QWidget):
         for button in (self.start_button, self.stop_button, self.segment_button):
             row.addWidget(button)
         layout.addLayout(row)
-        row = QHBoxLayout()
-        self.device_label = QLabel("Device: —")
-        self.eta_label = QLabel("")
-        row.addWidget(self.device_label, 1)
-        row.addWidget(self.eta_label)
-        layout.addLayout(row)
-        self.bar = QProgressBar()
+        # One line each: side by side, the ETA at the end of the line was clipped.
+        self.device_label = StatusLabel("Device: —")
+        self.eta_label = StatusLabel("")
+        layout.addWidget(self.device_label)
+        layout.addWidget(self.eta_label)
+        self.bar = SmoothProgressBar()
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
         self.bar.setFormat("idle")
@@ -263,6 +185,7 @@ class TrainPanel(QWidget):
         )
         self.device_label.setText(f"Device: {request.device} (starting…)")
         self._begin("train")
+        self._eta.set_budget(request.time_budget_min * 60 if request.time_budget_min else None)
         self.runner.start(
             lambda token: train_segmentation(project, request, actor=actor, cancel=token)
         )

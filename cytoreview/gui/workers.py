@@ -206,10 +206,20 @@ class EtaEstimator:
         self.window_s = window_s
         self._clock = clock
         self._samples: list[tuple[float, float]] = []
+        self._deadline: float | None = None
 
     def reset(self) -> None:
-        """Forget the samples (a new job or a new stage)."""
+        """Forget the samples and the deadline (a new job)."""
         self._samples.clear()
+        self._deadline = None
+
+    def set_budget(self, seconds: float | None) -> None:
+        """The job stops at the latest ``seconds`` from now (a training's time budget).
+
+        A training's progress counts epochs up to its maximum, which a budget or early
+        stopping usually cuts short: without this, a 10-minute run could announce hours.
+        """
+        self._deadline = None if not seconds else self._clock() + float(seconds)
 
     def update(self, fraction: float) -> float | None:
         """Record progress ``fraction`` (0..1) now; return the seconds left, or None if unknown."""
@@ -223,9 +233,11 @@ class EtaEstimator:
         (t0, f0), (t1, f1) = self._samples[0], self._samples[-1]
         if f1 >= 1.0:
             return 0.0
-        if f1 <= f0 or t1 <= t0:
-            return None
-        return (1.0 - f1) * (t1 - t0) / (f1 - f0)
+        left = None if f1 <= f0 or t1 <= t0 else (1.0 - f1) * (t1 - t0) / (f1 - f0)
+        if self._deadline is not None:
+            budget_left = max(0.0, self._deadline - now)
+            left = budget_left if left is None else min(left, budget_left)
+        return left
 
 
 def format_duration(seconds: float | None) -> str:

@@ -101,6 +101,22 @@ def test_eta_from_recent_progress() -> None:
     assert last == pytest.approx(0.7 * 10 / 0.2)
 
 
+def test_eta_never_exceeds_the_time_budget() -> None:
+    now = [0.0]
+    eta = EtaEstimator(window_s=100, clock=lambda: now[0])
+    eta.set_budget(60.0)  # a 1-minute budget on a run of many epochs
+    assert eta.update(0.0) == pytest.approx(60.0)  # no rate yet: the budget bounds it
+    now[0] = 10.0
+    assert eta.update(0.01) == pytest.approx(50.0)  # the rate says 990 s, the budget 50 s
+    now[0] = 70.0
+    assert eta.update(0.05) == 0.0  # past the budget: finishing now
+    eta.reset()  # a new job forgets the budget
+    now[0] = 80.0
+    eta.update(0.0)
+    now[0] = 90.0
+    assert eta.update(0.5) == pytest.approx(10.0)
+
+
 def test_format_duration() -> None:
     assert format_duration(None) == "—"
     assert format_duration(12.4) == "12 s"
