@@ -109,3 +109,36 @@ def test_blind_answer_reveal_and_score(teach_wb, qtbot) -> None:
     assert wb.docks["project"].isVisible() and wb.viewer.layers["mask"].visible
     assert not panel.answers_box.isVisible()
     assert PredictionStore(project).trainees() == ["anna"]
+
+
+@pytest.mark.parametrize("target", ["canvas", "teach_panel"])
+def test_number_keys_answer_a_blind_case(teach_wb, qtbot, target: str) -> None:
+    """A real key press, where the trainee's focus is: on the image or on the teach dock.
+
+    The keys 1-4 are also napari's Labels-mode keys; while a case is blind they must answer.
+    """
+    from qtpy.QtCore import Qt
+
+    wb = teach_wb
+    panel = wb.panels["teach"]
+    wb.docks["teach"].raise_()
+    assert panel.start("ben")
+    window = wb.viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=3000)
+    widget = wb.viewer.window._qt_viewer.canvas.native if target == "canvas" else panel
+    widget.setFocus()
+    qtbot.wait(20)
+    project = wb.state.project
+    classes = list(project.scheme.classes)
+    truth = project.image(panel.image_id).class_label
+    key = classes.index(truth) + 1
+    qtbot.keyClick(widget, getattr(Qt.Key, f"Key_{key}"))
+    qtbot.waitUntil(lambda: not panel.blind, timeout=3000)
+    stored = PredictionStore(project).trainee_answers("ben")
+    assert [(a.answer, a.truth) for a in stored] == [(truth, truth)]
+    assert panel.result_label.text() == "Right!"
+    # Revealed: the number keys are off again (napari's label keys get them back).
+    qtbot.keyClick(widget, Qt.Key.Key_1)
+    qtbot.wait(50)
+    assert len(PredictionStore(project).trainee_answers("ben")) == 1
