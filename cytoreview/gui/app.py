@@ -59,7 +59,9 @@ class DockSpec:
     scroll
         Wrap the panel in a scroll area, so that a small screen never cuts widgets off.
     stretch
-        Share of the area's height among its untabbed docks.
+        Share of the area's height: among its untabbed docks; for a dock of a tab group,
+        the group's share while that dock is the tab in front (the review queue gets more
+        room than the annotate tools, the project table less).
     """
 
     key: str
@@ -104,6 +106,8 @@ class Workbench:
         self.docks: dict[str, Any] = {}
         #: Every message shown to the person, (level, text), oldest first.
         self.messages: list[tuple[str, str]] = []
+        #: The dock whose tab came to the front last (Qt reports every tabbed dock visible).
+        self.front_tab: str | None = None
         self._closed = False
 
     @property
@@ -141,7 +145,12 @@ class Workbench:
     def share_heights(self) -> None:
         """Split the side areas' height between their docks (see :attr:`DockSpec.stretch`)."""
         if not self._closed:
-            _share_heights(self.viewer.window._qt_window, self.docks)
+            _share_heights(self.viewer.window._qt_window, self.docks, self.front_tab)
+
+    def on_dock_shown(self, key: str) -> None:
+        """A dock's tab came to the front: its group takes that dock's share of height."""
+        self.front_tab = key
+        QTimer.singleShot(0, self.share_heights)  # after Qt has switched the tab
 
     def close(self) -> None:
         """Save pending edits, stop background jobs and close the project (idempotent)."""
@@ -174,22 +183,27 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     return area
 
 
-def _share_heights(window: Any, docks: dict[str, Any]) -> None:
+def _share_heights(window: Any, docks: dict[str, Any], front_tab: str | None = None) -> None:
     """Split each side area's height between its untabbed docks by their ``stretch``.
 
     Qt takes the sizes as pixels, so they are worked out from the height the docks have now.
     """
     by_area: dict[str, list[DockSpec]] = {}
+    tabs: dict[str, list[DockSpec]] = {}
     for spec in registered_docks():
-        if not spec.tabify and spec.key in docks:
-            by_area.setdefault(spec.area, []).append(spec)
-    for specs in by_area.values():
+        if spec.key in docks:
+            (tabs if spec.tabify else by_area).setdefault(spec.area, []).append(spec)
+    for area, specs in by_area.items():
         if len(specs) < 2:
             continue
+        # Tabs stack onto the area's last untabbed dock: that group's share is the front tab's.
+        group = [specs[-1], *tabs.get(area, [])]
+        front = next((g for g in group if g.key == front_tab), specs[-1])
+        stretches = [spec.stretch for spec in specs[:-1]] + [front.stretch]
         widgets = [docks[spec.key] for spec in specs]
         total = sum(w.height() for w in widgets) or window.height()
-        weights = sum(spec.stretch for spec in specs)
-        sizes = [max(1, total * spec.stretch // weights) for spec in specs]
+        weights = sum(stretches)
+        sizes = [max(1, total * stretch // weights) for stretch in stretches]
         window.resizeDocks(widgets, sizes, Qt.Orientation.Vertical)
 
 
@@ -233,6 +247,10 @@ def build_workbench(
         )
     # Leaving the annotate tab (or closing its dock) saves pending strokes at once.
     workbench.docks["annotate"].visibilityChanged.connect(workbench.on_annotate_visibility)
+    for key, dock in workbench.docks.items():  # a tab brought to front takes its share
+        dock.visibilityChanged.connect(
+            lambda visible, key=key: visible and workbench.on_dock_shown(key)
+        )
     QApplication.processEvents()  # dock sizes and tab bars exist only after a layout pass
     workbench.share_heights()
     # Once more when the event loop runs: a window shown or resized just now is laid out then.
@@ -332,15 +350,17 @@ def _help_panel(wb: Workbench) -> QWidget:
     return HelpPanel()
 
 
-# The table needs a little more height than the painting tools; training shares their place.
+# Heights (stretch): the project table shares the column with the tab group; a tab in front
+# sets the group's share (review and classifier need room, annotate leaves it to the table).
+_tab = {"tabify": True}
 register_dock(DockSpec("project", "Project", _project_panel, order=10, stretch=6))
 register_dock(DockSpec("annotate", "Annotate", _annotate_panel, order=20, stretch=5))
-register_dock(DockSpec("train", "Train segmentation", _train_panel, tabify=True, order=30))
-register_dock(DockSpec("classifier", "Classifier", _classifier_panel, tabify=True, order=40))
-register_dock(DockSpec("review", "Review", _review_panel, tabify=True, order=50))
-register_dock(DockSpec("teach", "Teach", _teach_panel, tabify=True, order=60))
-register_dock(DockSpec("export", "Export", _export_panel, tabify=True, order=65))
-register_dock(DockSpec("help", "Keys", _help_panel, tabify=True, order=70))
+register_dock(DockSpec("train", "Train segmentation", _train_panel, order=30, stretch=6, **_tab))
+register_dock(DockSpec("classifier", "Classifier", _classifier_panel, order=40, stretch=7, **_tab))
+register_dock(DockSpec("review", "Review", _review_panel, order=50, stretch=9, **_tab))
+register_dock(DockSpec("teach", "Teach", _teach_panel, order=60, stretch=5, **_tab))
+register_dock(DockSpec("export", "Export", _export_panel, order=65, stretch=5, **_tab))
+register_dock(DockSpec("help", "Keys", _help_panel, order=70, stretch=6, **_tab))
 
 
 def freeze_startup_heap() -> int:

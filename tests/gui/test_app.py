@@ -41,6 +41,24 @@ def test_docks_come_from_the_registry(make_napari_viewer, monkeypatch, synth_pro
     assert wb.state.project is None
 
 
+def test_the_tab_in_front_sets_its_groups_height(make_napari_viewer, qtbot, synth_project) -> None:
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    wb = app.build_workbench(viewer, synth_project.root, actor="t")
+    project_dock = wb.docks["project"]
+
+    def share(key: str) -> float:
+        group = wb.docks[key].height()  # the tab in front of the group under the table
+        return group / (group + project_dock.height())
+
+    qtbot.wait(100)
+    wb.docks["review"].raise_()
+    qtbot.waitUntil(lambda: share("review") > 0.55, timeout=3000)  # review: 9 of 15
+    wb.docks["annotate"].raise_()
+    qtbot.waitUntil(lambda: share("annotate") < 0.5, timeout=3000)  # annotate: 5 of 11
+    wb.close()
+
+
 def test_shortcut_table_lists_every_key() -> None:
     text = shortcut_help()
     for shortcut in WINDOW_SHORTCUTS:
