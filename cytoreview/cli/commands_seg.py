@@ -62,7 +62,11 @@ def register(sub: Any) -> None:
     p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="default onnx")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
-    p.add_argument("--tta", action="store_true", help="average over flips (3x slower, steadier)")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the 8 rotations and mirror images (8x slower, better masks)",
+    )
     p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
     p.set_defaults(handler=_cmd_segment)
 

@@ -15,7 +15,6 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -23,15 +22,14 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.job_panel import JobPanel
 from cytoreview.gui.live_plot import TrainingPlot
-from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
+from cytoreview.gui.progress_widgets import StatusLabel
 from cytoreview.gui.state import WorkbenchState
-from cytoreview.gui.throttle import Throttle
-from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
+from cytoreview.gui.workers import format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
 from cytoreview.models.devices import DEVICES
-from cytoreview.types import Progress
 from cytoreview.workflows.classification import (
     TASKS,
     ClsTrainReport,
@@ -71,7 +69,7 @@ class ClassifierPlot(TrainingPlot):
         return self.score_axes
 
 
-class ClassifierPanel(QWidget):
+class ClassifierPanel(JobPanel):
     """Classifier training, then classify and explain every image, with progress and ETA.
 
     Signals
@@ -83,22 +81,14 @@ class ClassifierPanel(QWidget):
     predictions_changed = Signal()
 
     def __init__(self, state: WorkbenchState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.state = state
-        self.runner = JobRunner("classifier", self)
-        state.track_job(self.runner)
-        self.job_kind: str | None = None  # "train", "classify" or "explain" while running
-        self.history: list[dict[str, float]] = []
+        super().__init__(state, "classifier", ("train", "classify", "explain"), parent)
         self.last_report: object = None
-        self._eta = EtaEstimator()
         self._build()
-        self.runner.progress.connect(self._on_progress)
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
-        self.runner.finished.connect(self._on_finished)
-        self.runner.started.connect(self._update_buttons)
-        state.project_changed.connect(lambda _: self._update_buttons())
-        self._update_buttons()
+        self.runner.started.connect(self.update_buttons)
+        state.project_changed.connect(lambda _: self.update_buttons())
+        self.update_buttons()
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -162,24 +152,12 @@ class ClassifierPanel(QWidget):
         row.addWidget(self.explain_button)
         layout.addLayout(row)
         self.model_label = StatusLabel("Classifier: —")
-        self.eta_label = StatusLabel("")
         layout.addWidget(self.model_label)
-        layout.addWidget(self.eta_label)
-        self.bar = SmoothProgressBar()
-        self.bar.setRange(0, 1)
-        self.bar.setFormat("idle")
-        layout.addWidget(self.bar)
-        self.plot = ClassifierPlot()
-        self._plot_updates = Throttle(1000, self.plot.show_history, self)
-        layout.addWidget(self.plot)
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumHeight(80)
-        self.log_view.setPlaceholderText("epochs, stages and warnings appear here")
-        layout.addWidget(self.log_view)
+        self.add_job_widgets(layout, ClassifierPlot())
         layout.addStretch(1)
 
-    def _update_buttons(self) -> None:
+    def update_buttons(self) -> None:
+        """Training needs a project; classify and explain need a trained classifier."""
         project = self.state.project
         running = self.runner.is_running
         model_id = None if project is None else current_classifier_id(project, "bethesda")
@@ -209,15 +187,14 @@ class ClassifierPanel(QWidget):
             return False
         request = request or self.request()
         actor = self.state.actor
-        self.history = []
-        self.plot.show_history([])
         self.log_view.appendPlainText(
             f"training a {request.task} {request.arch} classifier on {request.backbone}…"
         )
-        self._begin("train")
-        self._eta.set_budget(request.time_budget_min * 60 if request.time_budget_min else None)
-        self.runner.start(
-            lambda token: train_classification(project, request, actor=actor, cancel=token)
+        self.begin_job(
+            "train",
+            lambda token: train_classification(project, request, actor=actor, cancel=token),
+            new_curves=True,
+            budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
         )
         return True
 
@@ -227,9 +204,9 @@ class ClassifierPanel(QWidget):
         if project is None or self.runner.is_running:
             return False
         actor, device = self.state.actor, device or self.device.currentText()
-        self._begin("classify")
-        self.runner.start(
-            lambda token: classify_project(project, actor=actor, device=device, cancel=token)
+        self.begin_job(
+            "classify",
+            lambda token: classify_project(project, actor=actor, device=device, cancel=token),
         )
         return True
 
@@ -239,45 +216,15 @@ class ClassifierPanel(QWidget):
         if project is None or self.runner.is_running:
             return False
         device = device or self.device.currentText()
-        self._begin("explain")
-        self.runner.start(
+        self.begin_job(
+            "explain",
             lambda token: explain_project(
                 project, flipping_steps=flipping_steps, device=device, cancel=token
-            )
+            ),
         )
         return True
 
-    def stop(self) -> None:
-        """Stop the running job after its current step."""
-        if self.runner.is_running:
-            self.runner.cancel()
-            self.eta_label.setText("stopping after the current step…")
-
-    def _begin(self, kind: str) -> None:
-        self.job_kind = kind
-        self._eta.reset()
-        self.bar.setFormat("%p%")
-        self.bar.setRange(0, 0)
-        self.eta_label.setText("starting…")
-        self._update_buttons()
-
     # -- events (GUI thread) -------------------------------------------------------------------
-    def _on_progress(self, event: Progress) -> None:
-        if event.stage in ("train", "classify", "explain") and event.total:
-            self.bar.setRange(0, event.total)
-            self.bar.setValue(event.step)
-            eta = format_duration(self._eta.update(event.fraction))
-            loss = event.metrics.get("loss")
-            extra = f", loss {loss:.3f}" if loss is not None else ""
-            self.eta_label.setText(f"{event.stage} {event.step}/{event.total}{extra}, ETA {eta}")
-        elif event.stage == "epoch":
-            self.history.append({"epoch": float(event.step), **event.metrics})
-            self._plot_updates.push(list(self.history))
-        step_line = event.stage in ("train", "classify", "explain") and event.level != "warning"
-        if event.message and not step_line:
-            prefix = "warning: " if event.level == "warning" else ""
-            self.log_view.appendPlainText(prefix + event.message)
-
     def _on_succeeded(self, report: object) -> None:
         self.last_report = report
         if isinstance(report, ClsTrainReport):
@@ -309,17 +256,6 @@ class ClassifierPanel(QWidget):
         self.state.message.emit("info", text.splitlines()[0])
 
     def _on_failed(self, error: BaseException) -> None:
-        text = f"{self.job_kind or 'job'} failed: {error}"
-        self.log_view.appendPlainText(text)
-        self.state.message.emit("error", text)
+        self.log_failure(error)
         if self.job_kind in ("classify", "explain"):
             self.predictions_changed.emit()  # what was stored before the error counts
-
-    def _on_finished(self) -> None:
-        self._plot_updates.flush()  # the last epochs are always drawn
-        self.job_kind = None
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1)
-        self.bar.setFormat("idle")
-        self.eta_label.setText("stopped" if self.runner.cancel_requested else "done")
-        self._update_buttons()

@@ -10,12 +10,12 @@ import logging
 from typing import Any
 
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -23,11 +23,11 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.job_panel import JobPanel
 from cytoreview.gui.live_plot import TrainingPlot
-from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
+from cytoreview.gui.progress_widgets import StatusLabel
 from cytoreview.gui.state import WorkbenchState
-from cytoreview.gui.throttle import Throttle
-from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
+from cytoreview.gui.workers import format_duration
 from cytoreview.models.devices import DEVICES
 from cytoreview.models.segmenters import DEFAULT_ENCODER, SEG_ENCODERS, SIZE_MULTIPLE
 from cytoreview.storage.model_store import ModelStore
@@ -53,27 +53,19 @@ class SegmentationPlot(TrainingPlot):
         return self.score_axes
 
 
-class TrainPanel(QWidget):
+class TrainPanel(JobPanel):
     """Segmentation training and auto-segmentation, with progress, ETA and live curves."""
 
     def __init__(self, state: WorkbenchState, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.state = state
-        self.runner = JobRunner("segmentation", self)
-        state.track_job(self.runner)
-        self.job_kind: str | None = None  # "train" or "segment" while running
-        self.history: list[dict[str, float]] = []
+        super().__init__(state, "segmentation", ("train", "segment"), parent)
         self.last_training: SegTrainReport | None = None
         self.last_segmentation: SegmentReport | None = None
-        self._eta = EtaEstimator()
         self._build()
-        self.runner.progress.connect(self._on_progress)
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
-        self.runner.finished.connect(self._on_finished)
-        self.runner.started.connect(self._update_buttons)
-        state.project_changed.connect(lambda _: self._update_buttons())
-        self._update_buttons()
+        self.runner.started.connect(self.update_buttons)
+        state.project_changed.connect(lambda _: self.update_buttons())
+        self.update_buttons()
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -131,27 +123,17 @@ class TrainPanel(QWidget):
         for button in (self.start_button, self.stop_button, self.segment_button):
             row.addWidget(button)
         layout.addLayout(row)
+        self.tta_check = QCheckBox("Auto-segment with rotations and mirror images (8x slower)")
+        self.tta_check.setToolTip(TOOLTIPS["tta"])
+        layout.addWidget(self.tta_check)
         # One line each: side by side, the ETA at the end of the line was clipped.
         self.device_label = StatusLabel("Device: —")
-        self.eta_label = StatusLabel("")
         layout.addWidget(self.device_label)
-        layout.addWidget(self.eta_label)
-        self.bar = SmoothProgressBar()
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        self.bar.setFormat("idle")
-        layout.addWidget(self.bar)
-        self.plot = SegmentationPlot()
-        self._plot_updates = Throttle(1000, self.plot.show_history, self)
-        layout.addWidget(self.plot)
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumHeight(80)
-        self.log_view.setPlaceholderText("epochs, stages and warnings appear here")
-        layout.addWidget(self.log_view)
+        self.add_job_widgets(layout, SegmentationPlot())
         layout.addStretch(1)
 
-    def _update_buttons(self) -> None:
+    def update_buttons(self) -> None:
+        """Start needs a project, auto-segment a model; nothing starts while a job runs."""
         project = self.state.project
         running = self.runner.is_running
         self.start_button.setEnabled(project is not None and not running)
@@ -178,69 +160,50 @@ class TrainPanel(QWidget):
             return False
         request = request or self.request()
         actor = self.state.actor
-        self.history = []
-        self.plot.show_history([])
         self.log_view.appendPlainText(
             f"training a U-Net ({request.encoder}, up to {request.epochs} epochs)…"
         )
         self.device_label.setText(f"Device: {request.device} (starting…)")
-        self._begin("train")
-        self._eta.set_budget(request.time_budget_min * 60 if request.time_budget_min else None)
-        self.runner.start(
-            lambda token: train_segmentation(project, request, actor=actor, cancel=token)
+        self.begin_job(
+            "train",
+            lambda token: train_segmentation(project, request, actor=actor, cancel=token),
+            new_curves=True,
+            budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
         )
         return True
 
-    def start_segmentation(self, device: str | None = None) -> bool:
-        """Auto-segment every image without a person's mask, with the newest model."""
+    def start_segmentation(self, device: str | None = None, tta: bool | None = None) -> bool:
+        """Auto-segment every image without a person's mask, with the newest model.
+
+        ``device`` and ``tta`` (test-time augmentation) default to the panel's settings.
+        """
         project = self.state.project
         if project is None or self.runner.is_running:
             return False
         actor, device = self.state.actor, device or self.device.currentText()
-        self.log_view.appendPlainText("auto-segmenting the images without a person's mask…")
-        self._begin("segment")
-        self.runner.start(
-            lambda token: segment_project(project, actor=actor, device=device, cancel=token)
+        tta = self.tta_check.isChecked() if tta is None else tta
+        self.log_view.appendPlainText(
+            "auto-segmenting the images without a person's mask"
+            + (" (8 views each)…" if tta else "…")
+        )
+        self.begin_job(
+            "segment",
+            lambda token: segment_project(
+                project, actor=actor, device=device, tta=tta, cancel=token
+            ),
         )
         return True
 
-    def stop(self) -> None:
-        """Stop the running job after its current step."""
-        if self.runner.is_running:
-            self.runner.cancel()
-            self.eta_label.setText("stopping after the current step…")
-
-    def _begin(self, kind: str) -> None:
-        self.job_kind = kind
-        self._eta.reset()
-        self.bar.setFormat("%p%")
-        self.bar.setRange(0, 0)  # busy until the first event says how much there is
-        self.eta_label.setText("starting…")
-        self._update_buttons()
-
     # -- events (GUI thread) -------------------------------------------------------------------
-    def _on_progress(self, event: Progress) -> None:
+    def on_progress(self, event: Progress) -> None:
+        """The common handling, plus the device in use and the export stage."""
         if event.message.startswith("training on "):
             self.device_label.setText(f"Device: {event.message.removeprefix('training on ')}")
-        if event.stage in ("train", "segment") and event.total:
-            self.bar.setRange(0, event.total)
-            self.bar.setValue(event.step)
-            eta = format_duration(self._eta.update(event.fraction))
-            loss = event.metrics.get("loss")
-            extra = f", loss {loss:.3f}" if loss is not None else ""
-            self.eta_label.setText(f"{event.stage} {event.step}/{event.total}{extra}, ETA {eta}")
-        elif event.stage == "epoch":
-            self.history.append({"epoch": float(event.step), **event.metrics})
-            self._plot_updates.push(list(self.history))
-        elif event.stage == "export" and not self.runner.cancel_requested:
-            self.eta_label.setText(event.message)
         if event.stage == "segment" and event.step == 0 and " on " in event.message:
             self.device_label.setText(f"Device: {event.message.rsplit(' on ', 1)[1]}")
-        # Per-step lines would flood the log: it gets epochs, stages and warnings.
-        step_line = event.stage in ("train", "segment") and event.step > 0
-        if event.message and (event.level == "warning" or not step_line):
-            prefix = "warning: " if event.level == "warning" else ""
-            self.log_view.appendPlainText(prefix + event.message)
+        super().on_progress(event)
+        if event.stage == "export" and not self.runner.cancel_requested:
+            self.eta_label.setText(event.message)
 
     def _on_succeeded(self, report: object) -> None:
         if isinstance(report, SegTrainReport):
@@ -273,16 +236,6 @@ class TrainPanel(QWidget):
             self.state.message.emit("info", text)
 
     def _on_failed(self, error: BaseException) -> None:
-        text = f"{self.job_kind or 'job'} failed: {error}"
-        self.log_view.appendPlainText(text)
-        self.state.message.emit("error", text)
+        self.log_failure(error)
         if self.job_kind == "segment":
             self.state.notify_masks_changed(None)  # the batches done before the error count
-
-    def _on_finished(self) -> None:
-        self._plot_updates.flush()  # the last epochs are always drawn
-        self.job_kind = None
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1)
-        self.eta_label.setText("stopped" if self.runner.cancel_requested else "done")
-        self._update_buttons()

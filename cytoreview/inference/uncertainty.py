@@ -7,8 +7,6 @@ when every pixel is uniform over the classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 from scipy.special import xlogy
@@ -110,46 +108,3 @@ def image_uncertainty(probs: np.ndarray, region: np.ndarray | None = None) -> fl
     if entropy.size == 0:
         return 0.0
     return float(entropy.mean(dtype=np.float64))
-
-
-def flip_tta_average(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> np.ndarray:
-    """Average a model's probabilities over the image and its horizontal and vertical flips.
-
-    Parameters
-    ----------
-    predict
-        Maps an (H, W, 3) image to (C, H, W) class probabilities.
-    image
-        (H, W, 3) image.
-
-    Returns
-    -------
-    numpy.ndarray
-        (C, H, W) mean of the three predictions, each flipped back to the original orientation.
-
-    Raises
-    ------
-    ValueError
-        If ``image`` is not (H, W, channels) or a prediction is not (C, H, W) with C the same
-        for all three.
-    """
-    image = np.asarray(image)
-    if image.ndim != 3:
-        raise ValueError(f"image must be (H, W, channels), got shape {image.shape}")
-    height, width = image.shape[:2]
-    # (flip of the image, flip of the (C, H, W) prediction that undoes it)
-    views = [
-        (lambda im: im, lambda p: p),
-        (lambda im: im[:, ::-1], lambda p: p[:, :, ::-1]),
-        (lambda im: im[::-1], lambda p: p[:, ::-1]),
-    ]
-    preds: list[np.ndarray] = []
-    for flip_image, unflip in views:
-        # Contiguous copies: torch.from_numpy and ONNX Runtime reject negative strides.
-        pred = np.asarray(predict(np.ascontiguousarray(flip_image(image))))
-        expected = (preds[0].shape[0] if preds else pred.shape[0], height, width)
-        if pred.ndim != 3 or pred.shape != expected:
-            raise ValueError(f"predict returned shape {pred.shape}, expected {expected}")
-        preds.append(unflip(pred))
-    dtype = np.result_type(preds[0].dtype, np.float32)
-    return sum(p.astype(dtype) for p in preds) / len(preds)

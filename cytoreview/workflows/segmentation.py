@@ -23,7 +23,7 @@ from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
 from cytoreview.inference.onnx_export import export_onnx
 from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
-from cytoreview.inference.segment import SegmenterSpec, segment_images, with_flip_tta
+from cytoreview.inference.segment import SegmenterSpec, segment_images, with_tta
 from cytoreview.models.segmenters import DEFAULT_ENCODER, build_segmenter
 from cytoreview.storage.checkpoints import load_weights
 from cytoreview.storage.model_store import ModelStore
@@ -303,7 +303,7 @@ def segment_project(
 ) -> Generator[Progress, None, SegmentReport]:
     """Auto-mask every image without a human mask (or the named ones); yield per batch."""
     model_id, predictor, spec = load_predictor(project, model_id, engine, device)
-    predict = with_flip_tta(predictor) if tta else predictor
+    predict = with_tta(predictor) if tta else predictor
     report = SegmentReport(model_id=model_id, engine=engine, device=predictor.device)
     current = project.current_versions()
     wanted = set(names) if names is not None else None

@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--patience", type=int, default=20, help="early-stopping patience")
+    parser.add_argument("--keep", type=Path, help="keep the project here (to look at the masks)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="herlev-bench-"))
     try:
@@ -147,6 +148,8 @@ def main() -> None:
         project.close()
         print(json.dumps(result, indent=2))
     finally:
+        if args.keep:
+            shutil.move(str(work), str(args.keep))
         shutil.rmtree(work, ignore_errors=True)
 
 

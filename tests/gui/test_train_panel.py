@@ -101,7 +101,14 @@ def test_training_reports_progress_then_auto_segment_fills_the_table(painted_wor
     painted = set(wb.synth.painted)
     assert {table[n] for n in painted} == {"manual"}  # a person's masks are left alone
     assert {table[n] for n in set(table) - painted} == {"auto"}
+    # Again with test-time augmentation from the panel's check box: new auto versions.
+    panel.tta_check.setChecked(True)
+    with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
+        assert panel.start_segmentation(device="cpu")
+    assert "(8 views each)" in panel.log_view.toPlainText()
+    assert panel.last_segmentation is not seg and len(panel.last_segmentation.segmented) == 3
     auto_image = sorted(set(table) - painted)[0]
+    assert len(wb.state.project.mask_versions(wb.state.project.image(auto_image).id)) == 2
     wb.state.open_image(wb.state.project.image(auto_image).id)
     assert wb.viewer.layers["mask"].data.any()  # the auto mask is shown for correction
     assert "auto" in wb.annotate_panel.title.text()

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from cytoreview.inference.segment import SegmenterSpec, predict_probs, segment_images, with_flip_tta
+from cytoreview.inference.segment import (
+    TTA_VIEWS,
+    SegmenterSpec,
+    predict_probs,
+    segment_images,
+    with_tta,
+)
 
 
 def dark_is_nucleus(batch: np.ndarray) -> np.ndarray:
@@ -36,17 +43,46 @@ def test_crops_and_fields_come_back_at_their_own_size() -> None:
         assert np.allclose(result.probs.sum(axis=0), 1.0, atol=1e-4)
 
 
-def test_flip_tta_averages_flipped_predictions() -> None:
-    def left_biased(batch: np.ndarray) -> np.ndarray:
-        out = np.zeros((batch.shape[0], 2, *batch.shape[2:]), np.float32)
-        out[:, 0, :, : batch.shape[3] // 2] = 1.0  # "class 0" on the left half, whatever the input
-        out[:, 1] = 1.0 - out[:, 0]
-        return out
+def _corner_only(batch: np.ndarray) -> np.ndarray:
+    """Class 1 at the top-left pixel only, whatever the input: not equivariant at all."""
+    out = np.zeros((batch.shape[0], 2, *batch.shape[2:]), np.float32)
+    out[:, 1, 0, 0] = 1.0
+    out[:, 0] = 1.0 - out[:, 1]
+    return out
 
-    batch = np.zeros((1, 3, 4, 4), np.float32)
-    averaged = with_flip_tta(left_biased)(batch)
-    # identity: left = 1; h-flip flipped back: right = 1; v-flip: left = 1 -> left 2/3, right 1/3
-    assert np.allclose(averaged[0, 0, :, :2], 2 / 3) and np.allclose(averaged[0, 0, :, 2:], 1 / 3)
+
+def test_tta_averages_the_8_views_turned_back() -> None:
+    seen: list[np.ndarray] = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        assert batch.flags.c_contiguous
+        seen.append(batch.copy())
+        return _corner_only(batch)
+
+    batch = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    averaged = with_tta(predict)(batch)
+    # On paper: each of the 8 views, turned back, puts the top-left pixel in one of the 4
+    # corners; every corner twice -> 2/8 there, 0 elsewhere.
+    expected = np.zeros((4, 4))
+    expected[[0, 0, 3, 3], [0, 3, 0, 3]] = 0.25
+    assert averaged.shape == (2, 2, 4, 4) and averaged.dtype == np.float32
+    np.testing.assert_allclose(averaged[:, 1], np.broadcast_to(expected, (2, 4, 4)))
+    np.testing.assert_allclose(averaged.sum(axis=1), 1.0)
+    # The views are the 8 distinct symmetries of the square.
+    assert len(seen) == len(TTA_VIEWS) == 8
+    assert len({v.tobytes() for v in seen}) == 8
+    np.testing.assert_array_equal(seen[0], batch)
+
+
+def test_tta_leaves_an_orientation_free_model_unchanged() -> None:
+    def by_brightness(batch: np.ndarray) -> np.ndarray:  # per pixel: equivariant
+        p1 = batch.mean(axis=1) / batch.max()
+        return np.stack([1 - p1, p1], axis=1).astype(np.float32)
+
+    batch = np.random.default_rng(0).random((3, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(with_tta(by_brightness)(batch), by_brightness(batch), atol=1e-6)
+    with pytest.raises(ValueError, match="square"):
+        with_tta(by_brightness)(np.zeros((1, 3, 8, 6), np.float32))
 
 
 def test_spec_from_config() -> None:

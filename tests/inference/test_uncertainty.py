@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from cytoreview.inference.uncertainty import (
-    flip_tta_average,
     foreground_region,
     image_uncertainty,
     pixel_entropy,
@@ -98,48 +97,3 @@ def test_input_errors() -> None:
         pixel_entropy(np.full((3, 2, 2), 2.0))  # logits, not probabilities
     with pytest.raises(ValueError, match="region shape"):
         image_uncertainty(np.full((2, 2, 2), 0.5), np.ones((3, 3), bool))
-
-
-def position_dependent_predict(image: np.ndarray) -> np.ndarray:
-    """p(class 1) = 0.1 * red + 0.2 * column + 0.05 * row: not equivariant to flips."""
-    h, w = image.shape[:2]
-    rows, cols = np.mgrid[0:h, 0:w]
-    p1 = 0.1 * image[..., 0] + 0.2 * cols + 0.05 * rows
-    return np.stack([1.0 - p1, p1])
-
-
-def test_flip_tta_by_hand() -> None:
-    image = np.zeros((2, 2, 3))
-    image[..., 0] = [[1, 2], [3, 4]]
-    # Class-1 maps on paper, each flipped back to the original orientation:
-    #   identity           [[0.10, 0.40], [0.35, 0.65]]
-    #   horizontal flip    [[0.30, 0.20], [0.55, 0.45]]
-    #   vertical flip      [[0.15, 0.45], [0.30, 0.60]]
-    expected = np.array([[0.55 / 3, 1.05 / 3], [1.20 / 3, 1.70 / 3]])
-    out = flip_tta_average(position_dependent_predict, image)
-    assert out.shape == (2, 2, 2)
-    np.testing.assert_allclose(out[1], expected, atol=1e-12)
-    np.testing.assert_allclose(out[0], 1.0 - expected, atol=1e-12)
-
-
-def test_flip_tta_passes_contiguous_flipped_images() -> None:
-    seen: list[np.ndarray] = []
-
-    def predict(image: np.ndarray) -> np.ndarray:
-        assert image.flags.c_contiguous
-        seen.append(image.copy())
-        return np.full((3, *image.shape[:2]), 1 / 3, np.float32)
-
-    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    out = flip_tta_average(predict, image)
-    assert out.dtype == np.float32 and out.shape == (3, 2, 3)
-    np.testing.assert_array_equal(seen[0], image)
-    np.testing.assert_array_equal(seen[1], image[:, ::-1])
-    np.testing.assert_array_equal(seen[2], image[::-1])
-
-
-def test_flip_tta_errors() -> None:
-    with pytest.raises(ValueError, match="image must be"):
-        flip_tta_average(position_dependent_predict, np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="predict returned shape"):
-        flip_tta_average(lambda im: np.zeros((2, 3, 3)), np.zeros((2, 2, 3)))
