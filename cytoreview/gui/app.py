@@ -281,7 +281,7 @@ def _annotate_panel(wb: Workbench) -> QWidget:
 
 
 def _train_panel(wb: Workbench) -> QWidget:
-    return TrainPanel(wb.state)
+    return TrainPanel(wb.state, selection=wb.project_panel.selected_image_ids)
 
 
 def _classifier_panel(wb: Workbench) -> QWidget:

@@ -148,7 +148,8 @@ class ProjectPanel(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Ctrl/Shift-click selects several images (e.g. to auto-segment only those).
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -323,6 +324,11 @@ class ProjectPanel(QWidget):
         image_id = self.proxy.image_id(index.row())
         if image_id != self.state.current_image_id:
             self.state.open_image(image_id)
+
+    def selected_image_ids(self) -> list[int]:
+        """The ids of the images whose rows are selected in the table, in table order."""
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.proxy.image_id(row) for row in rows]
 
     def _select_image(self, image_id: object) -> None:
         row = self.proxy.proxy_row_of(int(image_id))  # type: ignore[call-overload]

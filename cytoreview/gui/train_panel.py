@@ -7,6 +7,7 @@ Both jobs run through one :class:`JobRunner` (one at a time); the panel only rea
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -56,8 +57,15 @@ class SegmentationPlot(TrainingPlot):
 class TrainPanel(JobPanel):
     """Segmentation training and auto-segmentation, with progress, ETA and live curves."""
 
-    def __init__(self, state: WorkbenchState, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        state: WorkbenchState,
+        selection: Callable[[], list[int]] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(state, "segmentation", ("train", "segment"), parent)
+        #: The image ids selected in the project table (for "only the selected images").
+        self.selection = selection or (lambda: [])
         self.last_training: SegTrainReport | None = None
         self.last_segmentation: SegmentReport | None = None
         self._build()
@@ -123,6 +131,9 @@ class TrainPanel(JobPanel):
         for button in (self.start_button, self.stop_button, self.segment_button):
             row.addWidget(button)
         layout.addLayout(row)
+        self.selected_only = QCheckBox("Auto-segment only the images selected in the table")
+        self.selected_only.setToolTip(TOOLTIPS["selected_only"])
+        layout.addWidget(self.selected_only)
         self.tta_check = QCheckBox("Auto-segment with rotations and mirror images (8x slower)")
         self.tta_check.setToolTip(TOOLTIPS["tta"])
         layout.addWidget(self.tta_check)
@@ -172,24 +183,42 @@ class TrainPanel(JobPanel):
         )
         return True
 
-    def start_segmentation(self, device: str | None = None, tta: bool | None = None) -> bool:
-        """Auto-segment every image without a person's mask, with the newest model.
+    def start_segmentation(
+        self,
+        device: str | None = None,
+        tta: bool | None = None,
+        image_ids: list[int] | None = None,
+    ) -> bool:
+        """Auto-segment the images without a person's mask, with the newest model.
 
-        ``device`` and ``tta`` (test-time augmentation) default to the panel's settings.
+        Parameters
+        ----------
+        device, tta
+            Where to run and whether to average the 8 views; default: the panel's settings.
+        image_ids
+            Only these images; default: the table's selection if "only the selected images"
+            is checked, else every image. Images with a person's mask are always left alone.
         """
         project = self.state.project
         if project is None or self.runner.is_running:
             return False
         actor, device = self.state.actor, device or self.device.currentText()
         tta = self.tta_check.isChecked() if tta is None else tta
+        if image_ids is None and self.selected_only.isChecked():
+            image_ids = self.selection()
+            if not image_ids:
+                self.state.message.emit("warning", "auto-segment: no image selected in the table")
+                return False
+        names = None if image_ids is None else [project.image(i).name for i in image_ids]
+        which = "the" if names is None else f"{len(names)} selected"
         self.log_view.appendPlainText(
-            "auto-segmenting the images without a person's mask"
+            f"auto-segmenting {which} image(s) without a person's mask"
             + (" (8 views each)…" if tta else "…")
         )
         self.begin_job(
             "segment",
             lambda token: segment_project(
-                project, actor=actor, device=device, tta=tta, cancel=token
+                project, actor=actor, device=device, tta=tta, names=names, cancel=token
             ),
         )
         return True

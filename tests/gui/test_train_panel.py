@@ -93,6 +93,23 @@ def test_training_reports_progress_then_auto_segment_fills_the_table(painted_wor
     wb.docks["train"].raise_()
     save_screenshot(wb, qtbot, "workbench-train.png")
 
+    # Only the rows selected in the project table, when asked.
+    project_panel = wb.project_panel
+    project = wb.state.project
+    unpainted = sorted(set(wb.synth.truth) - set(wb.synth.painted))
+    panel.selected_only.setChecked(True)
+    project_panel.table.clearSelection()
+    assert not panel.start_segmentation(device="cpu")  # nothing selected: nothing runs
+    assert "no image selected" in wb.messages[-1][1]
+    chosen = project.image(unpainted[-1]).id
+    project_panel.table.selectRow(project_panel.proxy.proxy_row_of(chosen))
+    assert project_panel.selected_image_ids() == [chosen]
+    with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
+        assert panel.start_segmentation(device="cpu")
+    assert panel.last_segmentation.segmented == [unpainted[-1]]
+    assert statuses(wb)[unpainted[0]] == "none"
+    panel.selected_only.setChecked(False)
+
     with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
         assert panel.start_segmentation(device="cpu")
     seg = panel.last_segmentation
