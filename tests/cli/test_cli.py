@@ -162,6 +162,7 @@ def test_train_segment_evaluate_export(tmp_path: Path, capsys: pytest.CaptureFix
 
     with Project.open(proj) as project:
         seeds = [im.name for im in project.images() if im.is_seed]
+        others = [im.name for im in project.images() if not im.is_seed]
     for name in seeds:
         (painted / f"{name}.png").write_bytes((data / "masks" / f"{name}.png").read_bytes())
     assert cli("import", proj, data / "images", "--masks", painted) == 0
@@ -172,6 +173,9 @@ def test_train_segment_evaluate_export(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli("segment", proj) == 0
     out = capsys.readouterr().out
     assert "8 image(s) auto-segmented" in out and "8 with a human mask left alone" in out
+    assert cli("segment", proj, "--tta", "--images", seeds[0], others[0]) == 0
+    out = capsys.readouterr().out  # the seed has a person's mask: only the other is masked
+    assert "1 image(s) auto-segmented" in out and "1 with a human mask left alone" in out
     assert cli("evaluate-seg", proj, "--truth", data / "masks", "--json") == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["all"]["n_images"] == 16 and set(scores["by_provenance"]) == {"auto", "manual"}
