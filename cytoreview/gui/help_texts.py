@@ -39,9 +39,19 @@ TOOLTIPS: dict[str, str] = {
     "open_project": "Open an existing project folder",
     "new_project": "Create a new, empty project folder with a class scheme",
     "import_folder": (
-        "Import every image of a folder; sub-folder names are the classes (e.g. NILM/, HSIL/). "
-        "Files already in the project are skipped, unreadable ones are listed."
+        "Import a folder (sub-folder names are the classes, e.g. NILM/, HSIL/) or a CSV table, "
+        "with painted masks if you have them. Files already in the project are skipped, "
+        "unreadable ones are listed."
     ),
+    "import_source": "A folder whose sub-folders are classes, or a CSV manifest (path column)",
+    "import_masks": (
+        "Optional folder of label masks named like the images (0 background, 1 cytoplasm, "
+        "2 nucleus): they become 'manual' masks"
+    ),
+    "import_path_column": "The CSV column with each image's path (relative paths: see 'Images in')",
+    "import_class_column": "The CSV column with each image's class (optional)",
+    "import_image_dir": "Folder that relative paths of the CSV start from (default: the CSV's)",
+    "import_link": "Leave the images where they are; the project records their path and hash",
     "cancel_import": "Stop the import after the current file; what is imported stays",
     "filter_class": "Show only images of this class",
     "filter_status": "Show only images whose current mask is of this kind",

@@ -36,6 +36,7 @@ from cytoreview.gui.image_table import (
     SeedCockpit,
     rows_for,
 )
+from cytoreview.gui.import_dialog import ImportChoice, ImportDialog
 from cytoreview.gui.progress_widgets import SmoothProgressBar
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
@@ -91,7 +92,7 @@ class ProjectPanel(QWidget):
         for attr, text, slot in (
             ("open_button", "Open…", self._ask_open),
             ("new_button", "New…", self._ask_create),
-            ("import_button", "Import folder…", self._ask_import),
+            ("import_button", "Import…", self._ask_import),
         ):
             button = QPushButton(text)
             button.clicked.connect(slot)
@@ -228,12 +229,19 @@ class ProjectPanel(QWidget):
             self.create_project(folder, scheme)
 
     def _ask_import(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Import a folder of images")
-        if folder:
-            self.import_folder(folder)
+        dialog = ImportDialog(self)
+        if dialog.exec() and (choice := dialog.choice()) is not None:
+            self.import_source(choice)
 
     def import_folder(self, folder: str | Path) -> bool:
-        """Import ``folder`` in the background; False if no project is open or one is running."""
+        """Import ``folder`` (sub-folders = classes) in the background, copying the images."""
+        return self.import_source(ImportChoice(Path(folder)))
+
+    def import_source(self, choice: ImportChoice) -> bool:
+        """Run the import ``choice`` describes in the background.
+
+        Returns False if no project is open or an import is already running.
+        """
         project = self.state.project
         if project is None or self.importer.is_running:
             return False
@@ -242,7 +250,19 @@ class ProjectPanel(QWidget):
         self.import_log.setVisible(True)
         self.import_bar.setRange(0, 0)
         self._set_importing(True)
-        self.importer.start(lambda token: import_images(project, folder, actor=actor, cancel=token))
+        self.importer.start(
+            lambda token: import_images(
+                project,
+                choice.source,
+                actor=actor,
+                masks_dir=choice.masks_dir,
+                path_column=choice.path_column,
+                class_column=choice.class_column,
+                image_dir=choice.image_dir,
+                copy=choice.copy,
+                cancel=token,
+            )
+        )
         return True
 
     def _set_importing(self, running: bool) -> None:

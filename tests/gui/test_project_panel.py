@@ -191,3 +191,65 @@ def test_import_runs_in_the_background_and_reports_bad_files(workbench, qtbot, t
     assert progress and progress[-1].step == progress[-1].total
     assert panel.count_label.text() == "11 of 11 images"
     assert not panel.import_bar.isVisible()
+
+
+def test_import_dialog_checks_the_form(qtbot, tmp_path) -> None:
+    from cytoreview.gui.import_dialog import ImportChoice, ImportDialog
+
+    dialog = ImportDialog()
+    qtbot.addWidget(dialog)
+    assert dialog.choice() is None and "choose" in dialog.problem()
+    dialog.source_edit.setText(str(tmp_path / "nowhere"))
+    assert "not a folder or a .csv file" in dialog.problem()
+    assert not dialog.buttons.buttons()[0].isEnabled()
+    (tmp_path / "scans").mkdir()
+    dialog.source_edit.setText(str(tmp_path / "scans"))
+    assert dialog.choice() == ImportChoice(tmp_path / "scans")
+    assert not dialog.manifest_box.isEnabled()  # columns only matter for a CSV
+    dialog.masks_edit.setText(str(tmp_path / "missing"))
+    assert "the masks folder does not exist" in dialog.problem()
+    (tmp_path / "list.csv").write_text("file,label\n")
+    dialog.source_edit.setText(str(tmp_path / "list.csv"))
+    dialog.masks_edit.setText(str(tmp_path / "scans"))
+    dialog.path_column.setText("file")
+    dialog.class_column.setText("label")
+    dialog.link_check.setChecked(True)
+    assert dialog.manifest_box.isEnabled()
+    assert dialog.choice() == ImportChoice(
+        tmp_path / "list.csv", tmp_path / "scans", "file", "label", None, copy=False
+    )
+
+
+def test_import_of_a_csv_manifest_with_masks(workbench, qtbot, tmp_path) -> None:
+    """What ``cytoreview import P table.csv --path-column --class-column --masks`` does."""
+    import cv2
+    import numpy as np
+
+    from cytoreview.gui.import_dialog import ImportChoice
+
+    panel = workbench.project_panel
+    images, masks = tmp_path / "scans", tmp_path / "painted"
+    masks.mkdir()
+    lines = ["file,label"]
+    for i in range(3):
+        image, mask = cell_image(40, 44, seed=70 + i)
+        write_rgb_png(images / f"cell_{i}.png", image)
+        lines.append(f"cell_{i}.png,HSIL")
+        if i == 0:  # one of them painted already
+            painted = mask.astype(np.uint8)
+            cv2.imwrite(str(masks / "cell_0.png"), painted)
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    choice = ImportChoice(
+        tmp_path / "table.csv", masks, path_column="file", class_column="label",
+        image_dir=images, copy=False,
+    )  # fmt: skip
+    with qtbot.waitSignal(panel.importer.finished, timeout=30_000):
+        assert panel.import_source(choice)
+    report = panel.last_import
+    assert sorted(report.added) == ["cell_0", "cell_1", "cell_2"] and not report.problems
+    project = workbench.state.project
+    assert {project.image(f"cell_{i}").class_label for i in range(3)} == {"HSIL"}
+    version, stored = project.current_mask(project.image("cell_0").id)
+    assert version.provenance.value == "manual" and np.array_equal(stored, painted)
+    assert project.current_mask(project.image("cell_1").id) is None
+    assert project.image_path(project.image("cell_1")) == images / "cell_1.png"  # linked
