@@ -233,10 +233,5 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(asdict(entry), sort_keys=True))
         else:
-            details = ", ".join(
-                f"{k}={v}" for k, v in sorted(entry.details.items()) if v is not None
-            )
-            target = f"{entry.entity} {entry.entity_id}" if entry.entity_id else entry.entity
-            line = f"{entry.at}  {entry.actor:<16} {entry.action:<10} {target:<10} {details}"
-            console.print(line, soft_wrap=True, markup=False)
+            console.print(entry.line(), soft_wrap=True, markup=False)
     return 0

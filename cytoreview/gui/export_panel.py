@@ -1,7 +1,8 @@
-"""The Export dock: masks, the predictions table, the HTML report, scores and the pixel size.
+"""The Export dock: masks, the predictions table, the HTML report, scores, pixel size, audit.
 
-What the command line's ``export``, ``report``, ``evaluate-cls`` and ``pixel-size`` do, from the
-window: the long ones run in the background (progress, Stop) so the window never freezes.
+What the command line's ``export``, ``report``, ``evaluate-cls``, ``evaluate-seg``,
+``pixel-size`` and ``audit`` do, from the window: the long ones run in the background
+(progress, Stop) so the window never freezes.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QUrl, Signal
-from qtpy.QtGui import QDesktopServices
+from qtpy.QtCore import Qt, QUrl, Signal
+from qtpy.QtGui import QDesktopServices, QFontDatabase
 from qtpy.QtWidgets import (
+    QDialog,
     QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -33,14 +36,18 @@ from cytoreview.workflows.evaluate_cls import ClsEvaluation, evaluate_classifica
 from cytoreview.workflows.export import ExportReport, PredictionsExport, export_masks
 from cytoreview.workflows.export import export_predictions as predictions_job
 from cytoreview.workflows.report import ReportResult, write_report
+from cytoreview.workflows.segmentation import SegEvaluation, evaluate_segmentation
 
 log = logging.getLogger(__name__)
 
 _HELP = (
     "Write the current masks as label PNGs, the predictions with the cell measurements as a "
     "CSV table, or the HTML report (one self-contained page). Scores compare the classifier's "
-    "calls with the test split, or with a CSV of expert classes."
+    "calls with the test split or a CSV of expert classes, and the masks with a folder of "
+    "true masks."
 )
+#: How many audit entries the log window shows (newest first; the CLI shows them all).
+AUDIT_LINES = 500
 
 
 class ExportPanel(QWidget):
@@ -113,6 +120,21 @@ class ExportPanel(QWidget):
         self.scores_label.setWordWrap(True)
         box.addWidget(self.scores_label)
         layout.addWidget(scores)
+        mask_scores = QGroupBox("Mask scores")
+        box = QVBoxLayout(mask_scores)
+        self.seg_score_button = QPushButton("Score the masks against a folder of true masks…")
+        self.seg_score_button.setToolTip(
+            "Dice, IoU, precision and recall of cytoplasm, nucleus and whole cell, for all "
+            "current masks and per kind (manual, auto, corrected, approved); true masks are "
+            "label PNGs named like the images"
+        )
+        self.seg_score_button.clicked.connect(self._ask_truth_masks)
+        box.addWidget(self.seg_score_button)
+        self.mask_scores_label = QLabel("")
+        self.mask_scores_label.setWordWrap(True)
+        self.mask_scores_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        box.addWidget(self.mask_scores_label)
+        layout.addWidget(mask_scores)
         size = QGroupBox("Pixel size (for measurements in µm)")
         srow = QHBoxLayout(size)
         self.pixel_size = QDoubleSpinBox()
@@ -128,6 +150,11 @@ class ExportPanel(QWidget):
         srow.addWidget(self.pixel_size, 1)
         srow.addWidget(self.pixel_button)
         layout.addWidget(size)
+        self.audit_button = QPushButton("Audit log…")
+        self.audit_button.setToolTip("Who changed what, when: every import, mask, model, "
+                                     "prediction and review of this project")  # fmt: skip
+        self.audit_button.clicked.connect(self.show_audit)
+        layout.addWidget(self.audit_button)
         self.status = StatusLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
@@ -160,6 +187,36 @@ class ExportPanel(QWidget):
         self.scores_label.setText(_describe(result))
         return result
 
+    def evaluate_masks(self, truth_dir: str | Path) -> bool:
+        """Score the current masks against the label images in ``truth_dir`` (background)."""
+        if self.state.project is None or self.runner.is_running:
+            return False
+        self.mask_scores_label.setText("scoring…")
+        return self._start(lambda p, token: evaluate_segmentation(p, truth_dir, cancel=token), None)
+
+    def audit_text(self) -> str:
+        """The newest audit entries, one line each, newest first."""
+        project = self.state.project
+        if project is None:
+            return ""
+        entries = project.audit_entries(limit=AUDIT_LINES)
+        return "\n".join(entry.line() for entry in reversed(entries))
+
+    def show_audit(self) -> QDialog | None:
+        """Open a window with the audit log (read-only, selectable text)."""
+        if self.state.project is None:
+            return None
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"Audit log: {self.state.project.root.name}")
+        dialog.resize(900, 500)
+        view = QPlainTextEdit(self.audit_text() or "(empty)")
+        view.setReadOnly(True)
+        view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        QVBoxLayout(dialog).addWidget(view)
+        dialog.show()
+        return dialog
+
     def set_pixel_size(self, value: float) -> None:
         """Set the project's default micrometres per pixel (0 clears it)."""
         project = self.state.project
@@ -173,11 +230,12 @@ class ExportPanel(QWidget):
         self.status.setText(f"Pixel size set to {value:g} µm/px" if value else "Pixel size cleared")
 
     # -- plumbing --------------------------------------------------------------------------------
-    def _start(self, job: Any, target: Path) -> bool:
+    def _start(self, job: Any, target: Path | None) -> bool:
         project = self.state.project
         if project is None or self.runner.is_running:
             return False
-        self.last_output = target
+        if target is not None:  # scores write nothing: "Open last" keeps the last file
+            self.last_output = target
         self.progress.setValue(0)
         self.status.setText("working…")
         self.runner.start(lambda token: job(project, token))
@@ -196,6 +254,9 @@ class ExportPanel(QWidget):
                     else "Stopped: nothing written")  # fmt: skip
         elif isinstance(result, ExportReport):
             text = f"{result.written} mask(s) written to {where}"
+        elif isinstance(result, SegEvaluation):
+            self.mask_scores_label.setText(_describe_masks(result))
+            text = "masks scored"
         else:
             text = "done"
         self.status.setText(text)
@@ -205,6 +266,8 @@ class ExportPanel(QWidget):
 
     def _on_failed(self, error: object) -> None:
         self.status.setText(f"Failed: {error}")
+        if self.mask_scores_label.text() == "scoring…":
+            self.mask_scores_label.setText(f"Not scored: {error}")
 
     def _on_project(self) -> None:
         project = self.state.project
@@ -216,8 +279,10 @@ class ExportPanel(QWidget):
     def _update_buttons(self) -> None:
         ready = self.state.project is not None and not self.runner.is_running
         for button in (self.masks_button, self.csv_button, self.report_button,
-                       self.score_button, self.score_csv_button, self.pixel_button):  # fmt: skip
+                       self.score_button, self.score_csv_button, self.pixel_button,
+                       self.seg_score_button):  # fmt: skip
             button.setEnabled(ready)
+        self.audit_button.setEnabled(self.state.project is not None)
         self.stop_button.setEnabled(self.runner.is_running)
         self.open_button.setEnabled(self.last_output is not None and not self.runner.is_running)
 
@@ -236,6 +301,11 @@ class ExportPanel(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Expert classes", "", "CSV (*.csv)")
         if path:
             self.evaluate(path)
+
+    def _ask_truth_masks(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of true masks (0/1/2 PNGs)")
+        if folder:
+            self.evaluate_masks(folder)
 
     def _open_last(self) -> None:
         if self.last_output is not None:
@@ -256,3 +326,18 @@ def _describe(result: ClsEvaluation) -> str:
     if result.on_training_images:
         lines.append(f"{result.on_training_images} of them were used in training: optimistic.")
     return " ".join(lines)
+
+
+def _describe_masks(result: SegEvaluation) -> str:
+    """Mean Dice / IoU per class, for all masks and per provenance, plus what was not scored."""
+    lines = []
+    for name, report in [("all masks", result.report), *result.by_provenance.items()]:
+        scores = ", ".join(
+            f"{cls} Dice {report.mean[cls].dice:.3f} (IoU {report.mean[cls].iou:.3f})"
+            for cls in ("cytoplasm", "nucleus", "cell")
+        )
+        lines.append(f"{name} ({len(report.per_image)}): {scores}")
+    if result.missing_truth:
+        lines.append(f"{len(result.missing_truth)} image(s) without a true mask, not scored")
+    lines += [f"warning: {problem}" for problem in result.problems[:5]]
+    return "\n".join(lines)

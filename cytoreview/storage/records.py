@@ -82,3 +82,9 @@ class AuditEntry:
         data = dict(row)
         data["details"] = json.loads(data["details"])
         return cls(**data)
+
+    def line(self) -> str:
+        """One readable line: time, who, what, on which entity, with the details."""
+        details = ", ".join(f"{k}={v}" for k, v in sorted(self.details.items()) if v is not None)
+        target = f"{self.entity} {self.entity_id}" if self.entity_id else self.entity
+        return f"{self.at}  {self.actor:<16} {self.action:<10} {target:<10} {details}".rstrip()

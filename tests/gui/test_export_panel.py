@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from qtpy.QtWidgets import QPlainTextEdit
 
 from cytoreview.storage.predictions import PredictionInput, PredictionStore
 from tests.gui.conftest import make_project
@@ -21,6 +22,7 @@ def export_wb(make_napari_viewer, tmp_path: Path):
     synth = make_project(tmp_path / "p", n=8, painted=8)
     viewer = make_napari_viewer()
     wb = build_workbench(viewer, synth.root, actor="tester")
+    wb.synth = synth  # the true masks, for the tests
     project = wb.state.project
     classes = list(project.scheme.classes)
     rows = []
@@ -67,3 +69,37 @@ def test_scores_and_pixel_size(export_wb) -> None:
     bad = Path(project.root.parent / "bad.csv")
     bad.write_text("nothing,useful\n1,2\n")
     assert panel.evaluate(bad) is None and "Not scored" in panel.scores_label.text()
+
+
+def test_mask_scores_against_a_folder_of_true_masks(export_wb, qtbot, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    panel = export_wb.panels["export"]
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    names = sorted(export_wb.synth.truth)
+    for name in names[:-1]:  # the last image has no true mask
+        cv2.imwrite(str(truth / f"{name}.png"), export_wb.synth.truth[name].astype(np.uint8))
+    with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
+        assert panel.evaluate_masks(truth)
+    text = panel.mask_scores_label.text()
+    # The painted masks are the true ones: perfect scores, reported per kind too.
+    assert "all masks (7): cytoplasm Dice 1.000" in text and "manual (7)" in text
+    assert "1 image(s) without a true mask" in text
+    assert not panel.open_button.isEnabled()  # nothing was written
+    with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
+        assert panel.evaluate_masks(tmp_path / "nowhere")
+    assert "Not scored" in panel.mask_scores_label.text()
+    assert "ground-truth folder does not exist" in panel.mask_scores_label.text()
+
+
+def test_audit_log_window(export_wb, qtbot) -> None:
+    panel = export_wb.panels["export"]
+    panel.set_pixel_size(0.25)
+    lines = panel.audit_text().splitlines()
+    assert "tester" in lines[0] and "pixel" in lines[0]  # newest first
+    assert any("import" in line for line in lines)
+    dialog = panel.show_audit()
+    qtbot.addWidget(dialog)
+    assert dialog.isVisible() and "tester" in dialog.findChild(QPlainTextEdit).toPlainText()
