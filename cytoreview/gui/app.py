@@ -359,7 +359,7 @@ register_dock(DockSpec("train", "Train segmentation", _train_panel, order=30, st
 register_dock(DockSpec("classifier", "Classifier", _classifier_panel, order=40, stretch=7, **_tab))
 register_dock(DockSpec("review", "Review", _review_panel, order=50, stretch=9, **_tab))
 register_dock(DockSpec("teach", "Teach", _teach_panel, order=60, stretch=5, **_tab))
-register_dock(DockSpec("export", "Export", _export_panel, order=65, stretch=5, **_tab))
+register_dock(DockSpec("export", "Export", _export_panel, order=65, stretch=8, **_tab))
 register_dock(DockSpec("help", "Keys", _help_panel, order=70, stretch=6, **_tab))
 
 
