@@ -285,7 +285,9 @@ def _train_panel(wb: Workbench) -> QWidget:
 
 
 def _classifier_panel(wb: Workbench) -> QWidget:
-    return ClassifierPanel(wb.state)
+    panel = ClassifierPanel(wb.state)
+    panel.predictions_changed.connect(wb.project_panel.refresh_rows)  # the table's columns
+    return panel
 
 
 def _review_panel(wb: Workbench) -> QWidget:

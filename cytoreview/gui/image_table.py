@@ -14,11 +14,22 @@ from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel,
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout
 
+from cytoreview.storage.predictions import PredictionStore
 from cytoreview.storage.project import Project
 from cytoreview.workflows.status import MASK_STATES, ProjectStatus
 
 NO_CLASS = "(no class)"
-COLUMNS = ("Name", "Class", "Mask", "Seed")
+COLUMNS = ("Name", "Class", "Mask", "Seed", "Prediction", "Uncertainty")
+#: Column tooltips (the header explains what the numbers mean).
+COLUMN_TIPS = (
+    "Image name",
+    "The expert's class label",
+    "Current mask: none, manual, auto, corrected or approved",
+    "In the seed set to paint by hand",
+    "The classifier's call and its probability",
+    "The larger of the auto mask's and the prediction's uncertainty (0 sure ... 1 undecided): "
+    "the review queue's order",
+)
 SORT_ROLE = Qt.ItemDataRole.UserRole
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Row tints by mask status: what still needs a person's eye stands out. Translucent, so the
@@ -35,21 +46,48 @@ class ImageRow:
     class_label: str | None
     status: str  # "none" or a provenance value
     seed: bool
+    pred_class: str | None = None
+    pred_probability: float | None = None
+    pred_uncertainty: float | None = None
+    mask_uncertainty: float | None = None  # of an auto mask (human masks have none)
+
+    @property
+    def uncertainty(self) -> float | None:
+        """The larger of the two uncertainties, as the review queue sorts (None: neither)."""
+        known = [u for u in (self.mask_uncertainty, self.pred_uncertainty) if u is not None]
+        return max(known) if known else None
+
+    @property
+    def prediction(self) -> str:
+        """``"HSIL 72%"``, or empty without a prediction."""
+        if self.pred_class is None:
+            return ""
+        if self.pred_probability is None:
+            return self.pred_class
+        return f"{self.pred_class} {100 * self.pred_probability:.0f}%"
 
 
 def rows_for(project: Project) -> list[ImageRow]:
-    """Table rows of every image of ``project`` (two catalog queries)."""
+    """Table rows of every image of ``project`` (three catalog queries)."""
     current = project.current_versions()
-    return [
-        ImageRow(
-            im.id,
-            im.name,
-            im.class_label,
-            current[im.id].provenance.value if im.id in current else "none",
-            im.is_seed,
+    predictions = PredictionStore(project).latest_predictions("bethesda")
+    rows = []
+    for im in project.images():
+        version, pred = current.get(im.id), predictions.get(im.id)
+        rows.append(
+            ImageRow(
+                im.id,
+                im.name,
+                im.class_label,
+                version.provenance.value if version is not None else "none",
+                im.is_seed,
+                pred_class=None if pred is None else pred.pred_class,
+                pred_probability=None if pred is None else pred.probabilities.get(pred.pred_class),
+                pred_uncertainty=None if pred is None else pred.uncertainty,
+                mask_uncertainty=None if version is None else version.uncertainty,
+            )
         )
-        for im in project.images()
-    ]
+    return rows
 
 
 class ImageTableModel(QAbstractTableModel):
@@ -67,12 +105,19 @@ class ImageTableModel(QAbstractTableModel):
         self._index = {row.id: i for i, row in enumerate(self._rows)}
         self.endResetModel()
 
-    def set_status(self, statuses: dict[int, str]) -> None:
-        """Change the mask status of some images; only their rows are repainted."""
+    def set_status(
+        self, statuses: dict[int, str], uncertainties: dict[int, float | None] | None = None
+    ) -> None:
+        """Change the mask status (and mask uncertainty) of some images; repaint their rows."""
+        uncertainties = uncertainties or {}
         for image_id, status in statuses.items():
             i = self._index.get(image_id)
-            if i is not None and self._rows[i].status != status:
-                self._rows[i].status = status
+            if i is None:
+                continue
+            row = self._rows[i]
+            uncertainty = uncertainties.get(image_id, row.mask_uncertainty)
+            if (row.status, row.mask_uncertainty) != (status, uncertainty):
+                row.status, row.mask_uncertainty = status, uncertainty
                 self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
     def row(self, i: int) -> ImageRow:
@@ -95,6 +140,8 @@ class ImageTableModel(QAbstractTableModel):
         """Qt: column titles."""
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMN_TIPS[section]
         return None
 
     def data(self, index: QModelIndex, role: int = 0) -> Any:
@@ -109,7 +156,16 @@ class ImageTableModel(QAbstractTableModel):
                 return row.class_label or ("" if role == SORT_ROLE else NO_CLASS)
             if col == 2:
                 return MASK_STATES.index(row.status) if role == SORT_ROLE else row.status
-            return int(row.seed) if role == SORT_ROLE else ("seed" if row.seed else "")
+            if col == 3:
+                return int(row.seed) if role == SORT_ROLE else ("seed" if row.seed else "")
+            if col == 4:
+                if role == SORT_ROLE:  # by class, then by probability
+                    return f"{row.pred_class or ''}\t{row.pred_probability or 0.0:.6f}"
+                return row.prediction
+            uncertainty = row.uncertainty
+            if role == SORT_ROLE:
+                return -1.0 if uncertainty is None else uncertainty
+            return "" if uncertainty is None else f"{uncertainty:.2f}"
         if role == ID_ROLE:
             return row.id
         if role == Qt.ItemDataRole.BackgroundRole and row.status in STATUS_TINT:

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 from cytoreview.errors import CytoReviewError
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.image_table import (
+    COLUMNS,
     NO_CLASS,
     ImageFilterProxy,
     ImageTableModel,
@@ -157,7 +158,7 @@ class ProjectPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in (1, 2, 3):
+        for col in range(1, len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         # A double click sends both signals in Qt 6 (activated on the release); Enter only
         # activated. Opening the image already open does nothing.
@@ -320,6 +321,12 @@ class ProjectPanel(QWidget):
         self.model.set_rows(rows_for(project) if project is not None else [])
         self.refresh_cockpit()
 
+    def refresh_rows(self) -> None:
+        """Re-read the rows (e.g. after new predictions), keeping the open image selected."""
+        self.reload()
+        if self.state.current_image_id is not None:
+            self._select_image(self.state.current_image_id)
+
     def refresh_cockpit(self) -> None:
         """Recount the seed quota."""
         if self.state.project is not None:
@@ -330,9 +337,10 @@ class ProjectPanel(QWidget):
         if project is None:
             return
         current = project.current_versions()
-        ids = current.keys() if image_ids is None else image_ids
+        ids = list(current.keys() if image_ids is None else image_ids)  # type: ignore[union-attr]
         self.model.set_status(
-            {i: current[i].provenance.value if i in current else "none" for i in ids}  # type: ignore[union-attr]
+            {i: current[i].provenance.value if i in current else "none" for i in ids},
+            {i: current[i].uncertainty if i in current else None for i in ids},
         )
         self._status_timer.start()
 

@@ -69,6 +69,8 @@ def test_training_stops_then_classify_and_explain(cls_wb, qtbot) -> None:
     assert "8 image(s) classified" in panel.log_view.toPlainText()
     # The review queue refreshed: every image now carries the model's call.
     assert all(it.pred_class is not None for it in review.items)
+    table = wb.project_panel.model  # and so did the project table's prediction column
+    assert all(table.row(i).prediction for i in range(table.rowCount()))
 
     # Heatmap on demand: no stored map, so the review panel explains in its worker.
     image_id = review.items[0].image_id

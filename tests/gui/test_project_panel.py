@@ -253,3 +253,30 @@ def test_import_of_a_csv_manifest_with_masks(workbench, qtbot, tmp_path) -> None
     assert version.provenance.value == "manual" and np.array_equal(stored, painted)
     assert project.current_mask(project.image("cell_1").id) is None
     assert project.image_path(project.image("cell_1")) == images / "cell_1.png"  # linked
+
+
+def test_table_shows_prediction_and_uncertainty(workbench) -> None:
+    from cytoreview.storage.predictions import PredictionInput, PredictionStore
+    from cytoreview.types import Provenance
+
+    panel = workbench.project_panel
+    project = workbench.state.project
+    names = sorted(workbench.synth.truth)
+    first, second = project.image(names[0]), project.image(names[1])
+    probs = {c: 0.1 for c in project.scheme.classes} | {"HSIL": 0.7}
+    PredictionStore(project).save_predictions(
+        "cls-hand", "bethesda", [PredictionInput(first.id, "HSIL", probs, 0.35)], actor="t"
+    )
+    panel.refresh_rows()
+    rows = {r[0]: r for r in table_rows(panel)}
+    assert rows[names[0]][4:] == ("HSIL 70%", "0.35")
+    assert rows[names[1]][4:] == ("", "")
+    # An auto mask's uncertainty counts too: the larger of the two is shown, as the queue sorts.
+    mask = workbench.synth.truth[names[1]]
+    project.save_mask(second.id, mask, Provenance.AUTO, actor="model", uncertainty=0.6)
+    workbench.state.notify_masks_changed([second.id])
+    rows = {r[0]: r for r in table_rows(panel)}
+    assert rows[names[1]][2:] == ("auto", "", "", "0.60")
+    # Sorting by uncertainty, most uncertain first.
+    panel.table.sortByColumn(5, Qt.SortOrder.DescendingOrder)
+    assert [r[0] for r in table_rows(panel)][:2] == [names[1], names[0]]
