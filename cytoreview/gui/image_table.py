@@ -19,7 +19,7 @@ from cytoreview.storage.project import Project
 from cytoreview.workflows.status import MASK_STATES, ProjectStatus
 
 NO_CLASS = "(no class)"
-COLUMNS = ("Name", "Class", "Mask", "Seed", "Prediction", "Uncertainty")
+COLUMNS = ("Name", "Class", "Mask", "Seed", "Prediction", "Uncert.")
 #: Column tooltips (the header explains what the numbers mean).
 COLUMN_TIPS = (
     "Image name",

@@ -157,7 +157,11 @@ class ProjectPanel(QWidget):
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.verticalHeader().setDefaultSectionSize(22)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # The name keeps a readable width; the other columns fit their contents and the
+        # table scrolls sideways in a narrow dock (a stretched name column shrank to "s...").
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 140)
+        header.setStretchLastSection(True)
         for col in range(1, len(COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         # A double click sends both signals in Qt 6 (activated on the release); Enter only
