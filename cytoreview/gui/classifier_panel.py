@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel
 from cytoreview.gui.live_plot import TrainingPlot
-from cytoreview.gui.progress_widgets import StatusLabel
+from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
@@ -99,22 +99,22 @@ class ClassifierPanel(JobPanel):
         intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
         form = QGridLayout()
-        self.task = QComboBox()
+        self.task = compact(QComboBox())
         self.task.addItems(TASKS)
-        self.arch = QComboBox()
+        self.arch = compact(QComboBox())
         self.arch.addItems(list(ARCH_USES_MASK))
         self.arch.setCurrentText(DEFAULT_ARCH)
-        self.backbone = QComboBox()
+        self.backbone = compact(QComboBox())
         self.backbone.addItems(BACKBONES)
-        self.input_size = QSpinBox()
+        self.input_size = compact(QSpinBox())
         self.input_size.setRange(32, 1024)
         self.input_size.setSingleStep(32)
         self.input_size.setValue(128)
         self.input_size.setSuffix(" px")
-        self.epochs = QSpinBox()
+        self.epochs = compact(QSpinBox())
         self.epochs.setRange(1, 2000)
         self.epochs.setValue(100)
-        self.device = QComboBox()
+        self.device = compact(QComboBox())
         self.device.addItems(DEVICES)
         fields = (
             ("Task", self.task, "cls_task"),

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel
 from cytoreview.gui.live_plot import TrainingPlot
-from cytoreview.gui.progress_widgets import StatusLabel
+from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.devices import DEVICES
@@ -85,20 +85,20 @@ class TrainPanel(JobPanel):
         intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
         form = QGridLayout()
-        self.encoder = QComboBox()
+        self.encoder = compact(QComboBox())
         self.encoder.addItems(SEG_ENCODERS)
         self.encoder.setCurrentText(DEFAULT_ENCODER)
-        self.epochs = QSpinBox()
+        self.epochs = compact(QSpinBox())
         self.epochs.setRange(1, 2000)
         self.epochs.setValue(100)
-        self.time_budget = QDoubleSpinBox()
+        self.time_budget = compact(QDoubleSpinBox())
         self.time_budget.setRange(0, 24 * 60)
         self.time_budget.setDecimals(1)
         self.time_budget.setSuffix(" min")
         self.time_budget.setSpecialValueText("no limit")
-        self.device = QComboBox()
+        self.device = compact(QComboBox())
         self.device.addItems(DEVICES)
-        self.input_size = QSpinBox()
+        self.input_size = compact(QSpinBox())
         self.input_size.setRange(0, 2048)
         self.input_size.setSingleStep(SIZE_MULTIPLE)
         self.input_size.setSpecialValueText("auto")
