@@ -358,7 +358,7 @@ _tab = {"tabify": True}
 register_dock(DockSpec("project", "Project", _project_panel, order=10, stretch=6))
 register_dock(DockSpec("annotate", "Annotate", _annotate_panel, order=20, stretch=5))
 register_dock(DockSpec("train", "Train segmentation", _train_panel, order=30, stretch=8, **_tab))
-register_dock(DockSpec("classifier", "Classifier", _classifier_panel, order=40, stretch=7, **_tab))
+register_dock(DockSpec("classifier", "Classifier", _classifier_panel, order=40, stretch=8, **_tab))
 register_dock(DockSpec("review", "Review", _review_panel, order=50, stretch=9, **_tab))
 register_dock(DockSpec("teach", "Teach", _teach_panel, order=60, stretch=5, **_tab))
 register_dock(DockSpec("export", "Export", _export_panel, order=65, stretch=8, **_tab))
