@@ -279,3 +279,17 @@ def test_edit_provenance_rule() -> None:
     assert edit_provenance([v("manual"), v("approved")]) is Provenance.MANUAL
     assert edit_provenance([v("auto"), v("manual")]) is Provenance.MANUAL
     assert TEST_DELAY_MS < 800
+
+
+def test_the_brush_fits_the_image_until_the_person_picks_a_size(workbench) -> None:
+    from cytoreview.gui.annotate_panel import default_brush_size
+
+    assert [default_brush_size((h, h)) for h in (10, 40, 96, 400, 4000)] == [1, 2, 5, 20, 40]
+    panel, project = workbench.annotate_panel, workbench.state.project
+    first, second = (im.id for im in project.images()[:2])
+    workbench.state.open_image(first)
+    labels = workbench.viewer.layers["mask"]
+    assert labels.brush_size == default_brush_size(labels.data.shape)
+    labels.brush_size = 7  # the person's choice
+    workbench.state.open_image(second)
+    assert labels.brush_size == 7 and panel.toolbar.brush.value() == 7
