@@ -113,6 +113,7 @@ class ReviewPanel(QWidget):
         self.queue.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.queue.verticalHeader().setVisible(False)
         self.queue.horizontalHeader().setStretchLastSection(True)
+        self.queue.setWordWrap(False)  # one line per image; the whole "why" on hover
         self.queue.setMinimumHeight(140)
         self.queue.setToolTip(TOOLTIPS["review_queue"])
         self.queue.cellClicked.connect(lambda r, _c: self.open_row(r))
@@ -210,6 +211,8 @@ class ReviewPanel(QWidget):
             for c, text in enumerate(values):
                 cell = QTableWidgetItem(text)
                 cell.setData(ID_ROLE, item.image_id)
+                if c == len(values) - 1:
+                    cell.setToolTip(text)
                 self.queue.setItem(r, c, cell)
         self.queue.resizeColumnsToContents()
         self.count_label.setText(f"{len(self.items)} image(s) to review")
