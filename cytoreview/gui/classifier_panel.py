@@ -12,7 +12,6 @@ from typing import Any
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -22,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
-from cytoreview.gui.job_panel import JobPanel
+from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
 from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.state import WorkbenchState
@@ -86,8 +85,6 @@ class ClassifierPanel(JobPanel):
         self._build()
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
-        self.runner.started.connect(self.update_buttons)
-        state.project_changed.connect(lambda _: self.update_buttons())
         self.update_buttons()
 
     def _build(self) -> None:
@@ -98,7 +95,6 @@ class ClassifierPanel(JobPanel):
         intro.setWordWrap(True)
         intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
-        form = QGridLayout()
         self.task = compact(QComboBox())
         self.task.addItems(TASKS)
         self.arch = compact(QComboBox())
@@ -124,13 +120,7 @@ class ClassifierPanel(JobPanel):
             ("Epochs", self.epochs, "epochs"),
             ("Device", self.device, "device"),
         )
-        for i, (label, widget, tip) in enumerate(fields):
-            widget.setToolTip(TOOLTIPS[tip])
-            form.addWidget(QLabel(label), i // 2, 2 * (i % 2))
-            form.addWidget(widget, i // 2, 2 * (i % 2) + 1)
-        form.setColumnStretch(1, 1)
-        form.setColumnStretch(3, 1)
-        layout.addLayout(form)
+        layout.addLayout(form_grid(fields))
         row = QHBoxLayout()
         self.start_button = QPushButton("Start training")
         self.start_button.setToolTip(TOOLTIPS["cls_start"])

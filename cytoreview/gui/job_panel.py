@@ -9,8 +9,11 @@ here, on the GUI thread, with widgets that do not stall the window (see
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QBoxLayout, QPlainTextEdit, QWidget
+from collections.abc import Sequence
 
+from qtpy.QtWidgets import QBoxLayout, QGridLayout, QLabel, QPlainTextEdit, QWidget
+
+from cytoreview.gui.help_texts import TOOLTIPS
 from cytoreview.gui.live_plot import TrainingPlot
 from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
 from cytoreview.gui.state import WorkbenchState
@@ -20,6 +23,18 @@ from cytoreview.types import Progress
 
 #: The live plot is redrawn at most this often (epochs can end several times a second).
 PLOT_INTERVAL_MS = 1000
+
+
+def form_grid(fields: Sequence[tuple[str, QWidget, str]]) -> QGridLayout:
+    """A job's settings form: (label, field, tooltip key) pairs, two to a row."""
+    form = QGridLayout()
+    for i, (label, widget, tip) in enumerate(fields):
+        widget.setToolTip(TOOLTIPS[tip])
+        form.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+        form.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+    form.setColumnStretch(1, 1)  # the fields take the width, not the labels
+    form.setColumnStretch(3, 1)
+    return form
 
 
 class JobPanel(QWidget):
@@ -51,6 +66,8 @@ class JobPanel(QWidget):
         self.job_kind: str | None = None  # what is running, e.g. "train"
         self.history: list[dict[str, float]] = []
         self._eta = EtaEstimator()
+        self.runner.started.connect(self.update_buttons)
+        state.project_changed.connect(lambda _: self.update_buttons())
 
     # -- layout --------------------------------------------------------------------------------
     def add_job_widgets(self, layout: QBoxLayout, plot: TrainingPlot) -> None:

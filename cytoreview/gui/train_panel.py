@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -24,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
-from cytoreview.gui.job_panel import JobPanel
+from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
 from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.state import WorkbenchState
@@ -71,8 +70,6 @@ class TrainPanel(JobPanel):
         self._build()
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
-        self.runner.started.connect(self.update_buttons)
-        state.project_changed.connect(lambda _: self.update_buttons())
         self.update_buttons()
 
     # -- layout --------------------------------------------------------------------------------
@@ -84,7 +81,6 @@ class TrainPanel(JobPanel):
         intro.setWordWrap(True)
         intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
-        form = QGridLayout()
         self.encoder = compact(QComboBox())
         self.encoder.addItems(SEG_ENCODERS)
         self.encoder.setCurrentText(DEFAULT_ENCODER)
@@ -103,7 +99,7 @@ class TrainPanel(JobPanel):
         self.input_size.setSingleStep(SIZE_MULTIPLE)
         self.input_size.setSpecialValueText("auto")
         self.input_size.setSuffix(" px")
-        for i, (label, widget, tip) in enumerate(
+        form = form_grid(
             (
                 ("Encoder", self.encoder, "encoder"),
                 ("Device", self.device, "device"),
@@ -111,12 +107,7 @@ class TrainPanel(JobPanel):
                 ("Budget", self.time_budget, "time_budget"),
                 ("Input", self.input_size, "input_size"),
             )
-        ):
-            widget.setToolTip(TOOLTIPS[tip])
-            form.addWidget(QLabel(label), i // 2, 2 * (i % 2))
-            form.addWidget(widget, i // 2, 2 * (i % 2) + 1)
-        form.setColumnStretch(1, 1)
-        form.setColumnStretch(3, 1)
+        )
         layout.addLayout(form)
         row = QHBoxLayout()
         self.start_button = QPushButton("Start training")
