@@ -62,6 +62,7 @@ class ExportPanel(QWidget):
         self.runner = JobRunner("export", self)
         state.track_job(self.runner)
         self.last_output: Path | None = None
+        self.last_job: str | None = None  # "file" (something written) or "scores"
         self._build()
         self.runner.progress.connect(self._on_progress)
         self.runner.succeeded.connect(self._on_succeeded)
@@ -189,10 +190,12 @@ class ExportPanel(QWidget):
 
     def evaluate_masks(self, truth_dir: str | Path) -> bool:
         """Score the current masks against the label images in ``truth_dir`` (background)."""
-        if self.state.project is None or self.runner.is_running:
-            return False
-        self.mask_scores_label.setText("scoring…")
-        return self._start(lambda p, token: evaluate_segmentation(p, truth_dir, cancel=token), None)
+        started = self._start(
+            lambda p, token: evaluate_segmentation(p, truth_dir, cancel=token), None
+        )
+        if started:
+            self.mask_scores_label.setText("scoring…")
+        return started
 
     def audit_text(self) -> str:
         """The newest audit entries, one line each, newest first."""
@@ -234,7 +237,9 @@ class ExportPanel(QWidget):
         project = self.state.project
         if project is None or self.runner.is_running:
             return False
-        if target is not None:  # scores write nothing: "Open last" keeps the last file
+        # Scores write nothing: "Open last" keeps the last file written.
+        self.last_job = "scores" if target is None else "file"
+        if target is not None:
             self.last_output = target
         self.progress.setValue(0)
         self.status.setText("working…")
@@ -266,7 +271,7 @@ class ExportPanel(QWidget):
 
     def _on_failed(self, error: object) -> None:
         self.status.setText(f"Failed: {error}")
-        if self.mask_scores_label.text() == "scoring…":
+        if self.last_job == "scores":
             self.mask_scores_label.setText(f"Not scored: {error}")
 
     def _on_project(self) -> None:
