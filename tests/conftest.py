@@ -11,6 +11,13 @@ import pytest
 from cytoreview.storage.project import Project
 from cytoreview.types import CLASS_SCHEMES
 
+#: How long a test waits for a condition or a signal before it fails (ms). Tests wait for a
+#: state, never for a time: this only bounds a hang, so it is far above what a slow, shared
+#: or single-core machine needs (waits return as soon as the condition holds).
+PATIENCE_MS = 300_000
+#: The same bound for a subprocess, in seconds.
+PATIENCE_S = PATIENCE_MS // 1000
+
 
 def write_rgb_png(path: Path, rgb: np.ndarray) -> Path:
     """Write an RGB uint8 array as PNG (test helper; the product writes through storage)."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import gc
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from qtpy.compat import isalive
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QApplication, QScrollArea, QWidget
+from qtpy.QtWidgets import QApplication, QMainWindow, QScrollArea, QWidget
 
 from cytoreview.gui.annotate_panel import AnnotatePanel
 from cytoreview.gui.autosave import DEFAULT_DELAY_MS, Autosave
@@ -95,11 +97,33 @@ def registered_docks() -> list[DockSpec]:
     return sorted(_DOCKS.values(), key=lambda spec: spec.order)
 
 
+def main_window(viewer: Any) -> QMainWindow | None:
+    """The Qt main window of a napari viewer, or None once it is closed or deleted.
+
+    napari (0.5-0.9) has no public accessor for it: this is the one place that reads the
+    private ``Window._qt_window``, which napari deletes when the viewer closes; the Qt object
+    itself goes later (the window deletes itself on close), hence the liveness check.
+    """
+    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+    if window is None or not isalive(window):
+        return None
+    return cast(QMainWindow, window)
+
+
+class WindowClosedError(RuntimeError):
+    """The viewer's window is gone: there is nothing to build a workbench on."""
+
+
 class Workbench:
     """The docks on one napari viewer and what they share."""
 
-    def __init__(self, viewer: Any, state: WorkbenchState, autosave: Autosave) -> None:
+    def __init__(
+        self, viewer: Any, state: WorkbenchState, autosave: Autosave, window: QMainWindow
+    ) -> None:
         self.viewer = viewer
+        # A weak reference: the Python side of napari's window holds its QtViewer, which must
+        # go with the window (napari's leak check; a closed window is not kept alive by us).
+        self._window = weakref.ref(window)
         self.state = state
         self.autosave = autosave
         self.panels: dict[str, QWidget] = {}
@@ -108,7 +132,29 @@ class Workbench:
         self.messages: list[tuple[str, str]] = []
         #: The dock whose tab came to the front last (Qt reports every tabbed dock visible).
         self.front_tab: str | None = None
+        #: False until every dock is built and the project (if any) is open.
+        self.ready = False
         self._closed = False
+
+    @property
+    def window(self) -> QMainWindow:
+        """The main window (read once from napari, so that nothing reads its private part).
+
+        Raises
+        ------
+        WindowClosedError
+            If the window is gone (check :attr:`closed` first where that can be).
+        """
+        window = self._window()
+        if window is None or not isalive(window):
+            raise WindowClosedError("the workbench window is closed")
+        return window
+
+    @property
+    def closed(self) -> bool:
+        """True once the window closed (or :meth:`close` ran), also in mid start-up."""
+        window = self._window()
+        return self._closed or window is None or not isalive(window)
 
     @property
     def project_panel(self) -> ProjectPanel:
@@ -129,7 +175,7 @@ class Workbench:
         """Show a line in the status bar; warnings and errors also as napari notifications."""
         self.messages.append((level, text))
         log.log(logging.ERROR if level == "error" else logging.INFO, "%s", text)
-        if self._closed:
+        if self.closed:
             return
         self.viewer.status = text
         if level in ("warning", "error"):
@@ -139,18 +185,19 @@ class Workbench:
 
     def on_annotate_visibility(self, visible: bool) -> None:
         """Save pending edits when the annotate dock goes out of sight."""
-        if not visible and not self._closed:
+        if not visible and not self.closed:
             self.autosave.flush()
 
     def share_heights(self) -> None:
         """Split the side areas' height between their docks (see :attr:`DockSpec.stretch`)."""
-        if not self._closed:
-            _share_heights(self.viewer.window._qt_window, self.docks, self.front_tab)
+        if not self.closed:
+            _share_heights(self.window, self.docks, self.front_tab)
 
     def on_dock_shown(self, key: str) -> None:
         """A dock's tab came to the front: its group takes that dock's share of height."""
         self.front_tab = key
-        QTimer.singleShot(0, self.share_heights)  # after Qt has switched the tab
+        if not self.closed:  # after Qt has switched the tab; the timer dies with the window
+            QTimer.singleShot(0, self.window, self.share_heights)
 
     def close(self) -> None:
         """Save pending edits, stop background jobs and close the project (idempotent)."""
@@ -227,18 +274,33 @@ def build_workbench(
     autosave_delay_ms
         Quiet time after a stroke before the mask is saved.
 
+    Returns
+    -------
+    Workbench
+        Ready (``ready``), or, when the window was closed while it was being built, closed
+        (``closed``) with whatever docks existed by then and no project open.
+
     Raises
     ------
+    WindowClosedError
+        If the viewer's window is already gone.
     CytoReviewError
         If ``project_path`` is not a project that can be opened.
     """
-    window = viewer.window._qt_window
+    window = main_window(viewer)
+    if window is None:
+        raise WindowClosedError("the napari window was closed before the workbench was built")
     state = WorkbenchState(actor, parent=window)
     autosave = Autosave(state, autosave_delay_ms, parent=window)
-    workbench = Workbench(viewer, state, autosave)
+    workbench = Workbench(viewer, state, autosave, window)
+    # First of all: a close from now on (the person, or the app quitting) reaches the workbench,
+    # which then saves, stops its jobs and closes the project, wherever start-up had got to.
+    window.installEventFilter(_CloseWatcher(workbench, window))
     state.message.connect(workbench.show_message)
     for spec in registered_docks():
         panel = spec.factory(workbench)
+        if workbench.closed:  # closed while that panel was built: build nothing more
+            return _abandoned(workbench)
         panel.setObjectName(f"cytoreview-{spec.key}")
         workbench.panels[spec.key] = panel
         widget = _scrolled(panel) if spec.scroll else panel
@@ -251,10 +313,14 @@ def build_workbench(
         dock.visibilityChanged.connect(
             lambda visible, key=key: visible and workbench.on_dock_shown(key)
         )
-    QApplication.processEvents()  # dock sizes and tab bars exist only after a layout pass
+    # Dock sizes and tab bars exist only after a layout pass. This delivers every pending
+    # event, a close of the window among them: everything after it checks for that.
+    QApplication.processEvents()
+    if workbench.closed:
+        return _abandoned(workbench)
     workbench.share_heights()
     # Once more when the event loop runs: a window shown or resized just now is laid out then.
-    QTimer.singleShot(0, workbench.share_heights)
+    QTimer.singleShot(0, window, workbench.share_heights)
     workbench.docks["annotate"].raise_()  # painting is the panel used most
     project_panel = workbench.project_panel
     install_window_shortcuts(
@@ -265,10 +331,20 @@ def build_workbench(
             "approve": workbench.annotate_panel.approve,
         },
     )
-    window.installEventFilter(_CloseWatcher(workbench, window))
     viewer.title = WINDOW_TITLE
     if project_path is not None:
         state.open_project(project_path)
+        if workbench.closed:  # closed while the project opened: it must not stay open
+            state.close_project()
+            return _abandoned(workbench)
+    workbench.ready = True
+    return workbench
+
+
+def _abandoned(workbench: Workbench) -> Workbench:
+    """Start-up stopped because the window closed: make sure the project is closed too."""
+    log.info("the window closed during start-up; the workbench was not completed")
+    workbench.close()
     return workbench
 
 
@@ -303,8 +379,7 @@ def _review_panel(wb: Workbench) -> QWidget:
         "review_skip": panel.skip,
         "toggle_heatmap": panel.toggle_heatmap,
     }
-    window = wb.viewer.window._qt_window
-    panel.shortcuts = install_window_shortcuts(window, actions, REVIEW_SHORTCUTS)
+    panel.shortcuts = install_window_shortcuts(wb.window, actions, REVIEW_SHORTCUTS)
     return panel
 
 
@@ -335,10 +410,9 @@ def _teach_panel(wb: Workbench) -> QWidget:
         f"teach_answer_{i + 1}": (lambda i=i: panel.answer_index(i))  # type: ignore[misc]
         for i in range(4)
     }
-    window = wb.viewer.window._qt_window
-    panel.answer_shortcuts = install_window_shortcuts(window, actions, TEACH_SHORTCUTS)
+    panel.answer_shortcuts = install_window_shortcuts(wb.window, actions, TEACH_SHORTCUTS)
     panel.next_shortcuts = install_window_shortcuts(
-        window, {"teach_next": panel.next}, TEACH_SHORTCUTS
+        wb.window, {"teach_next": panel.next}, TEACH_SHORTCUTS
     )
     panel.stop()  # the answer keys stay off until a case is shown blind
     return panel
@@ -411,7 +485,14 @@ def launch(project_path: str | Path | None = None, *, actor: str | None = None) 
 
         open_project(project_path).close()
     viewer = napari.Viewer(title=WINDOW_TITLE)
-    workbench = build_workbench(viewer, project_path, actor=actor)
+    try:
+        workbench = build_workbench(viewer, project_path, actor=actor)
+    except WindowClosedError:
+        _dispose(viewer)
+        return 0
+    if workbench.closed:  # the person closed the window before it was ready
+        _dispose(viewer)
+        return 0
     log.debug("%d start-up objects frozen", freeze_startup_heap())
     app = QApplication.instance()
     if app is not None:
@@ -419,3 +500,14 @@ def launch(project_path: str | Path | None = None, *, actor: str | None = None) 
     napari.run()
     workbench.close()
     return 0
+
+
+def _dispose(viewer: Any) -> None:
+    """Close what is left of a viewer whose window closed early, and delete its Qt objects.
+
+    napari's own clean-up (``Viewer.close``) runs only if the window still exists; the
+    deletions that the window's close scheduled run now, as the event loop never will.
+    """
+    if main_window(viewer) is not None:
+        viewer.close()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)

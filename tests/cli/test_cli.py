@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cytoreview.cli.main import build_parser, main
+from tests.conftest import PATIENCE_S
 
 COMMANDS = ["init", "import", "seeds", "status", "export", "audit", "demo-data", "demo"]
 
@@ -119,7 +120,7 @@ def test_console_script_runs_demo(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=PATIENCE_S,
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -135,15 +136,15 @@ def test_console_script_runs_demo(tmp_path: Path) -> None:
     quick = ["--n", "8", "--per-class", "1", "--epochs", "0", "--cls-epochs", "0"]
     again = subprocess.run(
         [*command, "demo", "--out", str(tmp_path / "demo"), *quick],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True, text=True, timeout=PATIENCE_S, env=env,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "thesis.docx").write_text("precious")
     refused = subprocess.run(
-        [*command, "demo", "--out", str(foreign)], capture_output=True, text=True, timeout=300,
-        env=env,
+        [*command, "demo", "--out", str(foreign)], capture_output=True, text=True,
+        timeout=PATIENCE_S, env=env,
     )  # fmt: skip
     assert refused.returncode == 1 and "not made by `cytoreview demo`" in refused.stderr
     assert (foreign / "thesis.docx").read_text() == "precious"

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import PATIENCE_S
+
 #: Modules only the model commands (torch and co.) and ``cytoreview gui`` (Qt) may load.
 HEAVY = ("torch", "timm", "segmentation_models_pytorch", "onnxruntime", "napari", "PySide6", "qtpy")
 
@@ -45,7 +47,7 @@ def test_help_and_project_commands_load_no_deep_learning_or_gui(
     result = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(tmp_path / "proj"), str(image_folder), str(out),
          json.dumps(HEAVY)],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True, text=True, timeout=PATIENCE_S, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "usage: cytoreview" in result.stdout and "6 image(s) added" in result.stdout

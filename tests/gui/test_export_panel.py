@@ -10,6 +10,7 @@ import pytest
 from qtpy.QtWidgets import QPlainTextEdit
 
 from cytoreview.storage.predictions import PredictionInput, PredictionStore
+from tests.conftest import PATIENCE_MS
 from tests.gui.conftest import make_project
 
 pytestmark = pytest.mark.gui
@@ -37,18 +38,18 @@ def export_wb(make_napari_viewer, tmp_path: Path):
 
 def test_exports_run_in_the_background_and_write_files(export_wb, qtbot, tmp_path: Path) -> None:
     panel = export_wb.panels["export"]
-    with qtbot.waitSignal(panel.written, timeout=60_000):
+    with qtbot.waitSignal(panel.written, timeout=PATIENCE_MS):
         assert panel.export_masks(tmp_path / "masks")
     assert len(list((tmp_path / "masks").glob("*.png"))) == 8
     assert "8 mask(s) written" in panel.status.text()
 
-    with qtbot.waitSignal(panel.written, timeout=60_000):
+    with qtbot.waitSignal(panel.written, timeout=PATIENCE_MS):
         assert panel.export_predictions(tmp_path / "p.csv")
     with (tmp_path / "p.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == 8 and table[0]["pred_class"] and float(table[0]["nucleus_area_px"]) > 0
 
-    with qtbot.waitSignal(panel.written, timeout=120_000):
+    with qtbot.waitSignal(panel.written, timeout=PATIENCE_MS):
         assert panel.write_report(tmp_path / "report")
     html = (tmp_path / "report" / "report.html").read_text()
     assert "Classification" in html and "Gallery" in html
@@ -81,14 +82,14 @@ def test_mask_scores_against_a_folder_of_true_masks(export_wb, qtbot, tmp_path: 
     names = sorted(export_wb.synth.truth)
     for name in names[:-1]:  # the last image has no true mask
         cv2.imwrite(str(truth / f"{name}.png"), export_wb.synth.truth[name].astype(np.uint8))
-    with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
+    with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
         assert panel.evaluate_masks(truth)
     text = panel.mask_scores_label.text()
     # The painted masks are the true ones: perfect scores, reported per kind too.
     assert "all masks (7): cytoplasm Dice 1.000" in text and "manual (7)" in text
     assert "1 image(s) without a true mask" in text
     assert not panel.open_button.isEnabled()  # nothing was written
-    with qtbot.waitSignal(panel.runner.finished, timeout=60_000):
+    with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
         assert panel.evaluate_masks(tmp_path / "nowhere")
     assert "Not scored" in panel.mask_scores_label.text()
     assert "ground-truth folder does not exist" in panel.mask_scores_label.text()

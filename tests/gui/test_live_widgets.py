@@ -15,6 +15,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidg
 from cytoreview.gui.app import freeze_startup_heap
 from cytoreview.gui.live_plot import TrainingPlot, nice_ceiling
 from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
+from tests.conftest import PATIENCE_MS
 
 pytestmark = pytest.mark.gui
 
@@ -44,7 +45,7 @@ def test_plot_renders_fully_only_when_its_limits_change(qtbot) -> None:
     plot.show()
     qtbot.waitExposed(plot)
     plot.show_history(_epochs(1))
-    qtbot.waitUntil(lambda: plot.full_draws >= 1, timeout=3000)
+    qtbot.waitUntil(lambda: plot.full_draws >= 1, timeout=PATIENCE_MS)
     qtbot.wait(50)
     base = plot.full_draws
     for n in (2, 3, 4, 5):  # inside the first x range (5 epochs) and the loss range (1.0)
@@ -54,10 +55,10 @@ def test_plot_renders_fully_only_when_its_limits_change(qtbot) -> None:
     line = plot.loss_axes.lines[0]
     assert list(line.get_xdata()) == [1.0, 2.0, 3.0, 4.0, 5.0]  # the curve itself is current
     plot.show_history(_epochs(6))  # epoch 6: the x axis grows to 10
-    qtbot.waitUntil(lambda: plot.full_draws == base + 1, timeout=3000)
+    qtbot.waitUntil(lambda: plot.full_draws == base + 1, timeout=PATIENCE_MS)
     assert plot.loss_axes.get_xlim()[1] == pytest.approx(10.5)
     plot.show_history(_epochs(6, loss=1.7))  # a higher loss: the y axis grows to 2
-    qtbot.waitUntil(lambda: plot.full_draws == base + 2, timeout=3000)
+    qtbot.waitUntil(lambda: plot.full_draws == base + 2, timeout=PATIENCE_MS)
     assert plot.loss_axes.get_ylim()[1] == pytest.approx(2.0)
 
 
@@ -88,7 +89,7 @@ def test_progress_bar_paints_with_the_next_frame(qtbot, base: type, synchronous:
     bar.setValue(5)  # a visible change: Qt's own bar repaints inside this call
     assert bar.value() == 5
     assert (type(bar).paints > before) is synchronous
-    qtbot.waitUntil(lambda: type(bar).paints > before, timeout=2000)  # painted all the same
+    qtbot.waitUntil(lambda: type(bar).paints > before, timeout=PATIENCE_MS)  # painted all the same
     bar.setRange(0, 20)
     assert (bar.minimum(), bar.maximum(), bar.value()) == (0, 20, 5)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from cytoreview.gui.image_table import (
     ImageTableModel,
 )
 from cytoreview.storage.project import Project
-from tests.conftest import cell_image, write_rgb_png
+from tests.conftest import PATIENCE_MS, cell_image, write_rgb_png
 from tests.gui.conftest import make_project
 
 pytestmark = pytest.mark.gui
@@ -94,12 +93,12 @@ def test_filters_and_sorting(workbench) -> None:
     ] * 2
 
 
-def test_the_table_stays_fast_with_2000_images(qtbot) -> None:
+def test_the_table_handles_2000_images(qtbot) -> None:
+    """Sort, filter and single-row updates at scale (their speed: bench_gui_ops.py)."""
     model, proxy = ImageTableModel(), ImageFilterProxy()
     proxy.setSourceModel(model)
     classes = ["NILM", "ASC-US", "LSIL", "HSIL"]
     rows = [ImageRow(i, f"img_{i:05d}", classes[i % 4], "none", i % 10 == 0) for i in range(2000)]
-    start = time.perf_counter()
     model.set_rows(rows)
     proxy.sort(0, Qt.SortOrder.DescendingOrder)
     proxy.set_filter(class_label="HSIL")
@@ -107,17 +106,12 @@ def test_the_table_stays_fast_with_2000_images(qtbot) -> None:
     proxy.set_filter(class_label=None, seeds_only=True)
     seeds = proxy.rowCount()
     proxy.set_filter(seeds_only=False)
-    load_s = time.perf_counter() - start
-    start = time.perf_counter()
     for i in range(0, 2000, 20):  # 100 single-row status updates (autosaves)
         model.set_status({i: "manual"})
-    update_s = time.perf_counter() - start
     assert (filtered, seeds) == (500, 200)
     assert proxy.image_id(0) == 1999  # sorted by name, descending
     assert proxy.proxy_row_of(1999) == 0 and proxy.proxy_row_of(5000) is None
-    assert model.row(20).status == "manual"
-    # Measured about 0.05 s and 3 ms on the shared test machine.
-    assert load_s < 1.0 and update_s < 0.2, (load_s, update_s)
+    assert model.row(20).status == "manual" and model.row(21).status == "none"
 
 
 def test_double_click_opens_the_image(make_napari_viewer, qtbot, synth_project) -> None:
@@ -130,7 +124,7 @@ def test_double_click_opens_the_image(make_napari_viewer, qtbot, synth_project) 
     rect = table.visualRect(panel.proxy.index(2, 0))
     opened = []
     workbench.state.image_opened.connect(opened.append)
-    with qtbot.waitSignal(workbench.state.image_opened, timeout=5000) as blocker:
+    with qtbot.waitSignal(workbench.state.image_opened, timeout=PATIENCE_MS) as blocker:
         # A double click as Qt 6 sees it: click, double-click event, release.
         QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
         QTest.mouseDClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
@@ -151,21 +145,22 @@ def test_next_and_previous_follow_the_table_order_with_keys(make_napari_viewer, 
     wb = build_workbench(viewer, synth_project.root, actor="t")
     window = viewer.window._qt_window
     window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    qtbot.waitUntil(window.isActiveWindow, timeout=PATIENCE_MS)
     panel = wb.project_panel
     panel.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
     names = [r[0] for r in table_rows(panel)]
     opened = []
     wb.state.image_opened.connect(lambda i: opened.append(Project.image(wb.state.project, i).name))
     panel.table.setFocus()
-    start = time.perf_counter()
+    layers = []
     for key in (Qt.Key.Key_PageDown, Qt.Key.Key_PageDown, Qt.Key.Key_Period, Qt.Key.Key_PageUp,
                 Qt.Key.Key_Comma):  # fmt: skip
         QTest.keyClick(window, key)
-    switch_s = (time.perf_counter() - start) / 5
+        layers.append([id(layer) for layer in wb.viewer.layers])
     assert opened == [names[0], names[1], names[2], names[1], names[0]]
-    # The layers are reused: about 12 ms per image here (0.5 s when napari removed layers).
-    assert switch_s < 0.25, switch_s
+    # The layers are reused, not rebuilt (napari's layer removal took 0.5 s an image; the
+    # switch time itself is measured by bench_gui_responsiveness.py).
+    assert layers[0] and all(ids == layers[0] for ids in layers)
     assert panel.previous_image() is None  # at the top: stays
     assert panel.table.selectionModel().selectedRows()[0].row() == 0
     wb.close()
@@ -181,7 +176,7 @@ def test_import_runs_in_the_background_and_reports_bad_files(workbench, qtbot, t
     write_rgb_png(source / "XYZ" / "odd.png", cell_image(40, 44, seed=60)[0])
     progress = []
     panel.importer.progress.connect(progress.append)
-    with qtbot.waitSignal(panel.importer.finished, timeout=30_000):
+    with qtbot.waitSignal(panel.importer.finished, timeout=PATIENCE_MS):
         assert panel.import_folder(source)
     report = panel.last_import
     assert sorted(report.added) == ["extra_0", "extra_1", "extra_2"]
@@ -243,7 +238,7 @@ def test_import_of_a_csv_manifest_with_masks(workbench, qtbot, tmp_path) -> None
         tmp_path / "table.csv", masks, path_column="file", class_column="label",
         image_dir=images, copy=False,
     )  # fmt: skip
-    with qtbot.waitSignal(panel.importer.finished, timeout=30_000):
+    with qtbot.waitSignal(panel.importer.finished, timeout=PATIENCE_MS):
         assert panel.import_source(choice)
     report = panel.last_import
     assert sorted(report.added) == ["cell_0", "cell_1", "cell_2"] and not report.problems

@@ -11,6 +11,7 @@ import pytest
 from cytoreview.storage.predictions import PredictionInput, PredictionStore
 from cytoreview.storage.project import Project
 from cytoreview.types import Provenance
+from tests.conftest import PATIENCE_MS
 from tests.gui.conftest import TEST_DELAY_MS, make_project
 
 pytestmark = pytest.mark.gui
@@ -68,8 +69,7 @@ def test_blind_answer_reveal_and_score(teach_wb, qtbot) -> None:
     panel = wb.panels["teach"]
     wb.docks["teach"].raise_()
     assert panel.start("anna")
-    qtbot.wait(50)
-    _assert_blind(wb, panel)
+    qtbot.waitUntil(lambda: _assert_blind(wb, panel), timeout=PATIENCE_MS)
     project = wb.state.project
     first = panel.image_id
     truth = project.image(first).class_label
@@ -105,8 +105,8 @@ def test_blind_answer_reveal_and_score(teach_wb, qtbot) -> None:
 
     # Ending the session brings the other docks and the mask back.
     panel.stop()
-    qtbot.wait(50)
-    assert wb.docks["project"].isVisible() and wb.viewer.layers["mask"].visible
+    qtbot.waitUntil(wb.docks["project"].isVisible, timeout=PATIENCE_MS)
+    assert wb.viewer.layers["mask"].visible
     assert not panel.answers_box.isVisible()
     assert PredictionStore(project).trainees() == ["anna"]
 
@@ -125,16 +125,16 @@ def test_number_keys_answer_a_blind_case(teach_wb, qtbot, target: str) -> None:
     assert panel.start("ben")
     window = wb.viewer.window._qt_window
     window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=3000)
+    qtbot.waitUntil(window.isActiveWindow, timeout=PATIENCE_MS)
     widget = wb.viewer.window._qt_viewer.canvas.native if target == "canvas" else panel
     widget.setFocus()
-    qtbot.wait(20)
+    qtbot.waitUntil(widget.hasFocus, timeout=PATIENCE_MS)
     project = wb.state.project
     classes = list(project.scheme.classes)
     truth = project.image(panel.image_id).class_label
     key = classes.index(truth) + 1
     qtbot.keyClick(widget, getattr(Qt.Key, f"Key_{key}"))
-    qtbot.waitUntil(lambda: not panel.blind, timeout=3000)
+    qtbot.waitUntil(lambda: not panel.blind, timeout=PATIENCE_MS)
     stored = PredictionStore(project).trainee_answers("ben")
     assert [(a.answer, a.truth) for a in stored] == [(truth, truth)]
     assert panel.result_label.text() == "Right!"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cytoreview.gui.throttle import Throttle
+from tests.conftest import PATIENCE_MS
 
 pytestmark = pytest.mark.gui
 
@@ -17,7 +18,7 @@ def test_bursts_are_coalesced_and_flush_draws_the_last(qtbot) -> None:
     for value in (2, 3, 4):
         throttle.push(value)
     assert calls == [1]  # within the interval: waiting
-    qtbot.waitUntil(lambda: calls == [1, 4], timeout=2000)  # one call, the newest value
+    qtbot.waitUntil(lambda: calls == [1, 4], timeout=PATIENCE_MS)  # one call, the newest value
     throttle.push(5)
     throttle.flush()
     assert calls == [1, 4, 5]

@@ -10,6 +10,7 @@ import pytest
 from cytoreview.errors import NotEnoughDataError
 from cytoreview.gui.workers import EtaEstimator, JobRunner, format_duration
 from cytoreview.types import CancelToken, Progress
+from tests.conftest import PATIENCE_MS
 
 pytestmark = pytest.mark.gui
 
@@ -37,7 +38,7 @@ def test_progress_arrives_on_the_gui_thread_and_the_result_comes_back(qtbot) -> 
         lambda e: (events.append(e), slot_threads.append(threading.get_ident()))
     )
     runner.succeeded.connect(results.append)
-    with qtbot.waitSignal(runner.finished, timeout=10_000):
+    with qtbot.waitSignal(runner.finished, timeout=PATIENCE_MS):
         runner.start(counting_job(5, seen_threads=worker_threads))
         assert runner.is_running
     assert [e.step for e in events] == [1, 2, 3, 4, 5]
@@ -60,7 +61,7 @@ def test_errors_are_reported_even_runtime_errors(qtbot) -> None:
         failures, results = [], []
         runner.failed.connect(failures.append)
         runner.succeeded.connect(results.append)
-        with qtbot.waitSignal(runner.finished, timeout=10_000):
+        with qtbot.waitSignal(runner.finished, timeout=PATIENCE_MS):
             runner.start(failing)
         assert failures == [error] and results == []
 
@@ -71,15 +72,15 @@ def test_cancel_stops_the_job_at_its_next_check_and_wait_blocks_until_done(qtbot
     runner.succeeded.connect(results.append)
     first = []
     runner.progress.connect(first.append)
-    runner.start(counting_job(500, delay=0.01))
+    runner.start(counting_job(5000, delay=0.01))
     with pytest.raises(RuntimeError, match="already running"):
         runner.start(counting_job(1))
-    qtbot.waitUntil(lambda: len(first) >= 2, timeout=10_000)
+    qtbot.waitUntil(lambda: len(first) >= 2, timeout=PATIENCE_MS)
     runner.cancel()
     assert runner.cancel_requested
-    assert runner.wait(10.0)
+    assert runner.wait(PATIENCE_MS / 1000)
     assert not runner.is_running
-    assert results and results[0]["cancelled"] and results[0]["done"] < 500
+    assert results and results[0]["cancelled"] and results[0]["done"] < 5000
 
 
 def test_eta_from_recent_progress() -> None:

@@ -26,7 +26,7 @@ from cytoreview.storage.images import read_image
 from cytoreview.storage.project import CATALOG_FILE, Project
 from cytoreview.storage.schema import SCHEMA_VERSION
 from cytoreview.types import Provenance
-from tests.conftest import cell_image, write_rgb_png
+from tests.conftest import PATIENCE_S, cell_image, write_rgb_png
 
 
 def _add(project: Project, tmp_path: Path, name: str = "cell", label: str | None = "NILM"):
@@ -211,7 +211,7 @@ def test_crash_while_saving_keeps_previous_version(
         [sys.executable, "-c", _CRASH_SCRIPT, str(project.root), str(record.id), where],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PATIENCE_S,
     )
     assert result.returncode == 3, result.stderr
     # A crash leftover is only swept once it is old enough not to be a live writer's file.
