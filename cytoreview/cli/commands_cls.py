@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # for the annotation only; the module itself loads torch
     from cytoreview.workflows.evaluate_cls import ClsEvaluation
 
 EXIT_CANCELLED = 130
+#: Inference engines of classify / explain (cytoreview.workflows.cls_runtime.ENGINES; listed
+#: here so that building the parser imports no torch).
+ENGINES = ("onnx", "torch")
+ENGINE_HELP = "onnx: ONNX Runtime (default); torch: torch eager, the reference"
 
 
 def register(sub: Any) -> None:
@@ -76,6 +80,7 @@ def register(sub: Any) -> None:
     p.add_argument("--model", help="model id (default: the current Bethesda classifier)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
     p.add_argument("--batch-size", type=int, default=16, help="images per model call")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
     p.set_defaults(handler=_cmd_classify)
 
     p = sub.add_parser(
@@ -88,6 +93,7 @@ def register(sub: Any) -> None:
     p.add_argument("--flipping-steps", type=int, default=10,
                    help="steps of the pixel-flipping check (0 skips it; default 10)")  # fmt: skip
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
     p.set_defaults(handler=_cmd_explain)
 
     p = sub.add_parser("evaluate-cls", help="score predictions against true classes",
@@ -164,13 +170,13 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
         job = classify_project(
             project, actor=current_user(args.user), model_id=args.model, device=args.device,
-            batch_size=args.batch_size, cancel=token,
+            batch_size=args.batch_size, engine=args.engine, cancel=token,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
     models = ", ".join(f"{task}: {mid}" for task, mid in report.models.items())
     console.print(
-        f"{report.classified} image(s) classified ({models}); "
-        f"{report.seconds_per_image * 1000:.0f} ms per image"
+        f"{report.classified} image(s) classified ({models}; {report.engine} on "
+        f"{report.device}); {report.seconds_per_image * 1000:.0f} ms per image"
     )
     if report.counts:
         console.print(
@@ -198,11 +204,14 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             ids = [project.image(name).id for name in args.images]
         job = explain_project(
             project, method=args.method, model_id=args.model, image_ids=ids,
-            flipping_steps=args.flipping_steps, device=args.device, cancel=token,
+            flipping_steps=args.flipping_steps, device=args.device, engine=args.engine,
+            cancel=token,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
+    how = "closed form" if report.closed_form else "autograd"
     console.print(
-        f"{report.explained} heatmap(s) with {report.method} from {report.model_id}; "
+        f"{report.explained} heatmap(s) with {report.method} from {report.model_id} "
+        f"({report.engine} on {report.device}, {how}); "
         f"{report.seconds_per_image * 1000:.0f} ms per image"
     )
     if report.flagged:

@@ -89,8 +89,12 @@ def _resolve_targets(target: int | Sequence[int] | None, logits: torch.Tensor) -
     return torch.tensor(targets, dtype=torch.long, device=logits.device)
 
 
-def _cam_from(acts: np.ndarray, grads: np.ndarray, method: str) -> np.ndarray:
-    """``(N, h, w)`` maps from ``(N, C, h, w)`` activations and gradients (float64)."""
+def cam_from_gradients(acts: np.ndarray, grads: np.ndarray, method: str) -> np.ndarray:
+    """``(N, h, w)`` maps from ``(N, C, h, w)`` activations and gradients (float64).
+
+    The one implementation of both formulas: :func:`class_activation_maps` feeds it autograd's
+    gradients, :mod:`cytoreview.explain.cam_closed_form` the closed-form ones.
+    """
     if method == "gradcam":
         weights = grads.mean(axis=(2, 3))
     else:
@@ -203,7 +207,7 @@ def class_activation_maps(
             handle.remove()
             for module, training in modes:
                 module.training = training
-    return _cam_from(a_np, g_np, method)
+    return cam_from_gradients(a_np, g_np, method)
 
 
 def upsample_heatmap(cam: np.ndarray, size: int) -> np.ndarray:

@@ -2,8 +2,12 @@
 
 Inputs are built by :func:`cytoreview.data.cls_dataset.make_inputs`, the very layout the model
 was trained on. The ONNX graph takes ``image`` ``(N, 6, S, S)`` float32 and gives ``probs``
-``(N, K)`` float32 (softmax inside), batch size dynamic; it runs in
-:class:`~cytoreview.inference.predictors.OnnxPredictor`.
+``(N, K)`` float32 (softmax inside), batch size dynamic; a cell classifier's graph also gives
+what a Grad-CAM++ map needs without autograd (see :mod:`cytoreview.explain.cam_closed_form`):
+``cam_features``, the ``(N, C, h, w)`` output of its ``cam_layer``, and for a model with a
+hidden dense layer ``head_hidden``, that layer's ``(N, H)`` activations after the ReLU (their
+sign is the ReLU's gradient). It runs in
+:class:`~cytoreview.inference.cls_session.ClassifierSession`.
 """
 
 from __future__ import annotations
@@ -18,18 +22,28 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from torch import nn
 
 from cytoreview.data.cls_dataset import INPUT_CHANNELS, make_inputs
 from cytoreview.errors import ConfigError
-from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME, SoftmaxHead
+from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
 from cytoreview.inference.predictors import TorchPredictor
 from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
 
 __all__ = [
+    "CAM_FEATURES",
+    "HEAD_HIDDEN",
     "ClassifierSpec",
     "export_classifier_onnx",
+    "has_cam_outputs",
+    "hidden_activation_layer",
     "predict_class_probs",
 ]
+
+#: Output of the exported graph: the CAM layer's activations ``(N, C, h, w)``.
+CAM_FEATURES = "cam_features"
+#: Output of the exported graph: the dense head's hidden activations ``(N, H)`` (after ReLU).
+HEAD_HIDDEN = "head_hidden"
 
 # Said by torch's legacy exporter whatever the model (see onnx_export.export_onnx).
 _HARMLESS_EXPORT_WARNINGS = (
@@ -132,6 +146,55 @@ def predict_class_probs(
     return out
 
 
+def hidden_activation_layer(model: nn.Module) -> nn.Module | None:
+    """The ReLU of a ``Linear, ReLU, Dropout, Linear`` head (fusion models), else None.
+
+    Its output's sign is the ReLU's gradient, which the closed-form Grad-CAM++ needs.
+    """
+    head = getattr(model, "head", None)
+    if (
+        isinstance(head, nn.Sequential)
+        and len(head) == 4
+        and isinstance(head[0], nn.Linear)
+        and isinstance(head[1], nn.ReLU)
+        and isinstance(head[2], nn.Dropout)
+        and isinstance(head[3], nn.Linear)
+    ):
+        return head[1]
+    return None
+
+
+class _WithCamOutputs(nn.Module):
+    """Probabilities, plus the CAM layer's and the hidden layer's activations (by hooks)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        layers: dict[str, nn.Module | None] = {
+            CAM_FEATURES: getattr(model, "cam_layer", None),
+            HEAD_HIDDEN: hidden_activation_layer(model),
+        }
+        self.taps = {name: layer for name, layer in layers.items() if layer is not None}
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``probs`` then the tapped activations, in :attr:`taps` order."""
+        captured: dict[str, torch.Tensor] = {}
+
+        def tap(name: str) -> Callable[..., None]:
+            def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+                captured[name] = output
+
+            return hook
+
+        handles = [layer.register_forward_hook(tap(n)) for n, layer in self.taps.items()]
+        try:
+            probs = torch.softmax(self.model(image), dim=1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return (probs, *(captured[name] for name in self.taps))
+
+
 def export_classifier_onnx(model: torch.nn.Module, input_size: int, opset: int = 17) -> bytes:
     """Export a classifier to ONNX with a softmax head, as bytes.
 
@@ -148,12 +211,15 @@ def export_classifier_onnx(model: torch.nn.Module, input_size: int, opset: int =
     Returns
     -------
     bytes
-        The serialised model, checked by ``onnx.checker``: input ``"image"``, output
-        ``"probs"``.
+        The serialised model, checked by ``onnx.checker``: input ``"image"``, outputs
+        ``"probs"`` first, then :data:`CAM_FEATURES` when the model has a ``cam_layer`` and
+        :data:`HEAD_HIDDEN` when its head has a hidden ReLU layer. Asking ONNX Runtime for
+        ``probs`` alone costs no more than before: the other two are intermediate tensors.
     """
     if input_size < 1:
         raise ValueError(f"input_size must be positive, got {input_size}")
-    wrapper = SoftmaxHead(deepcopy(model)).to(device="cpu", dtype=torch.float32).eval()
+    wrapper = _WithCamOutputs(deepcopy(model)).to(device="cpu", dtype=torch.float32).eval()
+    names = [OUTPUT_NAME, *wrapper.taps]
     # Batch 2, not 1: a size-1 example invites the tracer to fold the batch into constants.
     example = torch.zeros(2, INPUT_CHANNELS, input_size, input_size, dtype=torch.float32)
     buffer = io.BytesIO()
@@ -166,8 +232,8 @@ def export_classifier_onnx(model: torch.nn.Module, input_size: int, opset: int =
             (example,),
             buffer,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=names,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in names}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
@@ -175,3 +241,12 @@ def export_classifier_onnx(model: torch.nn.Module, input_size: int, opset: int =
     data = buffer.getvalue()
     onnx.checker.check_model(onnx.load_from_string(data))
     return data
+
+
+def has_cam_outputs(onnx_bytes: bytes) -> bool:
+    """Whether an exported classifier gives :data:`CAM_FEATURES` (exports before it did not).
+
+    Parsing the graph takes ~10 ms for a 50 MB fusion model; no session is made.
+    """
+    graph = onnx.load_from_string(bytes(onnx_bytes)).graph
+    return CAM_FEATURES in {output.name for output in graph.output}

@@ -22,7 +22,7 @@ from cytoreview import __version__
 from cytoreview.choices import TASKS  # torch-free home: the CLI parser lists it without torch
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
-from cytoreview.inference.classify import export_classifier_onnx
+from cytoreview.inference.classify import export_classifier_onnx, has_cam_outputs
 from cytoreview.metrics.classification import classification_report
 from cytoreview.models.classifiers import (
     ARCH_USES_MASK,
@@ -334,7 +334,12 @@ def _count(values: Sequence[str]) -> dict[str, int]:
 # -- loading a trained classifier ----------------------------------------------------------------
 @dataclass
 class LoadedClassifier:
-    """A trained classifier ready for inference and explanation."""
+    """A trained classifier ready for inference and explanation.
+
+    ``onnx_bytes`` is its ONNX export with the CAM outputs (None when loaded for the torch
+    engine); ``runtimes`` keeps the sessions made from it
+    (:func:`cytoreview.workflows.cls_runtime.classifier_runtime`).
+    """
 
     model_id: str
     task: str
@@ -343,6 +348,8 @@ class LoadedClassifier:
     class_names: list[str]
     input_size: int
     uses_mask: bool
+    onnx_bytes: bytes | None = field(default=None, repr=False)
+    runtimes: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
 
 def current_classifier_id(project: Project, task: str) -> str | None:
@@ -351,9 +358,14 @@ def current_classifier_id(project: Project, task: str) -> str | None:
 
 
 def load_classifier(
-    project: Project, model_id: str | None = None, task: str = "bethesda"
+    project: Project, model_id: str | None = None, task: str = "bethesda", engine: str = "onnx"
 ) -> LoadedClassifier:
-    """Load a classifier of the project (the current one of ``task`` when no id is given)."""
+    """Load a classifier of the project (the current one of ``task`` when no id is given).
+
+    For the ``onnx`` engine its ONNX export is read too; an export without the CAM outputs
+    (made before they existed) or a missing one is made again from the checkpoint and saved,
+    once, so later loads find it.
+    """
     store = ModelStore(project)
     model_id = model_id or current_classifier_id(project, task)
     if model_id is None:
@@ -372,10 +384,18 @@ def load_classifier(
             store.checkpoint_path(model_id), f"weights do not fit their config ({str(exc)[:200]})"
         ) from exc
     model.eval()
+    onnx_bytes = None
+    if engine == "onnx":
+        onnx_bytes = store.load_onnx(model_id)
+        if onnx_bytes is None or not has_cam_outputs(onnx_bytes):
+            onnx_bytes = export_classifier_onnx(model, int(config["input_size"]))
+            store.save_onnx(model_id, onnx_bytes)
+    elif engine != "torch":
+        raise ConfigError(f"unknown engine {engine!r}; valid: onnx, torch")
     return LoadedClassifier(
         model_id=model_id, task=str(config.get("task", task)), config=config, model=model,
         class_names=list(config["class_names"]), input_size=int(config["input_size"]),
-        uses_mask=bool(ARCH_USES_MASK.get(str(config["arch"]), True)),
+        uses_mask=bool(ARCH_USES_MASK.get(str(config["arch"]), True)), onnx_bytes=onnx_bytes,
     )  # fmt: skip
 
 

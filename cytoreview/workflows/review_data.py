@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 # CAM_METHODS lives in the torch-free choices module (the CLI parser lists it without torch);
 # re-exported here, where callers have always found it.
 from cytoreview.choices import CAM_METHODS as CAM_METHODS
 from cytoreview.data.cls_dataset import make_input
 from cytoreview.data.transforms import letterbox_geometry
-from cytoreview.explain.cam import class_activation_maps, heatmap_to_image, upsample_heatmap
+from cytoreview.explain.cam import heatmap_to_image, upsample_heatmap
 from cytoreview.explain.quality import (
     flipping_auc,
     heatmap_quality,
@@ -29,7 +28,6 @@ from cytoreview.explain.quality import (
 )
 from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
 from cytoreview.metrics.classification import derive_binary
-from cytoreview.models.devices import pick_torch_device
 from cytoreview.morphometry.measure import ImageMeasurements, measure_image
 from cytoreview.storage.predictions import PredictionInput, PredictionStore
 from cytoreview.storage.project import Project
@@ -41,6 +39,7 @@ from cytoreview.workflows.classification import (
     current_classifier_id,
     load_classifier,
 )
+from cytoreview.workflows.cls_runtime import DEFAULT_ENGINE, check_engine, classifier_runtime
 
 
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:
@@ -66,6 +65,8 @@ class ClassifyReport:
     """What a classification pass did."""
 
     models: dict[str, str] = field(default_factory=dict)  # task -> model id
+    engine: str = DEFAULT_ENGINE
+    device: str = ""  # where the main model ran, in words
     classified: int = 0
     skipped: list[str] = field(default_factory=list)
     seconds_per_image: float = 0.0
@@ -81,20 +82,27 @@ def classify_project(
     image_ids: Sequence[int] | None = None,
     batch_size: int = 16,
     device: str = "auto",
+    engine: str = DEFAULT_ENGINE,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ClassifyReport]:
     """Predict the class (and the binary call) of every image, or of ``image_ids``.
 
     Uses ``model_id`` or the current Bethesda classifier, plus the current dedicated binary
     classifier when there is one; without a binary model the call is derived from the Bethesda
-    probabilities. Images without a mask are skipped by mask-fusion models.
+    probabilities. Images without a mask are skipped by mask-fusion models. ``engine``:
+    ``onnx`` (ONNX Runtime, default) or ``torch`` (the reference).
     """
-    main = load_classifier(project, model_id)
+    check_engine(engine)
+    main = load_classifier(project, model_id, engine=engine)
     models = [main]
     binary_id = current_classifier_id(project, "binary")
     if main.task == "bethesda" and binary_id is not None:
-        models.append(load_classifier(project, binary_id, task="binary"))
-    report = ClassifyReport(models={m.task: m.model_id for m in models})
+        models.append(load_classifier(project, binary_id, task="binary", engine=engine))
+    report = ClassifyReport(
+        models={m.task: m.model_id for m in models},
+        engine=engine,
+        device=classifier_runtime(main, engine, device).device,
+    )
     records = _selected(project, image_ids)
     store = PredictionStore(project)
     current = project.current_versions()
@@ -117,7 +125,8 @@ def classify_project(
         if kept:
             for loaded in models:
                 _classify_batch(store, loaded, project, kept, images, masks, versions, device,
-                                actor=actor, with_derived_binary=len(models) == 1)  # fmt: skip
+                                engine, actor=actor,
+                                with_derived_binary=len(models) == 1)  # fmt: skip
         done += len(kept)
         end = min(start + batch_size, len(records))
         yield Progress("classify", end, len(records), f"{done} images classified")
@@ -138,12 +147,14 @@ def _classify_batch(
     masks: list[np.ndarray | None],
     versions: list[int | None],
     device: str,
+    engine: str,
     *,
     actor: str,
     with_derived_binary: bool,
 ) -> None:
     spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
-    probs = predict_class_probs(loaded.model, images, masks, spec, device=device)
+    runtime = classifier_runtime(loaded, engine, device)
+    probs = predict_class_probs(runtime.predictor(), images, masks, spec, device=device)
     entropy = normalised_entropy(probs)
     rows = [
         PredictionInput(
@@ -183,6 +194,9 @@ class ExplainReport:
 
     model_id: str
     method: str
+    engine: str = DEFAULT_ENGINE
+    device: str = ""  # where it ran, in words
+    closed_form: bool = False  # heatmaps without autograd (ONNX engine, closed-form head)
     explained: int = 0
     skipped: list[str] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)  # images whose heatmap is on background
@@ -199,6 +213,7 @@ def explain_image(
     target: int | None = None,
     flipping_steps: int = 10,
     device: str = "auto",
+    engine: str = DEFAULT_ENGINE,
 ) -> tuple[np.ndarray, int, dict[str, Any]]:
     """Heatmap of one image at its own size, the class explained and the quality figures.
 
@@ -216,25 +231,19 @@ def explain_image(
         Steps of the pixel-flipping curve (0 skips it: one forward pass per step is saved).
     device
         ``auto``, ``cpu`` or ``cuda``.
+    engine
+        ``onnx`` (one ONNX Runtime pass gives the probabilities and, for the usual heads, the
+        map in closed form) or ``torch`` (eager with autograd: the reference).
     """
+    runtime = classifier_runtime(loaded, engine, device)
     x = make_input(image, mask, loaded.input_size)
-    torch_device = pick_torch_device(device)
-    model = loaded.model.to(torch_device)
-    with torch.inference_mode():
-        logits = model(torch.from_numpy(x[None]).to(torch_device))
-    probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
-    cls = int(np.argmax(probs)) if target is None else int(target)
-    cam = class_activation_maps(model, model.cam_layer, x[None], target=cls, method=method)[0]
+    probs_batch, cams, targets = runtime.explain(x[None], target, method)
+    probs, cam, cls = probs_batch[0], cams[0], int(targets[0])
     box = letterbox_geometry(image.shape[:2], loaded.input_size)
     heatmap = heatmap_to_image(cam, box)
     auc = random_auc = None
     if flipping_steps:
-
-        def predict(batch: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                out = model(torch.from_numpy(np.ascontiguousarray(batch)).to(torch_device))
-            return torch.softmax(out.float(), dim=1).cpu().numpy()
-
+        predict = runtime.probs
         at_input = upsample_heatmap(cam, loaded.input_size)
         auc = flipping_auc(*pixel_flipping_curve(predict, x, at_input, cls, flipping_steps))
         random_auc = flipping_auc(
@@ -260,11 +269,19 @@ def explain_project(
     image_ids: Sequence[int] | None = None,
     flipping_steps: int = 10,
     device: str = "auto",
+    engine: str = DEFAULT_ENGINE,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ExplainReport]:
-    """Compute, score and store a heatmap for the predicted class of every image."""
-    loaded = load_classifier(project, model_id)
-    report = ExplainReport(model_id=loaded.model_id, method=method)
+    """Compute, score and store a heatmap for the predicted class of every image.
+
+    ``engine``: ``onnx`` (default) or ``torch`` (the reference), as for :func:`explain_image`.
+    """
+    loaded = load_classifier(project, model_id, engine=check_engine(engine))
+    runtime = classifier_runtime(loaded, engine, device)
+    report = ExplainReport(
+        model_id=loaded.model_id, method=method, engine=engine, device=runtime.device,
+        closed_form=runtime.closed_form,
+    )  # fmt: skip
     store = PredictionStore(project)
     current = project.current_versions()
     records = _selected(project, image_ids)
@@ -281,7 +298,7 @@ def explain_project(
         image = project.load_image(record).rgb
         heatmap, cls, quality = explain_image(
             loaded, image, None if found is None else found[1], method=method,
-            flipping_steps=flipping_steps, device=device,
+            flipping_steps=flipping_steps, device=device, engine=engine,
         )  # fmt: skip
         target = loaded.class_names[cls]
         store.save_heatmap(record.id, loaded.model_id, method, target, heatmap, quality)

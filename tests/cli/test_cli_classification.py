@@ -20,6 +20,14 @@ def cli(*args: str | Path) -> int:
     return main([str(a) for a in args])
 
 
+def _calls(proj: Path) -> dict[str, str]:
+    """The newest Bethesda call of every image, read back through the export."""
+    out = proj.parent / "calls.csv"
+    assert cli("export", proj, "predictions", "--out", out) == 0
+    with out.open() as handle:
+        return {row["image"]: row["pred_class"] for row in csv.DictReader(handle)}
+
+
 def test_every_classification_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for command in COMMANDS:
         with pytest.raises(SystemExit) as info:
@@ -44,10 +52,22 @@ def test_classify_explain_evaluate_export_report(
     assert cli("--user", "dr_a", "train-cls", proj, *args) == 0
     out = capsys.readouterr().out
     assert "model cls-" in out and "validation" in out
-    assert cli("classify", proj) == 0
-    assert "24 image(s) classified" in capsys.readouterr().out
+    assert cli("classify", proj, "--engine", "torch") == 0
+    out = capsys.readouterr().out
+    assert "24 image(s) classified" in out and "torch on" in out
+    by_torch = _calls(proj)
+    assert cli("classify", proj) == 0  # the default engine: ONNX Runtime
+    out = capsys.readouterr().out
+    assert "24 image(s) classified" in out and "onnx on CPU (onnxruntime" in out
+    assert _calls(proj) == by_torch  # the same call for every image
+    assert cli("explain", proj, "--flipping-steps", "0", "--engine", "torch") == 0
+    assert "(torch on" in capsys.readouterr().out
     assert cli("explain", proj, "--flipping-steps", "0") == 0
-    assert "24 heatmap(s) with gradcam++" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "24 heatmap(s) with gradcam++" in out and "(onnx on" in out and "closed form" in out
+    with pytest.raises(SystemExit) as info:
+        cli("classify", proj, "--engine", "tensorrt")
+    assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert cli("evaluate-cls", proj, "--json") == 0
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["n_matched"] == 24 and evaluation["on_training_images"] == 24

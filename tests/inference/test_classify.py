@@ -82,9 +82,10 @@ def test_onnx_agrees_with_torch(arch: str, crops) -> None:
     model, spec = make_model(arch)
     data = export_classifier_onnx(model, SIZE)
     graph = onnx.load_from_string(data).graph
-    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == [
-        "probs"
-    ]
+    # probs first; then what the closed-form Grad-CAM++ needs (see test_cls_session.py)
+    hidden = ["head_hidden"] if arch != "image-only" else []
+    assert [i.name for i in graph.input] == ["image"]
+    assert [o.name for o in graph.output] == ["probs", "cam_features", *hidden]
     onnx_model = OnnxPredictor(data, device="cpu", threads=1)
     images, masks = crops
     reference = predict_class_probs(model, images, masks, spec, batch_size=4, device="cpu")

@@ -11,10 +11,12 @@ import io
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from cytoreview.data.synthetic import synth_dataset
-from cytoreview.errors import ManifestError, NotEnoughDataError, ProjectError
+from cytoreview.errors import ConfigError, ManifestError, NotEnoughDataError, ProjectError
+from cytoreview.inference.classify import ClassifierSpec, has_cam_outputs, predict_class_probs
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.morphometry.measure import morphometry_columns
 from cytoreview.storage.model_store import ModelStore
@@ -26,10 +28,16 @@ from cytoreview.workflows.classification import (
     load_classifier,
     train_classification,
 )
+from cytoreview.workflows.cls_runtime import classifier_runtime
 from cytoreview.workflows.evaluate_cls import evaluate_classification
 from cytoreview.workflows.export import export_predictions
 from cytoreview.workflows.importing import import_images
-from cytoreview.workflows.review_data import classify_project, explain_project, measure_project
+from cytoreview.workflows.review_data import (
+    classify_project,
+    explain_image,
+    explain_project,
+    measure_project,
+)
 from tests.conftest import run_job, write_label_png, write_rgb_png
 
 CLASSES = ("NILM", "LSIL", "HSIL")
@@ -168,3 +176,67 @@ def test_clear_errors(tmp_path: Path, trained) -> None:
     project, *_ = trained
     with pytest.raises(ManifestError, match="no image column"):
         evaluate_classification(project, bad)
+
+
+def test_onnx_engine_matches_the_torch_reference(trained) -> None:
+    """ONNX Runtime (default) against torch eager on the trained model: same calls, same maps.
+
+    Measured here: probabilities within 2e-7, heatmaps within 1e-6 (at image size), flipping
+    AUCs within 1e-6; the test allows 1e-5, 1e-4 and 1e-4.
+    """
+    project, *_ = trained
+    on_onnx, on_torch = load_classifier(project), load_classifier(project, engine="torch")
+    assert on_onnx.onnx_bytes and on_torch.onnx_bytes is None
+    runtime = classifier_runtime(on_onnx, "onnx", "cpu")
+    assert runtime.closed_form and "onnxruntime" in runtime.device
+    records = project.images()
+    images = [project.load_image(r).rgb for r in records]
+    masks = [project.current_mask(r.id)[1] for r in records]
+    spec = ClassifierSpec(on_onnx.input_size, tuple(on_onnx.class_names), on_onnx.config["arch"])
+    p_onnx = predict_class_probs(runtime.predictor(), images, masks, spec)
+    p_torch = predict_class_probs(on_torch.model, images, masks, spec, device="cpu")
+    assert (p_onnx.argmax(1) == p_torch.argmax(1)).all()
+    assert np.abs(p_onnx - p_torch).max() <= 1e-5
+    for image, mask in list(zip(images, masks, strict=True))[:4]:
+        got = explain_image(on_onnx, image, mask, flipping_steps=4, device="cpu")
+        ref = explain_image(on_torch, image, mask, flipping_steps=4, device="cpu", engine="torch")
+        assert got[1] == ref[1] and got[0].shape == ref[0].shape == image.shape[:2]
+        assert np.abs(got[0] - ref[0]).max() <= 1e-4
+        for key in ("flipping_auc", "random_flipping_auc", "entropy"):
+            assert got[2][key] == pytest.approx(ref[2][key], abs=1e-4), key
+        assert got[2]["looks_at_background"] == ref[2]["looks_at_background"]
+
+
+def test_classify_with_either_engine_stores_the_same_calls(trained) -> None:
+    project, *_ = trained
+    store = PredictionStore(project)
+    ids = [r.id for r in project.images()[:8]]
+    _, by_torch = run_job(classify_project(project, actor="t", image_ids=ids, engine="torch"))
+    first = store.latest_predictions("bethesda")
+    _, by_onnx = run_job(classify_project(project, actor="t", image_ids=ids))
+    second = store.latest_predictions("bethesda")
+    assert (by_torch.engine, by_onnx.engine) == ("torch", "onnx")
+    assert "onnxruntime" in by_onnx.device
+    for image_id in ids:
+        assert first[image_id].pred_class == second[image_id].pred_class
+        for name, p in first[image_id].probabilities.items():
+            assert second[image_id].probabilities[name] == pytest.approx(p, abs=1e-5)
+    with pytest.raises(ConfigError, match="unknown engine"):
+        run_job(classify_project(project, actor="t", engine="tensorrt"))
+
+
+def test_an_export_without_cam_outputs_is_made_again(trained) -> None:
+    project, report, *_ = trained
+    store = ModelStore(project)
+    data = store.load_onnx(report.model_id)
+    graph = onnx.load_from_string(data)
+    kept = [o for o in graph.graph.output if o.name == "probs"]
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    store.save_onnx(report.model_id, graph.SerializeToString())  # as older versions wrote it
+    assert not has_cam_outputs(store.load_onnx(report.model_id))
+    loaded = load_classifier(project, report.model_id)
+    assert has_cam_outputs(loaded.onnx_bytes) and has_cam_outputs(store.load_onnx(report.model_id))
+    store.onnx_path(report.model_id).unlink()  # none at all: made too
+    assert has_cam_outputs(load_classifier(project, report.model_id).onnx_bytes)
+    assert store.onnx_path(report.model_id).is_file()

@@ -1,0 +1,175 @@
+"""Running a loaded classifier: class probabilities and heatmaps, through ONNX Runtime or torch.
+
+``onnx`` (the default) runs the model's ONNX export in ONNX Runtime; one forward pass gives
+the probabilities and, for the usual models (a ResNet-like backbone whose last stage is the
+CAM layer, then pooling and a linear or ``Linear, ReLU, Dropout, Linear`` head), the
+Grad-CAM++ map too, from the head's weights in closed form
+(:mod:`cytoreview.explain.cam_closed_form`). Other models get their maps from torch autograd
+(:func:`~cytoreview.explain.cam.class_activation_maps`), targeting the class ONNX predicted.
+
+``torch`` runs the checkpoint in torch eager with autograd for the maps: the reference the ONNX
+engine is tested against (same arg-max; probabilities and maps within a few 1e-6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from cytoreview.errors import ConfigError
+from cytoreview.explain.cam import class_activation_maps
+from cytoreview.explain.cam_closed_form import CamHead, cam_head_of, closed_form_cams
+from cytoreview.inference.classify import export_classifier_onnx
+from cytoreview.inference.cls_session import ClassifierSession
+from cytoreview.models.devices import pick_torch_device
+from cytoreview.workflows.classification import LoadedClassifier
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINES",
+    "ClassifierRuntime",
+    "classifier_runtime",
+]
+
+#: Inference engines of classify / explain: ONNX Runtime (default) or torch eager (reference).
+ENGINES: tuple[str, ...] = ("onnx", "torch")
+DEFAULT_ENGINE = "onnx"
+
+
+def check_engine(engine: str) -> str:
+    """Return ``engine`` if known, else raise a ConfigError naming the valid ones."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    return engine
+
+
+class ClassifierRuntime:
+    """One classifier ready to classify and explain batches of ``(N, 6, S, S)`` inputs.
+
+    Parameters
+    ----------
+    loaded
+        The classifier (its torch model; for ``onnx`` also its export, made in memory from the
+        torch model when the loaded one has none).
+    engine
+        ``"onnx"`` or ``"torch"``.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    threads
+        ONNX Runtime intra-op threads (default: see
+        :func:`~cytoreview.inference.cls_session.default_threads`).
+
+    Attributes
+    ----------
+    device
+        Where it runs, in words (e.g. ``"CPU (onnxruntime, 2 threads)"``).
+    closed_form
+        Whether heatmaps come without autograd (ONNX engine and a closed-form head).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedClassifier,
+        engine: str = DEFAULT_ENGINE,
+        device: str = "auto",
+        threads: int | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.engine = check_engine(engine)
+        self.session: ClassifierSession | None = None
+        self.cam_head: CamHead | None = None
+        self._device_name = device
+        self._torch_device = pick_torch_device(device) if engine == "torch" else None
+        if engine == "onnx":
+            data = loaded.onnx_bytes
+            if data is None:  # loaded for the torch engine: export now, in memory
+                data = export_classifier_onnx(loaded.model, loaded.input_size)
+            self.session = ClassifierSession(data, device, threads)
+            self.cam_head = cam_head_of(loaded.model) if self.session.has_cam else None
+            self.device = self.session.device
+        else:
+            assert self._torch_device is not None
+            loaded.model.to(self._torch_device).eval()
+            self.device = f"{self._torch_device} (torch, {torch.get_num_threads()} threads)"
+        self.closed_form = self.cam_head is not None
+
+    # -- probabilities ---------------------------------------------------------------------
+    def probs(self, batch: np.ndarray) -> np.ndarray:
+        """``(N, K)`` float32 probabilities of a ``(N, 6, S, S)`` float32 batch."""
+        if self.session is not None:
+            return self.session(batch)
+        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self._torch_device)
+        with torch.inference_mode():
+            logits = self.loaded.model(x)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def predictor(self) -> torch.nn.Module | ClassifierSession:
+        """What :func:`~cytoreview.inference.classify.predict_class_probs` should run."""
+        return self.session if self.session is not None else self.loaded.model
+
+    # -- heatmaps --------------------------------------------------------------------------
+    def explain(
+        self,
+        batch: np.ndarray,
+        target: int | Sequence[int] | None = None,
+        method: str = "gradcam++",
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probabilities and CAM-layer-resolution heatmaps of a batch.
+
+        Parameters
+        ----------
+        batch
+            ``(N, 6, S, S)`` float32 inputs.
+        target
+            One class for all, one per image, or None for each image's predicted class.
+        method
+            ``"gradcam++"`` or ``"gradcam"``.
+
+        Returns
+        -------
+        probs, cams, targets
+            ``(N, K)`` float32 probabilities, ``(N, h, w)`` float32 maps in [0, 1] and the
+            ``N`` classes explained.
+        """
+        n = len(batch)
+        if self.cam_head is not None and self.session is not None:
+            fwd = self.session.run_with_cam(batch)
+            targets = _targets(target, fwd.probs, n)
+            cams = closed_form_cams(self.cam_head, fwd.features, fwd.hidden, targets, method)
+            return fwd.probs, cams, targets
+        probs = self.probs(batch)
+        targets = _targets(target, probs, n)
+        model = self.loaded.model
+        if self.session is not None:  # ONNX engine, but a head without a closed form
+            model.to(pick_torch_device(self._device_name)).eval()
+        cams = class_activation_maps(model, model.cam_layer, batch, targets.tolist(), method)
+        return probs, cams, targets
+
+
+def _targets(target: int | Sequence[int] | None, probs: np.ndarray, n: int) -> np.ndarray:
+    k = probs.shape[1]
+    if target is None:
+        out = probs.argmax(axis=1)
+    elif isinstance(target, int | np.integer):
+        out = np.full(n, int(target))
+    else:
+        out = np.asarray([int(t) for t in target])
+        if out.size != n:
+            raise ValueError(f"got {out.size} targets for a batch of {n} images")
+    if out.size and (out.min() < 0 or out.max() >= k):
+        raise ValueError(f"target classes {out.tolist()} out of range for {k} classes")
+    return out.astype(np.intp)
+
+
+def classifier_runtime(
+    loaded: LoadedClassifier, engine: str = DEFAULT_ENGINE, device: str = "auto"
+) -> ClassifierRuntime:
+    """The runtime of ``loaded`` for an engine and device, made once and kept on ``loaded``."""
+    key = (check_engine(engine), device)
+    runtime = loaded.runtimes.get(key)
+    if runtime is None:
+        runtime = loaded.runtimes[key] = ClassifierRuntime(loaded, engine, device)
+    assert isinstance(runtime, ClassifierRuntime)
+    return runtime
