@@ -31,6 +31,11 @@ SEG_ENCODERS: tuple[str, ...] = (
 DEFAULT_ENCODER = "resnet18"
 #: Segmentation losses: class-weighted Dice + focal (default), Jaccard, or Dice alone.
 LOSSES: tuple[str, ...] = ("dice_focal", "jaccard", "dice")
+#: Numeric precision of ONNX inference on the CPU. ``auto``: the int8 model when it passed the
+#: project's quality gate, else fp32; ``fp32`` forces full precision; ``int8`` forces the
+#: quantised model (CPU only). CUDA always runs the fp32 export.
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "int8")
+DEFAULT_PRECISION = "auto"
 
 # --- Classification ---------------------------------------------------------------------------
 #: Backbones compared in the literature for Pap-cell classification (any timm CNN also works).

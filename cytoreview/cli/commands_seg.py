@@ -12,7 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cytoreview.choices import DEFAULT_ENCODER, DEVICES, LOSSES, SEG_ENCODERS
+from cytoreview.choices import (
+    DEFAULT_ENCODER,
+    DEFAULT_PRECISION,
+    DEVICES,
+    LOSSES,
+    PRECISIONS,
+    SEG_ENCODERS,
+)
 from cytoreview.cli.progress import console, drive
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
@@ -61,6 +68,12 @@ def register(sub: Any) -> None:
     p.add_argument("--model", help="model id (default: the project's current segmenter)")
     p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="default onnx")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="ONNX on the CPU: auto (int8 if it passed the quality gate, else fp32), fp32, int8",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     p.add_argument(
         "--tta",
@@ -129,8 +142,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
         job = segment_project(
             project, actor=current_user(args.user), model_id=args.model, engine=args.engine,
-            device=args.device, batch_size=args.batch_size, tta=args.tta, names=args.images,
-            cancel=token,
+            device=args.device, precision=args.precision, batch_size=args.batch_size, tta=args.tta,
+            names=args.images, cancel=token,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
     n = len(report.segmented)

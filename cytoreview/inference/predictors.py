@@ -33,7 +33,7 @@ class Predictor(Protocol):
     Attributes
     ----------
     device
-        Human-readable description of where it runs, e.g. ``"CPU (onnxruntime, 2 threads)"``.
+        Human-readable description of where it runs, e.g. ``"CPU (onnxruntime int8, 2 threads)"``.
     """
 
     device: str
@@ -126,6 +126,10 @@ class OnnxPredictor:
         :func:`~cytoreview.inference.onnx_export.onnx_providers`).
     threads
         Intra-op threads for the CPU; default: the CPU cores this process may use.
+    precision
+        What ``onnx_bytes`` computes in, e.g. ``"fp32"`` or ``"int8"`` (a quantised variant):
+        a label only, shown in :attr:`device` on the CPU so that the window and the report say
+        which model really runs.
 
     Raises
     ------
@@ -133,7 +137,13 @@ class OnnxPredictor:
         If ``onnx_bytes`` is not bytes (a path string would make ONNX Runtime open a file).
     """
 
-    def __init__(self, onnx_bytes: bytes, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        device: str = "auto",
+        threads: int | None = None,
+        precision: str = "fp32",
+    ) -> None:
         if not isinstance(onnx_bytes, bytes | bytearray | memoryview):
             raise TypeError(f"onnx_bytes must be bytes, got {type(onnx_bytes).__name__}")
         providers = onnx_providers(device)
@@ -144,10 +154,11 @@ class OnnxPredictor:
         options.intra_op_num_threads = self.threads
         self._session = ort.InferenceSession(bytes(onnx_bytes), options, providers=providers)
         self._input = self._session.get_inputs()[0].name
+        self.precision = precision
         if "CUDAExecutionProvider" in self._session.get_providers():
             self.device = f"{torch.cuda.get_device_name()} (onnxruntime CUDA)"
         else:
-            self.device = f"CPU (onnxruntime, {self.threads} threads)"
+            self.device = f"CPU (onnxruntime {precision}, {self.threads} threads)"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch.

@@ -21,6 +21,10 @@ from cytoreview.storage.project import Project
 
 CHECKPOINT_NAME = "model.pt"
 ONNX_NAME = "model.onnx"
+#: The int8 (static, QDQ) variant of ``model.onnx`` for ONNX Runtime's CPU provider.
+INT8_ONNX_NAME = "model.int8.onnx"
+#: Which precision the CPU runs and the measurements behind that choice (the quality gate).
+PRECISION_NAME = "precision.json"
 #: Runs whose best weights are usable: a cancelled run keeps its last best checkpoint.
 USABLE_STATUSES = ("finished", "cancelled", "stopped")
 
@@ -80,6 +84,14 @@ class ModelStore:
             raise ProjectError(f"{path}: model {model_id!r} has no checkpoint")
         return load_checkpoint(path)
 
+    def int8_onnx_path(self, model_id: str) -> Path:
+        """Where the int8 variant of ``model_id``'s ONNX export lives."""
+        return self.root / model_id / INT8_ONNX_NAME
+
+    def precision_path(self, model_id: str) -> Path:
+        """Where the CPU precision decision of ``model_id`` lives (JSON beside the model)."""
+        return self.root / model_id / PRECISION_NAME
+
     def save_onnx(self, model_id: str, data: bytes) -> Path:
         """Write the ONNX export of ``model_id`` atomically."""
         return write_bytes(self.onnx_path(model_id), data)
@@ -88,6 +100,33 @@ class ModelStore:
         """The ONNX export's bytes, or None if there is none."""
         path = self.onnx_path(model_id)
         return path.read_bytes() if path.is_file() else None
+
+    def save_int8_onnx(self, model_id: str, data: bytes) -> Path:
+        """Write the int8 variant of ``model_id``'s ONNX export atomically."""
+        return write_bytes(self.int8_onnx_path(model_id), data)
+
+    def load_int8_onnx(self, model_id: str) -> bytes | None:
+        """The int8 variant's bytes, or None if there is none."""
+        path = self.int8_onnx_path(model_id)
+        return path.read_bytes() if path.is_file() else None
+
+    def save_precision(self, model_id: str, record: dict[str, Any]) -> Path:
+        """Write the precision decision of ``model_id`` (JSON) atomically."""
+        text = json.dumps(record, indent=2, sort_keys=True, default=str)
+        return write_bytes(self.precision_path(model_id), text.encode())
+
+    def load_precision(self, model_id: str) -> dict[str, Any] | None:
+        """The stored precision decision, or None if there is none or it cannot be read.
+
+        A damaged or foreign file counts as missing: the decision is then measured again,
+        which is always safe.
+        """
+        path = self.precision_path(model_id)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return record if isinstance(record, dict) else None
 
     # -- training runs ---------------------------------------------------------------------------
     def start_run(self, kind: str, model_id: str, config: dict[str, Any], *, actor: str) -> int:

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from cytoreview import __version__
+from cytoreview.choices import PRECISIONS
 from cytoreview.data.datasets import DEFAULT_TILE_THRESHOLD, choose_input_size
 from cytoreview.data.sampling import stratified_split
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
-from cytoreview.inference.onnx_export import export_onnx
+from cytoreview.inference.onnx_export import export_onnx, onnx_providers
 from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
 from cytoreview.inference.segment import SegmenterSpec, segment_images, with_tta
 from cytoreview.models.segmenters import DEFAULT_ENCODER, build_segmenter
@@ -30,6 +31,7 @@ from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
 from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_segmenter
 from cytoreview.types import LABEL_NAMES, CancelToken, Progress, Provenance
+from cytoreview.workflows.precision import cpu_onnx_predictor
 
 KIND = "segmentation"
 
@@ -263,9 +265,21 @@ class SegmentReport:
 
 
 def load_predictor(
-    project: Project, model_id: str | None, engine: str = "onnx", device: str = "auto"
+    project: Project,
+    model_id: str | None,
+    engine: str = "onnx",
+    device: str = "auto",
+    precision: str = "auto",
 ) -> tuple[str, Any, SegmenterSpec]:
-    """The predictor of a project's segmenter (the current one by default)."""
+    """The predictor of a project's segmenter (the current one by default).
+
+    ``precision`` applies to ONNX Runtime on the CPU (see
+    :func:`~cytoreview.workflows.precision.cpu_onnx_predictor`): ``auto`` runs the int8
+    variant when it passed the project's quality gate (built and measured on first use),
+    ``fp32`` and ``int8`` force one. CUDA and the torch engine run fp32 as before.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     store = ModelStore(project)
     model_id = model_id or store.current_model(KIND)
     if model_id is None:
@@ -275,6 +289,8 @@ def load_predictor(
     config, state = store.load(model_id)
     spec = SegmenterSpec.from_config(config)
     if engine == "torch":
+        if precision == "int8":
+            raise ConfigError("int8 runs on ONNX Runtime only; use --engine onnx")
         model = build_segmenter(config)
         model.load_state_dict(state)
         return model_id, TorchPredictor(model, device=device), spec
@@ -286,7 +302,11 @@ def load_predictor(
         model.load_state_dict(state)
         data = export_onnx(model, spec.input_size)
         store.save_onnx(model_id, data)
-    return model_id, OnnxPredictor(data, device=device), spec
+    if "CUDAExecutionProvider" in onnx_providers(device):
+        if precision == "int8":
+            raise ConfigError("int8 is for the CPU; use --device cpu or --precision auto")
+        return model_id, OnnxPredictor(data, device=device), spec
+    return model_id, cpu_onnx_predictor(project, store, model_id, data, spec, precision), spec
 
 
 def segment_project(
@@ -296,13 +316,14 @@ def segment_project(
     model_id: str | None = None,
     engine: str = "onnx",
     device: str = "auto",
+    precision: str = "auto",
     batch_size: int = 8,
     tta: bool = False,
     names: Sequence[str] | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, SegmentReport]:
     """Auto-mask every image without a human mask (or the named ones); yield per batch."""
-    model_id, predictor, spec = load_predictor(project, model_id, engine, device)
+    model_id, predictor, spec = load_predictor(project, model_id, engine, device, precision)
     predict = with_tta(predictor) if tta else predictor
     report = SegmentReport(model_id=model_id, engine=engine, device=predictor.device)
     current = project.current_versions()

@@ -127,7 +127,7 @@ def test_torch_predictor_on_cpu_returns_float32_numpy(torch_predictor: TorchPred
 
 def test_onnx_predictor_describes_cpu_and_threads(onnx_bytes: bytes) -> None:
     predictor = OnnxPredictor(onnx_bytes, device="cpu", threads=1)
-    assert predictor.device == "CPU (onnxruntime, 1 threads)"
+    assert predictor.device == "CPU (onnxruntime fp32, 1 threads)"
     assert predictor._session.get_providers() == ["CPUExecutionProvider"]
 
 
