@@ -350,6 +350,8 @@ class LoadedClassifier:
     uses_mask: bool
     onnx_bytes: bytes | None = field(default=None, repr=False)
     runtimes: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    #: Identity of the ONNX file read (path, mtime, size): sessions are shared between loads.
+    onnx_key: tuple[str, int, int] | None = None
 
 
 def current_classifier_id(project: Project, task: str) -> str | None:
@@ -384,18 +386,22 @@ def load_classifier(
             store.checkpoint_path(model_id), f"weights do not fit their config ({str(exc)[:200]})"
         ) from exc
     model.eval()
-    onnx_bytes = None
+    onnx_bytes, onnx_key = None, None
     if engine == "onnx":
         onnx_bytes = store.load_onnx(model_id)
         if onnx_bytes is None or not has_cam_outputs(onnx_bytes):
             onnx_bytes = export_classifier_onnx(model, int(config["input_size"]))
             store.save_onnx(model_id, onnx_bytes)
+        path = store.onnx_path(model_id)
+        stat = path.stat()
+        onnx_key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     elif engine != "torch":
         raise ConfigError(f"unknown engine {engine!r}; valid: onnx, torch")
     return LoadedClassifier(
         model_id=model_id, task=str(config.get("task", task)), config=config, model=model,
         class_names=list(config["class_names"]), input_size=int(config["input_size"]),
         uses_mask=bool(ARCH_USES_MASK.get(str(config["arch"]), True)), onnx_bytes=onnx_bytes,
+        onnx_key=onnx_key,
     )  # fmt: skip
 
 

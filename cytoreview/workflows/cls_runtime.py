@@ -13,6 +13,8 @@ engine is tested against (same arg-max; probabilities and maps within a few 1e-6
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,6 +62,9 @@ class ClassifierRuntime:
     threads
         ONNX Runtime intra-op threads (default: see
         :func:`~cytoreview.inference.cls_session.default_threads`).
+    spinning
+        Let ONNX Runtime's idle threads spin-wait (off by default: see
+        :mod:`cytoreview.inference.cls_session`).
 
     Attributes
     ----------
@@ -75,6 +80,7 @@ class ClassifierRuntime:
         engine: str = DEFAULT_ENGINE,
         device: str = "auto",
         threads: int | None = None,
+        spinning: bool = False,
     ) -> None:
         self.loaded = loaded
         self.engine = check_engine(engine)
@@ -86,7 +92,7 @@ class ClassifierRuntime:
             data = loaded.onnx_bytes
             if data is None:  # loaded for the torch engine: export now, in memory
                 data = export_classifier_onnx(loaded.model, loaded.input_size)
-            self.session = ClassifierSession(data, device, threads)
+            self.session = ClassifierSession(data, device, threads, spinning)
             self.cam_head = cam_head_of(loaded.model) if self.session.has_cam else None
             self.device = self.session.device
         else:
@@ -163,13 +169,40 @@ def _targets(target: int | Sequence[int] | None, probs: np.ndarray, n: int) -> n
     return out.astype(np.intp)
 
 
+# ONNX runtimes of recently loaded model files, shared between loads of the same file: the
+# review window loads the classifier for every heatmap it computes, and a session (~0.2 s for
+# a fusion model) plus the head check would otherwise be paid each time. Two entries: the
+# Bethesda and the binary model.
+_SHARED: OrderedDict[tuple[tuple[str, int, int], str], ClassifierRuntime] = OrderedDict()
+_SHARED_MAX = 2
+_SHARED_LOCK = threading.Lock()
+
+
 def classifier_runtime(
     loaded: LoadedClassifier, engine: str = DEFAULT_ENGINE, device: str = "auto"
 ) -> ClassifierRuntime:
-    """The runtime of ``loaded`` for an engine and device, made once and kept on ``loaded``."""
+    """The runtime of ``loaded`` for an engine and device, made once and kept on ``loaded``.
+
+    An ONNX runtime is also shared with later loads of the same, unchanged ONNX file
+    (``loaded.onnx_key``): its session and head weights come from identical bytes.
+    """
     key = (check_engine(engine), device)
     runtime = loaded.runtimes.get(key)
+    if runtime is not None:
+        assert isinstance(runtime, ClassifierRuntime)
+        return runtime
+    shared_key = (loaded.onnx_key, device) if engine == "onnx" and loaded.onnx_key else None
+    if shared_key is not None:
+        with _SHARED_LOCK:
+            runtime = _SHARED.get(shared_key)
+            if runtime is not None:
+                _SHARED.move_to_end(shared_key)
     if runtime is None:
-        runtime = loaded.runtimes[key] = ClassifierRuntime(loaded, engine, device)
-    assert isinstance(runtime, ClassifierRuntime)
+        runtime = ClassifierRuntime(loaded, engine, device)
+        if shared_key is not None:
+            with _SHARED_LOCK:
+                _SHARED[shared_key] = runtime
+                while len(_SHARED) > _SHARED_MAX:
+                    _SHARED.popitem(last=False)
+    loaded.runtimes[key] = runtime
     return runtime

@@ -240,3 +240,16 @@ def test_an_export_without_cam_outputs_is_made_again(trained) -> None:
     store.onnx_path(report.model_id).unlink()  # none at all: made too
     assert has_cam_outputs(load_classifier(project, report.model_id).onnx_bytes)
     assert store.onnx_path(report.model_id).is_file()
+
+
+def test_sessions_are_shared_between_loads_of_one_file(trained) -> None:
+    # The review window loads the classifier for every heatmap: no new session each time.
+    project, report, *_ = trained
+    first = classifier_runtime(load_classifier(project, report.model_id), "onnx", "cpu")
+    again = classifier_runtime(load_classifier(project, report.model_id), "onnx", "cpu")
+    assert again is first
+    on_torch = load_classifier(project, report.model_id, engine="torch")
+    assert on_torch.onnx_key is None and classifier_runtime(on_torch, "torch", "cpu") is not first
+    store = ModelStore(project)
+    store.save_onnx(report.model_id, store.load_onnx(report.model_id))  # a new file: new session
+    assert classifier_runtime(load_classifier(project, report.model_id), "onnx", "cpu") is not first
