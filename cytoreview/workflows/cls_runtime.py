@@ -98,7 +98,10 @@ class ClassifierRuntime:
         else:
             assert self._torch_device is not None
             loaded.model.to(self._torch_device).eval()
-            self.device = f"{self._torch_device} (torch, {torch.get_num_threads()} threads)"
+            if self._torch_device.type == "cuda":
+                self.device = f"{torch.cuda.get_device_name(self._torch_device)} (torch CUDA)"
+            else:
+                self.device = f"CPU (torch, {torch.get_num_threads()} threads)"
         self.closed_form = self.cam_head is not None
 
     # -- probabilities ---------------------------------------------------------------------
