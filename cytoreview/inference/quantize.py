@@ -21,10 +21,15 @@ the settings are what they are:
   which doubled the change in the review queue's uncertainty scores (0.0016 instead of 0.0008)
   for no speed gain. Leaving out more (the first or the last convolution, the last decoder
   block, everything but convolutions) did not reduce the Dice loss and cost up to 30 % speed.
-* ``quant_pre_process`` (symbolic shape inference and graph clean-up) is ONNX Runtime's
-  recommended first step. Here the masks came out the same with and without it; it is run
-  anyway (about a second) because the quantiser needs every tensor's type and shape, which
-  other encoders' graphs may not carry without it.
+* ``quant_pre_process`` (shape inference and graph clean-up) is ONNX Runtime's recommended
+  first step. Here the masks came out the same with and without it; it is run anyway (about a
+  second) because the quantiser needs every tensor's type and shape, which other encoders'
+  graphs may not carry without it. Its symbolic shape inference is skipped: it gave up on a
+  small U-Net-like test graph ("Incomplete symbolic shape inference") and is meant for
+  transformers; ONNX's own shape inference does the job.
+* Before quantising, :func:`prepare_graph` applies the rewrites of
+  :mod:`~cytoreview.inference.graph_rewrites` (softmax by parts, constant 2x upsampling), checked
+  to give the same outputs as the original graph on a calibration input.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -48,10 +54,19 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from cytoreview.inference.graph_rewrites import (
+    drop_unused_nodes,
+    softmax_by_parts,
+    upsample_by_two,
+)
 from cytoreview.inference.onnx_export import INPUT_NAME
 from cytoreview.inference.segment import SegmenterSpec, predict_probs
 
-__all__ = ["Int8Settings", "calibration_batches", "quantize_int8"]
+__all__ = ["Int8Settings", "calibration_batches", "prepare_graph", "quantize_int8"]
+
+#: How close the rewritten graph's probabilities must stay to the original's.
+REWRITE_TOLERANCE = 1e-5
+_ORT_ERRORS_ONLY = 3
 
 
 @dataclass(frozen=True)
@@ -65,15 +80,18 @@ class Int8Settings:
     reduce_range
         7-bit weights, for x86 CPUs without VNNI.
     excluded_ops
-        Operator types left in float32.
+        Operator types left in float32 (the softmax, also when rewritten by parts).
     calibration
         ONNX Runtime's calibration method.
+    graph_rewrites
+        Apply :func:`prepare_graph` first.
     """
 
     per_channel: bool = True
     reduce_range: bool = False
-    excluded_ops: tuple[str, ...] = ("Softmax",)
+    excluded_ops: tuple[str, ...] = ("Softmax", "ReduceMax", "Sub", "Exp", "ReduceSum", "Div")
     calibration: str = "MinMax"
+    graph_rewrites: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the precision record."""
@@ -128,6 +146,50 @@ def calibration_batches(
             break
         predict_probs(images[first : first + batch_size], record, spec)
     return batches
+
+
+def _run(onnx_bytes: bytes, batch: np.ndarray) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.log_severity_level = _ORT_ERRORS_ONLY
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT_NAME: batch})[0]
+
+
+def prepare_graph(onnx_bytes: bytes, probe: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
+    """The fp32 graph with the rewrites of :mod:`~cytoreview.inference.graph_rewrites`.
+
+    Parameters
+    ----------
+    onnx_bytes
+        The fp32 export.
+    probe
+        A small (N, 3, S, S) batch of real inputs: the rewritten graph must give the same
+        probabilities on it (within :data:`REWRITE_TOLERANCE`), else the original is kept.
+
+    Returns
+    -------
+    tuple
+        The graph to quantise and the names of the rewrites applied (empty: the original).
+    """
+    model = onnx.load_from_string(onnx_bytes)
+    applied = []
+    if softmax_by_parts(model):
+        applied.append("softmax_by_parts")
+    if upsample_by_two(model):
+        drop_unused_nodes(model)
+        applied.append("upsample_by_two")
+    if not applied:
+        return onnx_bytes, ()
+    rewritten = model.SerializeToString()
+    probe = np.ascontiguousarray(probe, dtype=np.float32)
+    want = _run(onnx_bytes, probe)
+    try:
+        got = _run(rewritten, probe)
+    except Exception:  # noqa: BLE001 - a graph the rewrites do not fit: keep the original
+        return onnx_bytes, ()
+    if got.shape != want.shape or not np.allclose(got, want, atol=REWRITE_TOLERANCE):
+        return onnx_bytes, ()
+    return rewritten, tuple(applied)
 
 
 class _Batches(CalibrationDataReader):

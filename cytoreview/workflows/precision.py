@@ -29,7 +29,12 @@ from cytoreview.inference.cpu_support import (
     int8_reduce_range,
 )
 from cytoreview.inference.predictors import OnnxPredictor
-from cytoreview.inference.quantize import Int8Settings, calibration_batches, quantize_int8
+from cytoreview.inference.quantize import (
+    Int8Settings,
+    calibration_batches,
+    prepare_graph,
+    quantize_int8,
+)
 from cytoreview.inference.segment import SegmenterSpec
 from cytoreview.storage.catalog import utc_now
 from cytoreview.storage.model_store import ModelStore
@@ -100,7 +105,10 @@ def measure_int8(
     batches = calibration_batches(
         [rgb for _, rgb in calibration], spec, limit=MAX_CALIBRATION_INPUTS
     )
-    int8 = quantize_int8(fp32, batches, settings)
+    prepared, rewrites = fp32, ()
+    if settings.graph_rewrites:
+        prepared, rewrites = prepare_graph(fp32, batches[0][:2])
+    int8 = quantize_int8(prepared, batches, settings)
     built = time.perf_counter() - start
     result = precision_gate.gate(
         [rgb for _, rgb in held_out],
@@ -123,6 +131,7 @@ def measure_int8(
         "int8_sha256": _sha256(int8),
         "onnxruntime": ort.__version__,
         "settings": settings.to_dict(),
+        "graph_rewrites": list(rewrites),
         "cpu_int8_flags": sorted(f for f in INT8_DOT_FLAGS if f in cpu_flags()),
         "calibration": {
             "images": [name for name, _ in calibration],

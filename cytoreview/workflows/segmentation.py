@@ -31,6 +31,7 @@ from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
 from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_segmenter
 from cytoreview.types import LABEL_NAMES, CancelToken, Progress, Provenance
+from cytoreview.workflows.pipeline import prefetched
 from cytoreview.workflows.precision import cpu_onnx_predictor
 
 KIND = "segmentation"
@@ -341,18 +342,28 @@ def segment_project(
     yield Progress(
         "segment", 0, len(todo), f"{len(todo)} image(s) to segment on {predictor.device}"
     )
-    for first in range(0, len(todo), batch_size):
-        if cancel is not None and cancel.cancelled:
-            report.cancelled = True
-            break
-        chunk = todo[first : first + batch_size]
-        loaded = []
+
+    def compute(chunk: list[Any]) -> tuple[list[tuple[Any, np.ndarray]], list[str], list[Any]]:
+        loaded, problems = [], []
         for image in chunk:
             try:
                 loaded.append((image, project.load_image(image).rgb))
             except (ProjectError, OSError) as exc:
-                report.problems.append(str(exc))
+                problems.append(str(exc))
         results = segment_images([rgb for _, rgb in loaded], predict, spec) if loaded else []
+        return loaded, problems, results
+
+    def cancelled() -> bool:
+        return cancel is not None and cancel.cancelled
+
+    chunks = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
+    done = 0
+    # The next batch is loaded and segmented in the background while this one is written.
+    for chunk, (loaded, problems, results) in prefetched(chunks, compute, stop=cancelled):
+        if cancelled():
+            report.cancelled = True
+            break
+        report.problems += problems
         for (image, _), result in zip(loaded, results, strict=True):
             try:
                 project.save_mask(
@@ -365,7 +376,7 @@ def segment_project(
                 continue
             report.segmented.append(image.name)
             report.uncertainties[image.name] = result.uncertainty
-        done = min(first + batch_size, len(todo))
+        done += len(chunk)
         yield Progress("segment", done, len(todo), f"{done}/{len(todo)} segmented")
     report.seconds = time.perf_counter() - start
     return report

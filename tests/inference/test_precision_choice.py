@@ -58,6 +58,7 @@ def test_auto_builds_gates_stores_and_then_reuses(grey_project, monkeypatch) -> 
     assert len(calibration) == 5 and len(held_out) == 5 and record["gate"]["held_out"]
     assert not set(calibration) & set(held_out)
     assert "bfloat16" in record["bf16"]["reason"] and store.int8_onnx_path(model_id).is_file()
+    assert record["graph_rewrites"] == ["softmax_by_parts"]  # GreyNet upsamples by scales
     # A later run reads the decision: nothing is calibrated or measured again.
     monkeypatch.setattr(precision, "measure_int8", _no_rebuild)
     _, again, _ = load_predictor(project, model_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ from cytoreview.inference.cpu_support import (
 from cytoreview.inference.onnx_export import export_onnx
 from cytoreview.inference.precision_gate import MAX_DICE_LOSS, gate, mask_agreement
 from cytoreview.inference.predictors import OnnxPredictor
-from cytoreview.inference.quantize import calibration_batches, quantize_int8
+from cytoreview.inference.quantize import calibration_batches, prepare_graph, quantize_int8
 from cytoreview.inference.segment import SegmenterSpec, segment_images
 from cytoreview.models.segmenters import build_unet
 from tests.inference.int8_models import grey_cell, grey_cells, grey_net_onnx
@@ -149,3 +150,33 @@ def test_bf16_is_measured_not_assumed() -> None:
     assert record["cpu"] == bool(support.cpu_flags) and support.reason
     if not support.onnxruntime_cpu:  # ONNX Runtime 1.31's CPU provider: no bfloat16 Conv
         assert "cannot run a bfloat16 Conv" in support.reason
+
+
+def _ops(onnx_bytes: bytes) -> set[str]:
+    return {n.op_type for n in onnx.load_from_string(onnx_bytes).graph.node}
+
+
+def test_graph_rewrites_keep_the_unet_outputs(unet_pair) -> None:
+    fp32, _ = unet_pair
+    probe = calibration_batches(grey_cells(2, seed=4), SPEC)[0]
+    rewritten, applied = prepare_graph(fp32, probe)
+    assert applied == ("softmax_by_parts", "upsample_by_two")
+    assert {"Softmax", "Shape"} & _ops(fp32) and not {"Softmax", "Shape"} & _ops(rewritten)
+    reference, fast = OnnxPredictor(fp32, device="cpu"), OnnxPredictor(rewritten, device="cpu")
+    tile = to_tensor_layout(grey_cell(96, 160, 8)[None], IMAGENET_MEAN, IMAGENET_STD)
+    for batch in (probe, tile):  # other sides (multiples of 32) still upsample by exactly 2
+        np.testing.assert_allclose(fast(batch), reference(batch), atol=1e-5)
+
+
+class _Quadruple(torch.nn.Module):
+    """Upsamples by 4 (sized from the input's shape) and pools back: not a U-Net decoder."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = torch.nn.functional.interpolate(x, size=(x.shape[2] * 4, x.shape[3] * 4))
+        return torch.nn.functional.avg_pool2d(big, 4)
+
+
+def test_graph_rewrites_that_change_the_outputs_are_not_applied() -> None:
+    fp32 = export_onnx(_Quadruple(), 64)
+    probe = calibration_batches(grey_cells(1, seed=4), SPEC)[0]
+    assert prepare_graph(fp32, probe) == (fp32, ())
