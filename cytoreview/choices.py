@@ -29,6 +29,9 @@ SEG_ENCODERS: tuple[str, ...] = (
     "vgg19_bn",
 )
 DEFAULT_ENCODER = "resnet18"
+#: How images meet the segmenter: from the painted masks (auto), letterboxed crops, or fields
+#: tiled at native resolution (cytoreview.data.geometry states the rule).
+GEOMETRIES: tuple[str, ...] = ("auto", "crops", "fields")
 #: Segmentation losses: class-weighted Dice + focal (default), Jaccard, or Dice alone.
 LOSSES: tuple[str, ...] = ("dice_focal", "jaccard", "dice")
 #: Numeric precision of ONNX inference on the CPU. ``auto``: the int8 model when it passed the

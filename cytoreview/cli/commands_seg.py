@@ -16,11 +16,13 @@ from cytoreview.choices import (
     DEFAULT_ENCODER,
     DEFAULT_PRECISION,
     DEVICES,
+    GEOMETRIES,
     LOSSES,
     PRECISIONS,
     SEG_ENCODERS,
 )
 from cytoreview.cli.progress import console, drive
+from cytoreview.defaults import SEG
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
 from cytoreview.workflows.projects import open_project
@@ -36,7 +38,12 @@ def register(sub: Any) -> None:
     p.add_argument("project", type=Path, help="the project folder")
     p.add_argument("--encoder", choices=SEG_ENCODERS, default=DEFAULT_ENCODER,
                    help=f"U-Net encoder (default {DEFAULT_ENCODER})")  # fmt: skip
-    p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default 100)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=SEG.epochs,
+        help=f"maximum epochs (default {SEG.epochs}; early stopping ends most runs)",
+    )
     p.add_argument("--time-budget", type=float, metavar="MIN", help="stop after MIN minutes")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
     p.add_argument(
@@ -47,17 +54,49 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--input-size", type=int, help="model input side, multiple of 32 (default: from the data)"
     )
-    p.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--loss", choices=LOSSES, default="dice_focal", help="default dice_focal")
-    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=SEG.batch_size,
+        help=f"images per step (default {SEG.batch_size})",
+    )
+    p.add_argument(
+        "--lr", type=float, default=SEG.lr, help=f"Adam learning rate (default {SEG.lr:g})"
+    )
+    p.add_argument("--loss", choices=LOSSES, default=SEG.loss, help=f"default {SEG.loss}")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=SEG.patience,
+        help=f"early-stopping patience in epochs (default {SEG.patience})",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads (default: measured while training, fewer on a busy machine)",
+    )
+    p.add_argument(
+        "--no-amp",
+        dest="amp",
+        action="store_false",
+        help="train in fp32 (default: bf16 where the CPU or GPU computes it natively)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
+    p.add_argument(
+        "--geometry",
+        choices=GEOMETRIES,
+        default="auto",
+        help="auto: single-cell crops are resized to the model's input, multi-cell fields are "
+        "tiled at native resolution (decided from the painted masks); or force one",
+    )
     p.add_argument(
         "--tile-above",
         type=int,
-        default=1024,
+        default=SEG.tile_threshold,
         metavar="PX",
-        help="images with a side above PX are fields: tiled, not resized (default 1024)",
+        help="in a project of single-cell crops, images with a side above PX are tiled, not "
+        f"resized (default {SEG.tile_threshold}); a project of painted fields tiles every image",
     )
     p.set_defaults(handler=_cmd_train)
 
@@ -77,8 +116,10 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     p.add_argument(
         "--tta",
-        action="store_true",
-        help="average over the 8 rotations and mirror images (8x slower, better masks)",
+        action=argparse.BooleanOptionalAction,
+        default=SEG.tta,
+        help="average over the 8 rotations and mirror images (8x the model calls, better masks; "
+        f"default {'on' if SEG.tta else 'off'})",
     )
     p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
     p.set_defaults(handler=_cmd_segment)
@@ -106,7 +147,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
         device=args.device, init=args.init, input_size=args.input_size,
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
-        seed=args.seed, tile_threshold=args.tile_above,
+        seed=args.seed, tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
+        geometry=args.geometry,
     )  # fmt: skip
     token = CancelToken()
     with open_project(args.project) as project:

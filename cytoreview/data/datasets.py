@@ -2,17 +2,20 @@
 
 Two geometries, the same at training and at inference time:
 - *crops* (single cells, the usual case): resize-and-pad ("letterbox") to a square input;
-- *fields* (larger than ``tile_threshold`` on a side): native-resolution windows of the input
-  size, random while training, a regular grid for validation (inference tiles and blends).
+- *fields* (larger than ``tile_threshold`` on a side, or every image of a fields project, see
+  :mod:`cytoreview.data.geometry`): windows of the input size at the working scale, random
+  while training, a grid for validation (inference tiles and blends).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 
+from cytoreview.data.geometry import DEFAULT_TILE_THRESHOLD
 from cytoreview.data.transforms import (
     AugmentConfig,
     augment_pair,
@@ -23,8 +26,6 @@ from cytoreview.data.transforms import (
 
 #: Spatial sizes of U-Net inputs must be multiples of this.
 SIZE_MULTIPLE = 32
-#: Images with a side above this are treated as fields (tiled), not crops (letterboxed).
-DEFAULT_TILE_THRESHOLD = 1024
 
 
 def is_field(shape: tuple[int, ...], tile_threshold: int = DEFAULT_TILE_THRESHOLD) -> bool:
@@ -51,17 +52,62 @@ def choose_input_size(
     return int(np.clip(size, minimum, maximum))
 
 
-def _field_window(
-    image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A size x size window (random, or centred without rng), padded if the image is smaller."""
+def rescale_pair(
+    image: np.ndarray, mask: np.ndarray | None, scale: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize an image (area averaging) and its mask (nearest) by ``scale`` (1: unchanged)."""
+    if scale == 1.0:
+        return image, mask
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if mask is not None:
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
+def windows_per_field(shape: tuple[int, ...], size: int) -> int:
+    """Training windows drawn from a field per epoch: about its area in windows (at least 1).
+
+    A large field is then seen as often per pixel as a small one.
+    """
+    return max(1, round(shape[0] * shape[1] / (size * size)))
+
+
+def grid_origins(shape: tuple[int, ...], size: int) -> list[tuple[int, int]]:
+    """Top-left corners of windows covering a field, the last ones flush with its far edges."""
+    h, w = shape[:2]
+    ys = list(range(0, max(1, h - size + 1), size))
+    xs = list(range(0, max(1, w - size + 1), size))
+    if h > size and ys[-1] + size < h:
+        ys.append(h - size)
+    if w > size and xs[-1] + size < w:
+        xs.append(w - size)
+    return [(y, x) for y in ys for x in xs]
+
+
+def _pad_to(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = mask.shape
-    if h < size or w < size:
-        pad = ((0, max(0, size - h)), (0, max(0, size - w)))
-        image = np.pad(image, (*pad, (0, 0)), mode="reflect")
-        mask = np.pad(mask, pad, mode="reflect")
-        h, w = mask.shape
-    if rng is None:
+    if h >= size and w >= size:
+        return image, mask
+    pad = ((0, max(0, size - h)), (0, max(0, size - w)))
+    mode = "reflect" if min(h, w) > 1 else "edge"
+    return np.pad(image, (*pad, (0, 0)), mode=mode), np.pad(mask, pad, mode=mode)
+
+
+def _field_window(
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    rng: np.random.Generator | None,
+    origin: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size window: random (``rng``), at ``origin``, or centred; padded if needed."""
+    image, mask = _pad_to(image, mask, size)
+    h, w = mask.shape
+    if origin is not None:
+        y, x = origin
+    elif rng is None:
         y, x = (h - size) // 2, (w - size) // 2
     else:
         y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
@@ -75,10 +121,15 @@ def prepare_pair(
     rng: np.random.Generator | None = None,
     augment: AugmentConfig | None = None,
     tile_threshold: int = DEFAULT_TILE_THRESHOLD,
+    origin: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One (image, mask) pair at the model's input size, augmented when ``rng`` is given."""
+    """One (image, mask) pair at the model's input size, augmented when ``rng`` is given.
+
+    Fields (see :func:`is_field`; already at the working scale) give a window: random with
+    ``rng``, at ``origin`` when given, else the centre one; crops are letterboxed.
+    """
     if is_field(mask.shape, tile_threshold):
-        image, mask = _field_window(image, mask, size, rng)
+        image, mask = _field_window(image, mask, size, rng, origin)
     else:
         image, box = letterbox_image(image, size)
         mask = letterbox_mask(mask, box)
@@ -90,16 +141,28 @@ def prepare_pair(
 class SegmentationDataset(torch.utils.data.Dataset):
     """Images and label masks in memory, served at the input size as normalised tensors.
 
+    A crop is one sample. A field (at the working ``scale``) is several: while training,
+    :func:`windows_per_field` random windows per epoch; for validation, the windows of a grid
+    covering it, so that every part of a painted field is scored.
+
+    Samples are addressed by ``index`` or by ``(epoch, index)``: the epoch travels with the
+    index, so that DataLoader worker processes (which hold their own copy of the dataset) draw
+    the same augmentation as the main process would.
+
     Parameters
     ----------
     images, masks
-        RGB uint8 images and their 0/1/2 masks, any sizes.
+        RGB uint8 images and their 0/1/2 masks, any sizes (native resolution).
     size
         Model input side.
     augment
         Augmentation for training; None for validation (deterministic samples).
     seed
-        With :meth:`set_epoch`, makes every epoch's augmentation reproducible.
+        With the epoch, makes every epoch's augmentation reproducible.
+    tile_threshold
+        Images with a side above this are fields (0: every image).
+    scale
+        Fields are resized by this factor first (the geometry's working scale).
     """
 
     def __init__(
@@ -110,28 +173,54 @@ class SegmentationDataset(torch.utils.data.Dataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         tile_threshold: int = DEFAULT_TILE_THRESHOLD,
+        scale: float = 1.0,
     ) -> None:
         if len(images) != len(masks):
             raise ValueError(f"{len(images)} images but {len(masks)} masks")
-        self.images, self.masks = list(images), list(masks)
         self.size, self.augment, self.seed = size, augment, seed
         self.tile_threshold = tile_threshold
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        #: (image index, window origin or None) of each sample.
+        self.samples: list[tuple[int, tuple[int, int] | None]] = []
+        for image, mask in zip(images, masks, strict=True):
+            field = is_field(mask.shape, tile_threshold)
+            if field:
+                image, scaled = rescale_pair(image, mask, scale)
+                assert scaled is not None
+                mask = scaled
+            k = len(self.images)
+            self.images.append(image)
+            self.masks.append(mask)
+            if not field:
+                self.samples.append((k, None))
+            elif augment is not None:
+                self.samples += [(k, None)] * windows_per_field(mask.shape, size)
+            else:
+                self.samples += [(k, o) for o in grid_origins(_padded(mask.shape, size), size)]
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of an epoch."""
+        """Select the augmentation stream of an epoch (for plain integer indices)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        k, origin = self.samples[index]
         rng = None
         if self.augment is not None:
             # One stream per (seed, epoch, sample): reproducible whatever the batch order.
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
         image, mask = prepare_pair(
-            self.images[index], self.masks[index], self.size, rng, self.augment,
-            self.tile_threshold,
+            self.images[k], self.masks[k], self.size, rng, self.augment, self.tile_threshold,
+            origin,
         )  # fmt: skip
         return torch.from_numpy(to_tensor_layout(image)), torch.from_numpy(mask.astype(np.int64))
+
+
+def _padded(shape: tuple[int, ...], size: int) -> tuple[int, int]:
+    """A field's shape once padded to at least one window."""
+    return max(shape[0], size), max(shape[1], size)

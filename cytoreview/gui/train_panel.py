@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cytoreview.defaults import SEG
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
@@ -86,7 +87,7 @@ class TrainPanel(JobPanel):
         self.encoder.setCurrentText(DEFAULT_ENCODER)
         self.epochs = compact(QSpinBox())
         self.epochs.setRange(1, 2000)
-        self.epochs.setValue(100)
+        self.epochs.setValue(SEG.epochs)
         self.time_budget = compact(QDoubleSpinBox())
         self.time_budget.setRange(0, 24 * 60)
         self.time_budget.setDecimals(1)
@@ -127,6 +128,7 @@ class TrainPanel(JobPanel):
         self.selected_only.setToolTip(TOOLTIPS["selected_only"])
         self.tta_check = QCheckBox("Average 8 views (8x slower)")
         self.tta_check.setToolTip(TOOLTIPS["tta"])
+        self.tta_check.setChecked(SEG.tta)
         row.addWidget(self.selected_only)
         row.addWidget(self.tta_check)
         row.addStretch(1)

@@ -49,12 +49,18 @@ class PostprocessConfig:
         A nucleus speck smaller than this many pixels becomes cytoplasm.
     fill_holes
         Apply rule (b): fill holes of cells and cytoplasm enclosed by a nucleus.
+    require_cytoplasm
+        Apply the cytoplasm rules (a), (b) for cells and the cell specks of (c). Off for a model
+        trained on nucleus-only masks, whose output has no cytoplasm to demand: then only
+        nucleus holes are filled and nucleus specks (below ``min_nucleus_px``) become
+        background.
     """
 
     min_cell_fraction: float = 0.001
     min_cell_px: int = 16
     min_nucleus_px: int = 4
     fill_holes: bool = True
+    require_cytoplasm: bool = True
 
 
 def _components(binary: np.ndarray, connectivity: int) -> tuple[int, np.ndarray]:
@@ -91,6 +97,17 @@ def _check_labels(labels: np.ndarray) -> None:
         )
 
 
+def _clean_nuclei_only(out: np.ndarray, config: PostprocessConfig) -> np.ndarray:
+    """The rules for nucleus-only masks: fill nucleus holes, drop nucleus specks."""
+    if config.fill_holes:
+        _fill_enclosed(out, out != NUCLEUS, NUCLEUS)
+    n, nuclei = _components(out == NUCLEUS, connectivity=8)
+    small = np.bincount(nuclei.ravel(), minlength=n) < config.min_nucleus_px
+    small[0] = False
+    _paint(out, nuclei, small, BACKGROUND)
+    return out
+
+
 def clean_mask(labels: np.ndarray, config: PostprocessConfig = PostprocessConfig()) -> np.ndarray:
     """Apply the anatomical and speck rules of this module to a predicted label mask.
 
@@ -116,6 +133,8 @@ def clean_mask(labels: np.ndarray, config: PostprocessConfig = PostprocessConfig
     out = np.array(labels, dtype=np.uint8, order="C", copy=True)  # never write into the input
     if not out.any():  # empty image or all background: nothing to clean
         return out
+    if not config.require_cytoplasm:
+        return _clean_nuclei_only(out, config)
 
     if config.fill_holes:  # (b), first: see the module docstring
         _fill_enclosed(out, out == BACKGROUND, CYTOPLASM)

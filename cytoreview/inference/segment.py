@@ -1,8 +1,9 @@
 """Segmenting images of any size with a trained model: probabilities → cleaned label masks.
 
-Crops are letterboxed to the model's input size and batched across images; fields larger than
-the tiling threshold are tiled at native resolution and blended. Optional flip test-time
-augmentation averages the model over identity, horizontal and vertical flips.
+Crops are letterboxed to the model's input size and batched across images; fields (larger than
+the tiling threshold, or every image of a model trained on fields) are brought to the model's
+working scale, tiled and blended. Optional test-time augmentation averages the model over the
+8 rotations and mirror images. Classes the model was not trained on are never predicted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from cytoreview.data.datasets import rescale_pair
 from cytoreview.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -24,6 +26,7 @@ from cytoreview.data.transforms import (
 from cytoreview.inference.postprocess import PostprocessConfig, clean_mask
 from cytoreview.inference.tiling import predict_tiled
 from cytoreview.inference.uncertainty import image_uncertainty
+from cytoreview.types import CYTOPLASM
 
 #: A model call: (N, 3, H, W) float32 normalised → (N, C, H, W) probabilities.
 BatchPredictor = Callable[[np.ndarray], np.ndarray]
@@ -38,10 +41,14 @@ class SegmenterSpec:
     tile_overlap: int = 64
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    #: Fields are resized by this before tiling (see cytoreview.data.geometry).
+    scale: float = 1.0
+    #: Which classes the model was trained on; the others are never predicted.
+    classes_present: tuple[bool, ...] = (True, True, True)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SegmenterSpec:
-        """Build from a checkpoint config."""
+        """Build from a checkpoint config (older configs lack scale and classes: 1, all)."""
         norm = config.get("normalisation", {})
         return cls(
             input_size=int(config.get("input_size", 256)),
@@ -49,7 +56,14 @@ class SegmenterSpec:
             tile_overlap=int(config.get("tile_overlap", 64)),
             mean=tuple(norm.get("mean", IMAGENET_MEAN)),
             std=tuple(norm.get("std", IMAGENET_STD)),
+            scale=float(config.get("scale", 1.0)),
+            classes_present=tuple(bool(p) for p in config.get("classes_present", (1, 1, 1))),
         )
+
+    @property
+    def postprocess(self) -> PostprocessConfig:
+        """The clean-up rules that fit the classes: no cytoplasm rules without cytoplasm."""
+        return PostprocessConfig(require_cytoplasm=self.classes_present[CYTOPLASM])
 
 
 @dataclass
@@ -115,14 +129,46 @@ def predict_probs(
         probs = predict(batch)
         for k, i in enumerate(crops):
             results[i] = unletterbox_probs(probs[k], boxed[k][1])
+
+    def tiles(batch: np.ndarray) -> np.ndarray:
+        return predict(to_tensor_layout(batch, spec.mean, spec.std))
+
     for i, image in enumerate(images):
-        if results[i] is None:
+        if results[i] is None:  # a field: native-resolution tiles at the working scale
+            scaled, _ = rescale_pair(image, None, spec.scale)
+            probs = predict_tiled(scaled, tiles, spec.input_size, spec.tile_overlap)
+            assert probs is not None  # no cancel callback: never None
+            results[i] = _resize_probs(probs, image.shape[:2])
+    return [_drop_absent(r, spec.classes_present) for r in results if r is not None]
 
-            def tiles(batch: np.ndarray) -> np.ndarray:
-                return predict(to_tensor_layout(batch, spec.mean, spec.std))
 
-            results[i] = predict_tiled(image, tiles, spec.input_size, spec.tile_overlap)
-    return [r for r in results if r is not None]
+def _resize_probs(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Probabilities (C, h, w) brought back to an image's (H, W) (bilinear; identity if equal)."""
+    if probs.shape[1:] == shape:
+        return probs
+    h, w = shape
+    planes = [cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) for p in probs]
+    return np.ascontiguousarray(np.stack(planes), dtype=np.float32)
+
+
+def _drop_absent(probs: np.ndarray, present: tuple[bool, ...]) -> np.ndarray:
+    """Zero the classes the model never saw in training and renormalise the rest.
+
+    Training leaves such a class out of the softmax (see the segmentation loss); doing the same
+    here makes the ONNX and torch engines, which output a softmax over all channels, agree.
+    """
+    if all(present) or len(present) != probs.shape[0]:
+        return probs
+    keep = np.array(present, bool)
+    out = probs.copy()
+    out[~keep] = 0.0
+    total = out.sum(axis=0, keepdims=True)
+    # Where the dropped class had all the mass (float32 leaves nothing for the others), the
+    # model says nothing about the rest: spread it evenly over the classes it knows.
+    lost = total < np.float32(1e-6)
+    out = np.where(lost & keep[:, None, None], np.float32(1.0 / keep.sum()), out)
+    out /= np.where(lost, np.float32(1.0), total)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def probs_to_result(probs: np.ndarray, post: PostprocessConfig | None = None) -> SegmentedImage:
@@ -150,5 +196,9 @@ def segment_images(
     spec: SegmenterSpec,
     post: PostprocessConfig | None = None,
 ) -> list[SegmentedImage]:
-    """Masks and uncertainties for a batch of images (see :func:`predict_probs`)."""
+    """Masks and uncertainties for a batch of images (see :func:`predict_probs`).
+
+    ``post`` defaults to the rules that fit the model's classes (:attr:`SegmenterSpec.postprocess`).
+    """
+    post = post or spec.postprocess
     return [probs_to_result(p, post) for p in predict_probs(images, predict, spec)]

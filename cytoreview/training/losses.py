@@ -20,20 +20,33 @@ from cytoreview.errors import ConfigError
 _EPS = 1e-6
 
 
-def class_weights_from_masks(masks: Sequence[np.ndarray], n_classes: int = 3) -> list[float]:
-    """Median-frequency balancing weights, normalised to mean 1.
+def classes_present(masks: Sequence[np.ndarray], n_classes: int = 3) -> list[bool]:
+    """Which labels occur in at least one mask (a nucleus-only project has no cytoplasm)."""
+    seen = np.zeros(n_classes, bool)
+    for mask in masks:
+        seen |= np.bincount(mask.ravel(), minlength=n_classes)[:n_classes] > 0
+    return seen.tolist()
 
-    A class absent from every mask gets weight 1 (neither boosted nor ignored).
+
+def class_weights_from_masks(masks: Sequence[np.ndarray], n_classes: int = 3) -> list[float]:
+    """Median-frequency balancing weights, normalised to mean 1 over the classes present.
+
+    A class absent from every mask gets weight 0: nothing tells the model what it looks like,
+    and a Dice term for it would only push its probability to 0 with a weight unrelated to
+    the data (see :class:`SegmentationLoss`, which also leaves it out of the softmax). With no
+    labelled pixel at all every class gets 1.
     """
     counts = np.zeros(n_classes, np.float64)
     for mask in masks:
         counts += np.bincount(mask.ravel(), minlength=n_classes)[:n_classes]
-    freq = counts / max(counts.sum(), 1.0)
-    present = freq > 0
-    weights = np.ones(n_classes)
-    if present.any():
-        weights[present] = np.median(freq[present]) / freq[present]
-    return (weights / weights.mean()).tolist()
+    present = counts > 0
+    if not present.any():
+        return [1.0] * n_classes
+    freq = counts / counts.sum()
+    weights = np.zeros(n_classes)
+    weights[present] = np.median(freq[present]) / freq[present]
+    weights[present] /= weights[present].mean()
+    return weights.tolist()
 
 
 def soft_dice_loss(
@@ -79,6 +92,8 @@ class SegmentationLoss(torch.nn.Module):
         One weight per class for the Dice/Jaccard term.
     alpha, gamma
         Focal-loss parameters.
+    present
+        Which classes the training masks contain (default: all); absent ones are masked out.
     """
 
     def __init__(
@@ -87,6 +102,7 @@ class SegmentationLoss(torch.nn.Module):
         class_weights: Sequence[float] = (1.0, 1.0, 1.0),
         alpha: float = 0.25,
         gamma: float = 2.0,
+        present: Sequence[bool] | None = None,
     ) -> None:
         super().__init__()
         if name not in LOSSES:
@@ -94,10 +110,16 @@ class SegmentationLoss(torch.nn.Module):
         self.name = name
         self.alpha, self.gamma = alpha, gamma
         self.register_buffer("weights", torch.tensor(list(class_weights), dtype=torch.float32))
+        absent = [not p for p in present] if present is not None else [False] * len(class_weights)
+        self.register_buffer("absent", torch.tensor(absent, dtype=torch.bool))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` (N, C, H, W) against integer ``target`` (N, H, W)."""
         logits = logits.float()  # losses in fp32 even under mixed precision
+        if bool(self.absent.any()):
+            # A class no mask contains is left out of the softmax: the model is neither
+            # taught nor penalised about it, and inference drops it the same way.
+            logits = logits.masked_fill(self.absent.view(1, -1, 1, 1), -1e4)
         probs = logits.softmax(dim=1)
         onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
         if self.name == "jaccard":

@@ -1,9 +1,12 @@
 """Training a segmenter: a generator of progress events, cancellable between steps.
 
 Adam, class-weighted Dice + focal loss, early stopping on the validation loss restoring the best
-weights, an optional wall-clock budget. CPU (channels_last, all cores) or CUDA (mixed precision)
-is chosen automatically. The best weights so far are handed to ``on_best`` at every improvement,
-so a cancelled or crashed run still leaves its best model behind.
+weights, an optional wall-clock budget. CUDA (mixed precision) when there is a GPU; on the CPU,
+channels_last, bf16 autocast where the CPU computes bf16 natively, and a thread count measured
+while training (:class:`~cytoreview.training.runtime.ThreadTuner`), so that a busy machine costs
+its share of the CPU and not ten times the time. Augmentation runs in a DataLoader worker
+process when the run is long enough to pay for starting it. The best weights so far are handed
+to ``on_best`` at every improvement, so a cancelled or crashed run still leaves its best model.
 """
 
 from __future__ import annotations
@@ -11,19 +14,27 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from cytoreview.data.datasets import DEFAULT_TILE_THRESHOLD, SegmentationDataset
+from cytoreview.data.datasets import SegmentationDataset
 from cytoreview.data.transforms import AugmentConfig
+from cytoreview.defaults import SEG
 from cytoreview.metrics.segmentation import Counts, scores_from_counts
-from cytoreview.models.devices import describe_device, pick_torch_device, use_all_cpu_cores
-from cytoreview.training.losses import SegmentationLoss, class_weights_from_masks
-from cytoreview.training.runtime import autocast_for, seed_everything
+from cytoreview.models.devices import describe_device, pick_torch_device
+from cytoreview.training.loader import EpochBatches, make_loader
+from cytoreview.training.losses import SegmentationLoss, class_weights_from_masks, classes_present
+from cytoreview.training.runtime import (
+    ThreadTuner,
+    autocast_for,
+    precision_name,
+    seed_everything,
+    usable_cores,
+)
 from cytoreview.types import CancelToken, Progress
 
 SCORED = {"cytoplasm": 1, "nucleus": 2}
@@ -34,19 +45,25 @@ class SegTrainConfig:
     """Settings of one training run (stored in the checkpoint)."""
 
     input_size: int = 256
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 1e-4
-    loss: str = "dice_focal"
+    epochs: int = SEG.epochs
+    batch_size: int = SEG.batch_size
+    lr: float = SEG.lr
+    loss: str = SEG.loss
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    patience: int = 20
+    patience: int = SEG.patience
     min_delta: float = 1e-4
     time_budget_s: float | None = None
     device: str = "auto"
-    amp: bool = True
+    amp: bool = SEG.amp
     seed: int = 0
-    tile_threshold: int = DEFAULT_TILE_THRESHOLD
+    tile_threshold: int = SEG.tile_threshold
+    #: Fields are resized by this before windows are cut (see cytoreview.data.geometry).
+    scale: float = 1.0
+    #: CPU threads: None measures the best count while training (ThreadTuner).
+    threads: int | None = None
+    #: DataLoader worker processes for augmentation: None chooses (see training.loader).
+    loader_workers: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,17 +95,10 @@ class SegTrainResult:
     device: str
     seconds: float
     class_weights: list[float]
-
-
-def _batches(
-    dataset: SegmentationDataset, batch_size: int, order: Sequence[int]
-) -> list[list[int]]:
-    return [list(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
-
-
-def _collate(dataset: SegmentationDataset, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = [dataset[i] for i in indices]
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    #: Which classes the training masks contain (absent ones are never predicted).
+    present: list[bool] = field(default_factory=lambda: [True, True, True])
+    #: The CPU thread counts chosen while training, (threads, {threads: median step s}).
+    thread_decisions: list[tuple[int, dict[int, float]]] = field(default_factory=list)
 
 
 def _to_device(
@@ -102,7 +112,7 @@ def _to_device(
 def _validate(
     model: torch.nn.Module,
     loss_fn: SegmentationLoss,
-    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     amp: bool,
 ) -> tuple[float, dict[str, float]]:
@@ -157,11 +167,17 @@ def train_segmenter(
     start = time.perf_counter()
     seed_everything(config.seed)
     device = pick_torch_device(config.device)
+    tuner: ThreadTuner | None = None
     if device.type == "cpu":
-        use_all_cpu_cores()
+        if config.threads is None:
+            tuner = ThreadTuner()
+        else:
+            torch.set_num_threads(max(1, min(config.threads, usable_cores())))
     weights = class_weights_from_masks(train[1])
-    loss_fn = SegmentationLoss(config.loss, weights, config.focal_alpha, config.focal_gamma)
-    loss_fn = loss_fn.to(device)
+    present = classes_present([*train[1], *val[1]])
+    loss_fn = SegmentationLoss(
+        config.loss, weights, config.focal_alpha, config.focal_gamma, present=present
+    ).to(device)
     memory = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(device, memory_format=memory)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -169,77 +185,88 @@ def train_segmenter(
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
-    train_set = SegmentationDataset(
-        *train, config.input_size, config.augment, config.seed, config.tile_threshold
-    )
-    val_set = SegmentationDataset(*val, config.input_size, None, config.seed, config.tile_threshold)
-    val_batches = [
-        _collate(val_set, b) for b in _batches(val_set, config.batch_size, range(len(val_set)))
-    ]
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    geometry = (config.input_size, config.augment, config.seed, config.tile_threshold, config.scale)
+    train_set = SegmentationDataset(*train, *geometry)
+    val_set = SegmentationDataset(*val, config.input_size, None, config.seed,
+                                  config.tile_threshold, config.scale)  # fmt: skip
+    batches = EpochBatches(len(train_set), config.batch_size, config.seed)
+    steps_per_epoch = len(batches)
     total_steps = steps_per_epoch * config.epochs
+    loader = make_loader(train_set, batches, total_steps, config.loader_workers)
+    val_loader = make_loader(
+        val_set, EpochBatches(len(val_set), config.batch_size, shuffle=False), 0, 0
+    )
     best_loss, best, best_state = math.inf, None, copy.deepcopy(model.state_dict())
     history: list[EpochStats] = []
     stale, step, reason = 0, 0, "max_epochs"
-    order_rng = np.random.default_rng(config.seed)
-    device_name = describe_device(device)
+    device_name = f"{describe_device(device)}, {precision_name(device, config.amp)}"
     yield Progress("train", 0, total_steps, f"training on {device_name}")
 
-    for epoch in range(1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        train_set.set_epoch(epoch)
-        model.train()
-        running, seen = 0.0, 0
-        for indices in _batches(
-            train_set, config.batch_size, order_rng.permutation(len(train_set))
-        ):
-            if cancel is not None and cancel.cancelled:
-                reason = "cancelled"
+    try:
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            batches.set_epoch(epoch)
+            model.train()
+            running, seen = 0.0, 0
+            for x, y in loader:
+                if cancel is not None and cancel.cancelled:
+                    reason = "cancelled"
+                    break
+                if (
+                    config.time_budget_s is not None
+                    and time.perf_counter() - start > config.time_budget_s
+                ):
+                    reason = "time_budget"
+                    break
+                if tuner is not None:
+                    tuner.start_step()
+                x, y = _to_device(x, y, device)
+                optimiser.zero_grad(set_to_none=True)
+                with autocast_for(device, config.amp):
+                    logits = model(x)
+                loss = loss_fn(logits, y)
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+                loss_value = float(loss.detach())
+                if tuner is not None:
+                    tuner.end_step()
+                running += loss_value * len(x)
+                seen += len(x)
+                step += 1
+                metrics = {"loss": loss_value, "epoch": epoch}
+                if tuner is not None:
+                    metrics["threads"] = tuner.threads
+                yield Progress("train", step, total_steps, metrics=metrics)
+            if reason != "max_epochs" and seen < len(train_set):
+                break  # an interrupted epoch is not validated: its numbers would mislead
+            val_loss, scores = _validate(model, loss_fn, val_loader, device, config.amp)
+            stats = EpochStats(
+                epoch, running / max(seen, 1), val_loss, scores, time.perf_counter() - epoch_start
+            )
+            history.append(stats)
+            improved = val_loss < best_loss - config.min_delta
+            if improved:
+                best_loss, best, stale = val_loss, stats, 0
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
+                if on_best is not None:
+                    on_best(best_state, stats)
+            else:
+                stale += 1
+            summary = (
+                f"epoch {epoch}/{config.epochs}: train {stats.train_loss:.4f}, val {val_loss:.4f}, "
+                f"IoU cyto {scores['iou_cytoplasm']:.3f} nuc {scores['iou_nucleus']:.3f}"
+                + (" (best)" if improved else "")
+            )
+            metrics = {"train_loss": stats.train_loss, "val_loss": val_loss, **scores}
+            yield Progress("epoch", epoch, config.epochs, summary, metrics=metrics)
+            if stale >= config.patience:
+                reason = "early_stopping"
                 break
-            if (
-                config.time_budget_s is not None
-                and time.perf_counter() - start > config.time_budget_s
-            ):
-                reason = "time_budget"
-                break
-            x, y = _to_device(*_collate(train_set, indices), device)
-            optimiser.zero_grad(set_to_none=True)
-            with autocast_for(device, config.amp):
-                logits = model(x)
-            loss = loss_fn(logits, y)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            loss_value = float(loss.detach())
-            running += loss_value * len(indices)
-            seen += len(indices)
-            step += 1
-            yield Progress("train", step, total_steps, metrics={"loss": loss_value, "epoch": epoch})
-        if reason != "max_epochs" and seen < len(train_set):
-            break  # an interrupted epoch is not validated: its numbers would mislead
-        val_loss, scores = _validate(model, loss_fn, val_batches, device, config.amp)
-        stats = EpochStats(
-            epoch, running / max(seen, 1), val_loss, scores, time.perf_counter() - epoch_start
-        )
-        history.append(stats)
-        improved = val_loss < best_loss - config.min_delta
-        if improved:
-            best_loss, best, stale = val_loss, stats, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            if on_best is not None:
-                on_best(best_state, stats)
-        else:
-            stale += 1
-        summary = (
-            f"epoch {epoch}/{config.epochs}: train {stats.train_loss:.4f}, val {val_loss:.4f}, "
-            f"IoU cyto {scores['iou_cytoplasm']:.3f} nuc {scores['iou_nucleus']:.3f}"
-            + (" (best)" if improved else "")
-        )
-        metrics = {"train_loss": stats.train_loss, "val_loss": val_loss, **scores}
-        yield Progress("epoch", epoch, config.epochs, summary, metrics=metrics)
-        if stale >= config.patience:
-            reason = "early_stopping"
-            break
+    finally:
+        del loader, val_loader  # stops the worker process at once, also on cancel or error
     model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     return SegTrainResult(
@@ -250,4 +277,6 @@ def train_segmenter(
         device=device_name,
         seconds=time.perf_counter() - start,
         class_weights=weights,
+        present=present,
+        thread_decisions=list(tuner.decisions) if tuner is not None else [],
     )

@@ -18,9 +18,11 @@ import torch
 
 from cytoreview import __version__
 from cytoreview.choices import PRECISIONS
-from cytoreview.data.datasets import DEFAULT_TILE_THRESHOLD, choose_input_size
+from cytoreview.data.datasets import choose_input_size
+from cytoreview.data.geometry import FIELD_TILE, Geometry, choose_geometry
 from cytoreview.data.sampling import stratified_split
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from cytoreview.defaults import SEG
 from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
 from cytoreview.inference.onnx_export import export_onnx, onnx_providers
 from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
@@ -29,8 +31,10 @@ from cytoreview.models.segmenters import DEFAULT_ENCODER, build_segmenter
 from cytoreview.storage.checkpoints import load_weights
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
+from cytoreview.training.losses import classes_present
 from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_segmenter
 from cytoreview.types import LABEL_NAMES, CancelToken, Progress, Provenance
+from cytoreview.workflows.checkpointing import BestWeightsWriter
 from cytoreview.workflows.pipeline import prefetched
 from cytoreview.workflows.precision import cpu_onnx_predictor
 
@@ -42,17 +46,23 @@ class SegTrainRequest:
     """What the user asked for; ``None`` means "choose from the data / the checkpoint"."""
 
     encoder: str = DEFAULT_ENCODER
-    epochs: int = 100
+    epochs: int = SEG.epochs
     time_budget_min: float | None = None
     device: str = "auto"
     init: str | None = None  # a model id of this project or a weights/checkpoint file
     input_size: int | None = None
-    batch_size: int = 8
-    lr: float = 1e-4
-    loss: str = "dice_focal"
-    patience: int = 20
+    batch_size: int = SEG.batch_size
+    lr: float = SEG.lr
+    loss: str = SEG.loss
+    patience: int = SEG.patience
     seed: int = 0
-    tile_threshold: int = DEFAULT_TILE_THRESHOLD
+    tile_threshold: int = SEG.tile_threshold
+    #: "auto" (from the painted masks, see cytoreview.data.geometry), "crops" or "fields".
+    geometry: str = "auto"
+    amp: bool = SEG.amp
+    #: CPU threads (None: measured while training) and augmentation workers (None: chosen).
+    threads: int | None = None
+    loader_workers: int | None = None
 
 
 @dataclass
@@ -171,30 +181,49 @@ def train_segmentation(
     # The initial weights come from torch's global generator: seed it so a run is repeatable.
     torch.manual_seed(request.seed)
     model, parent_config, parent, note = _initial_model(store, request)
-    shapes = [im.shape for im in images]
     if parent_config is not None:  # fine-tuning keeps the parent's geometry
         input_size = int(parent_config["input_size"])
-        tile_threshold = int(parent_config.get("tile_threshold", request.tile_threshold))
+        geometry = Geometry(
+            str(parent_config.get("geometry", "crops")),
+            int(parent_config.get("tile_threshold", request.tile_threshold)),
+            float(parent_config.get("scale", 1.0)),
+            int(parent_config.get("tile_overlap", 64)),
+            "the parent model's geometry",
+        )
         encoder = parent_config.get("encoder", request.encoder)
     else:
-        input_size = request.input_size or choose_input_size(
-            shapes, tile_threshold=request.tile_threshold
+        try:
+            geometry = choose_geometry(masks, request.tile_threshold, mode=request.geometry)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        default_size = (
+            FIELD_TILE
+            if geometry.mode == "fields"
+            else choose_input_size(
+                [im.shape for im in images], tile_threshold=request.tile_threshold
+            )
         )
-        tile_threshold, encoder = request.tile_threshold, request.encoder
+        input_size = request.input_size or default_size
+        encoder = request.encoder
     if input_size % 32:
         raise ConfigError(f"input size must be a multiple of 32, got {input_size}")
     train_cfg = SegTrainConfig(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
         loss=request.loss, patience=request.patience, device=request.device, seed=request.seed,
-        tile_threshold=tile_threshold,
+        tile_threshold=geometry.tile_threshold, scale=geometry.scale, amp=request.amp,
+        threads=request.threads, loader_workers=request.loader_workers,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
     )  # fmt: skip
+    present = classes_present(masks)
     model_id = store.new_model_id("seg", encoder)
     config: dict[str, Any] = {
         "kind": KIND, "model_id": model_id, "arch": "unet", "encoder": encoder, "in_channels": 3,
         "class_names": [LABEL_NAMES[i] for i in sorted(LABEL_NAMES)],
         "label_map": {str(k): v for k, v in LABEL_NAMES.items()},
-        "input_size": input_size, "tile_threshold": tile_threshold, "tile_overlap": 64,
+        "input_size": input_size, "geometry": geometry.mode,
+        "tile_threshold": geometry.tile_threshold, "tile_overlap": geometry.tile_overlap,
+        "scale": geometry.scale, "geometry_reason": geometry.reason,
+        "classes_present": present,
         "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255},
         "training": train_cfg.to_dict(), "parent_model": parent,
         "data": {"hash": data_hash, "train": [names[i] for i in train_idx],
@@ -202,16 +231,14 @@ def train_segmentation(
         "package_version": __version__, "author": actor,
     }  # fmt: skip
     run_id = store.start_run(KIND, model_id, config, actor=actor)
-    saved = {"any": False}
-
-    def on_best(state: dict[str, torch.Tensor], stats: EpochStats) -> None:
-        store.save_weights(
+    writer = BestWeightsWriter(
+        lambda state, stats: store.save_weights(
             model_id, state, {**config, "best_epoch": stats.epoch, "metrics": _stats_dict(stats)}
         )
-        saved["any"] = True
-
+    )
     yield Progress("prepare", 1, 1, f"{len(train_idx)} train / {len(val_idx)} validation images, "
-                   f"input {input_size} px{'; ' + note if note else ''}")  # fmt: skip
+                   f"input {input_size} px, {geometry.reason}"
+                   f"{'; ' + note if note else ''}")  # fmt: skip
     try:
         result = yield from train_segmenter(
             model,
@@ -219,14 +246,16 @@ def train_segmentation(
             ([images[i] for i in val_idx], [masks[i] for i in val_idx]),
             train_cfg,
             cancel=cancel,
-            on_best=on_best,
+            on_best=writer.offer,
         )
     except BaseException as exc:
+        writer.flush()  # the best weights so far are kept, also when the run fails
         store.finish_run(
-            run_id, "failed", {"error": str(exc)[:500]}, actor=actor, has_checkpoint=saved["any"]
+            run_id, "failed", {"error": str(exc)[:500]}, actor=actor, has_checkpoint=writer.any
         )
         raise
-    if saved["any"]:
+    writer.flush()
+    if writer.any:
         yield Progress("export", 0, 1, "exporting to ONNX")
         store.save_onnx(model_id, export_onnx(model, input_size))
         yield Progress("export", 1, 1, "ONNX export written")
@@ -234,11 +263,13 @@ def train_segmentation(
     summary = {
         "stop_reason": result.stop_reason, "seconds": round(result.seconds, 1),
         "device": result.device, "epochs_run": len(result.history),
-        "n_train": len(train_idx), "n_val": len(val_idx),
+        "n_train": len(train_idx), "n_val": len(val_idx), "geometry": geometry.reason,
+        "thread_decisions": [[n, {str(k): round(v, 4) for k, v in m.items()}]
+                             for n, m in result.thread_decisions],
         "history": [{"epoch": h.epoch, **_stats_dict(h)} for h in result.history],
         **({"best_epoch": result.best.epoch, **_stats_dict(result.best)} if result.best else {}),
     }  # fmt: skip
-    store.finish_run(run_id, status, summary, actor=actor, has_checkpoint=saved["any"])
+    store.finish_run(run_id, status, summary, actor=actor, has_checkpoint=writer.any)
     return SegTrainReport(
         model_id=model_id, run_id=run_id, status=status, stop_reason=result.stop_reason,
         best=result.best, history=result.history, n_train=len(train_idx), n_val=len(val_idx),
@@ -319,7 +350,7 @@ def segment_project(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 8,
-    tta: bool = False,
+    tta: bool = SEG.tta,
     names: Sequence[str] | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, SegmentReport]:

@@ -5,21 +5,32 @@ is trained from scratch on the CPU, the other images are auto-segmented and scor
 true masks (Herlev's undetermined border pixels left out). With ``--ceiling``, every image's mask
 is used and the scores are those of the internal 20 % validation split.
 
-    .venv/bin/python tests/benchmarks/bench_seg_quality_herlev.py [--minutes 10] [--ceiling]
+With no flags the run uses the product's defaults (``cytoreview.defaults.SEG``): what a user
+who changes nothing gets. ``--recipe previous`` is the recipe before them (lr 1e-4, patience 20,
+100 epochs, no TTA, fp32, torch's own thread count); ``--splits 0 1 2`` repeats with other seed
+picks; ``--hog N`` runs N spinning processes beside the training (a busy workstation).
+
+    .venv/bin/python tests/benchmarks/bench_seg_quality_herlev.py [--recipe previous]
+        [--splits 0 1 2] [--hog 2] [--minutes 10] [--ceiling]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from cytoreview.data.sampling import Candidate, stratified_pick
+from cytoreview.defaults import SEG
 from cytoreview.storage.project import Project
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.segmentation import (
@@ -70,118 +81,158 @@ def boundary_sensitivity() -> dict[str, float]:
     return {f"cytoplasm_dice_{key}": round(float(np.mean(v)), 3) for key, v in scores.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget")
-    parser.add_argument("--seeds", type=int, default=80, help="painted images (stratified)")
-    parser.add_argument("--ceiling", action="store_true", help="train on all masks")
-    parser.add_argument("--encoder", default="resnet18")
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--input-size", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--patience", type=int, default=20, help="early-stopping patience")
-    parser.add_argument("--keep", type=Path, help="keep the project here (to look at the masks)")
-    parser.add_argument("--tta", action="store_true", help="auto-segment with the 8-view TTA")
-    args = parser.parse_args()
+#: The recipe before the benchmarked defaults (what `train-seg` did until 2026-12).
+PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": False, "threads": 0}
+
+
+def spin(n: int) -> list[subprocess.Popen]:
+    """``n`` processes that keep a core busy each (another program on the workstation)."""
+    code = "while True: pass"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+
+
+def run_split(args: argparse.Namespace, recipe: dict, split: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="herlev-bench-"))
     try:
-        project = Project.init(work / "proj", actor="bench")
-        # Herlev's table: image stem in "id", Bethesda class in "bethesda"; images stay in place.
-        herlev = {"path_column": "id", "class_column": "bethesda", "image_dir": DATA / "images"}
-        drain(import_images(project, DATA / "labels.csv", actor="bench", copy=False, **herlev))
-        images = project.images()
-        if args.ceiling:
-            painted = {im.name for im in images}
-        else:
-            per_class = -(-args.seeds // len({im.class_label for im in images}))
-            picks = stratified_pick(
-                [Candidate(im.id, im.class_label, im.sha256) for im in images], per_class, args.seed
-            )
-            ids = sorted(i for v in picks.values() for i in v)[: args.seeds]
-            painted = {im.name for im in images if im.id in set(ids)}
-        masks = work / "painted"
-        masks.mkdir()
-        for name in painted:
-            shutil.copy(DATA / "masks" / f"{name}.png", masks / f"{name}.png")
-        # The second pass only adds the painted masks: the images are already there.
-        drain(
-            import_images(
-                project,
-                DATA / "labels.csv",
-                actor="pathologist",
-                masks_dir=masks,
-                copy=False,
-                **herlev,
-            )
-        )
-        request = SegTrainRequest(
-            encoder=args.encoder,
-            epochs=10_000,
-            time_budget_min=args.minutes,
-            lr=args.lr,
-            input_size=args.input_size,
-            patience=args.patience,
-            seed=args.seed,
-        )
-        start = time.perf_counter()
-        report = drain(train_segmentation(project, request, actor="bench"), log=True)
-        train_minutes = (time.perf_counter() - start) / 60
-        result = {
-            "benchmark": "seg_quality_herlev",
-            "protocol": "ceiling: all masks, 80/20 split"
-            if args.ceiling
-            else f"{len(painted)} seeds",
-            "painted": len(painted),
-            "n_train": report.n_train,
-            "n_val": report.n_val,
-            "encoder": args.encoder,
-            "lr": args.lr,
-            "patience": args.patience,
-            "input_size": project.catalog.get_meta("unused", None) or None,
-            "train_minutes": round(train_minutes, 2),
-            "epochs_run": len(report.history),
-            "best_epoch": report.best.epoch if report.best else None,
-            "stop_reason": report.stop_reason,
-            "device": report.device,
-            "val_scores_at_input_size": report.best.scores if report.best else None,
-        }
-        if not args.ceiling:
-            seg = drain(segment_project(project, actor="bench", batch_size=32, tta=args.tta))
-            evaluation = drain(
-                evaluate_segmentation(
-                    project, DATA / "masks", ignore_dir=DATA / "ignore", provenance=["auto"]
-                )
-            )
-            result["tta"] = args.tta
-            result["auto_segmented"] = len(seg.segmented)
-            result["segment_seconds"] = round(seg.seconds, 1)
-            result["auto_vs_truth"] = {
-                "mean_over_images": {
-                    c: {
-                        "dice": evaluation.report.mean[c].dice,
-                        "iou": evaluation.report.mean[c].iou,
-                    }
-                    for c in ("cytoplasm", "nucleus", "cell")
-                },
-                "pooled_pixels": {
-                    c: {
-                        "dice": evaluation.report.pooled[c].dice,
-                        "iou": evaluation.report.pooled[c].iou,
-                    }
-                    for c in ("cytoplasm", "nucleus", "cell")
-                },
-            }
-        from cytoreview.storage.model_store import ModelStore
-
-        result["input_size"] = ModelStore(project).load(report.model_id)[0]["input_size"]
-        result["truth_vs_itself_shifted_1px"] = boundary_sensitivity()
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        project.close()
-        print(json.dumps(result, indent=2))
+        return _run(args, recipe, split, work)
     finally:
         if args.keep:
-            shutil.move(str(work), str(args.keep))
+            shutil.move(str(work), str(args.keep / f"split{split}"))
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict:
+    project = Project.init(work / "proj", actor="bench")
+    # Herlev's table: image stem in "id", Bethesda class in "bethesda"; images stay in place.
+    herlev = {"path_column": "id", "class_column": "bethesda", "image_dir": DATA / "images"}
+    drain(import_images(project, DATA / "labels.csv", actor="bench", copy=False, **herlev))
+    images = project.images()
+    if args.ceiling:
+        painted = {im.name for im in images}
+    else:
+        per_class = -(-args.seeds // len({im.class_label for im in images}))
+        picks = stratified_pick(
+            [Candidate(im.id, im.class_label, im.sha256) for im in images], per_class, split
+        )
+        ids = sorted(i for v in picks.values() for i in v)[: args.seeds]
+        painted = {im.name for im in images if im.id in set(ids)}
+    masks = work / "painted"
+    masks.mkdir()
+    for name in painted:
+        shutil.copy(DATA / "masks" / f"{name}.png", masks / f"{name}.png")
+    # The second pass only adds the painted masks: the images are already there.
+    drain(import_images(project, DATA / "labels.csv", actor="pathologist", masks_dir=masks,
+                        copy=False, **herlev))  # fmt: skip
+    threads = recipe["threads"]
+    request = SegTrainRequest(
+        encoder=args.encoder, epochs=recipe["epochs"], time_budget_min=args.minutes,
+        lr=recipe["lr"], input_size=args.input_size, patience=recipe["patience"], seed=0,
+        amp=recipe["amp"], threads=(os.cpu_count() or 1) if threads == 0 else threads,
+        loader_workers=args.workers,
+    )  # fmt: skip
+    start = time.perf_counter()
+    report = drain(train_segmentation(project, request, actor="bench"), log=True)
+    train_minutes = (time.perf_counter() - start) / 60
+    epochs = max(len(report.history), 1)
+    result = {
+        "split": split,
+        "painted": len(painted),
+        "n_train": report.n_train,
+        "n_val": report.n_val,
+        "train_minutes": round(train_minutes, 2),
+        "seconds_per_epoch": round(train_minutes * 60 / epochs, 2),
+        "epochs_run": len(report.history),
+        "best_epoch": report.best.epoch if report.best else None,
+        "stop_reason": report.stop_reason,
+        "device": report.device,
+        "val_scores_at_input_size": report.best.scores if report.best else None,
+    }
+    from cytoreview.storage.model_store import ModelStore
+
+    store = ModelStore(project)
+    result["thread_decisions"] = store.runs("segmentation")[-1].metrics.get("thread_decisions")
+    result["input_size"] = store.load(report.model_id)[0]["input_size"]
+    if not args.ceiling:
+        seg = drain(segment_project(project, actor="bench", batch_size=32, tta=recipe["tta"]))
+        evaluation = drain(
+            evaluate_segmentation(
+                project, DATA / "masks", ignore_dir=DATA / "ignore", provenance=["auto"]
+            )
+        )
+        result["auto_segmented"] = len(seg.segmented)
+        result["segment_seconds"] = round(seg.seconds, 1)
+        result["segment_device"] = seg.device
+        result["auto_vs_truth"] = {
+            kind: {
+                c: {"dice": round(getattr(evaluation.report, kind)[c].dice, 4),
+                    "iou": round(getattr(evaluation.report, kind)[c].iou, 4)}
+                for c in ("cytoplasm", "nucleus", "cell")
+            }
+            for kind in ("mean", "pooled")
+        }  # fmt: skip
+    project.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", choices=["defaults", "previous"], default="defaults")
+    parser.add_argument("--minutes", type=float, default=None, help="training budget")
+    parser.add_argument("--seeds", type=int, default=80, help="painted images (stratified)")
+    parser.add_argument("--splits", type=int, nargs="+", default=[0], help="seed-pick seeds")
+    parser.add_argument("--hog", type=int, default=0, help="busy processes beside the run")
+    parser.add_argument("--workers", type=int, default=None, help="augmentation workers")
+    parser.add_argument("--ceiling", action="store_true", help="train on all masks")
+    parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, help="overrides the recipe")
+    parser.add_argument("--patience", type=int, help="overrides the recipe")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, help="overrides")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="overrides")
+    parser.add_argument("--threads", type=int, help="overrides (0: all cores, fixed)")
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="also score each true mask against itself moved by 1 px")  # fmt: skip
+    parser.add_argument("--keep", type=Path, help="keep the projects here (to look at the masks)")
+    args = parser.parse_args()
+    if args.recipe == "previous":
+        recipe = dict(PREVIOUS)
+    else:
+        recipe = {"lr": SEG.lr, "patience": SEG.patience, "epochs": SEG.epochs,
+                  "tta": SEG.tta, "amp": SEG.amp, "threads": None}  # fmt: skip
+    for key in ("lr", "patience", "tta", "amp", "threads"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    hogs = spin(args.hog)
+    try:
+        runs = [run_split(args, recipe, split) for split in args.splits]
+    finally:
+        for hog in hogs:
+            hog.kill()
+    result: dict = {
+        "benchmark": "seg_quality_herlev",
+        "protocol": "ceiling: all masks, 80/20 split" if args.ceiling else f"{args.seeds} seeds",
+        "recipe": args.recipe,
+        "settings": recipe,
+        "hog_processes": args.hog,
+        "cpu_cores": os.cpu_count(),
+        "runs": runs,
+    }
+    if not args.ceiling:
+        import numpy as np
+
+        for kind in ("mean", "pooled"):
+            result[f"{kind}_over_splits"] = {
+                c: {"dice": round(float(np.mean([r["auto_vs_truth"][kind][c]["dice"]
+                                                 for r in runs])), 4),
+                    "dice_std": round(float(np.std([r["auto_vs_truth"][kind][c]["dice"]
+                                                    for r in runs])), 4)}
+                for c in ("cytoplasm", "nucleus", "cell")
+            }  # fmt: skip
+    result["train_minutes_max"] = max(r["train_minutes"] for r in runs)
+    if args.sensitivity:
+        result["truth_vs_itself_shifted_1px"] = boundary_sensitivity()
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

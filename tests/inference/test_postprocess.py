@@ -238,3 +238,17 @@ def test_errors() -> None:
         clean_mask(np.full((4, 4), 3, np.uint8))
     with pytest.raises(ValueError, match="integer"):
         clean_mask(np.zeros((4, 4), np.float32))
+
+
+def test_nucleus_only_rules_keep_lone_nuclei_and_drop_specks() -> None:
+    from cytoreview.inference.postprocess import PostprocessConfig, clean_mask
+
+    labels = np.zeros((40, 40), np.uint8)
+    labels[5:15, 5:15] = 2  # a nucleus with no cytoplasm around it
+    labels[9:11, 9:11] = 0  # a hole in it
+    labels[30, 30] = 2  # a speck
+    usual = clean_mask(labels)
+    assert not (usual == 2).any()  # the usual rules drop a nucleus without cytoplasm
+    only = clean_mask(labels, PostprocessConfig(require_cytoplasm=False))
+    assert (only[5:15, 5:15] == 2).all()  # kept, hole filled
+    assert only[30, 30] == 0 and not (only == 1).any()

@@ -94,3 +94,26 @@ def test_spec_from_config() -> None:
         IMAGENET_STD,
     )
     assert len(predict_probs([_cell(40, 40)], dark_is_nucleus, spec)) == 1
+
+
+def test_absent_classes_are_never_predicted_and_fields_come_back_at_their_size() -> None:
+    from cytoreview.inference.segment import SegmenterSpec, predict_probs, segment_images
+
+    seen: list[tuple[int, ...]] = []
+
+    def uniform(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.shape)
+        probs = np.full((batch.shape[0], 3, *batch.shape[2:]), 1 / 3, np.float32)
+        probs[:, 1] += 0.1  # cytoplasm would win everywhere...
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    spec = SegmenterSpec(input_size=64, tile_threshold=0, tile_overlap=16, scale=0.5,
+                         classes_present=(True, False, True))  # fmt: skip
+    field = np.random.default_rng(0).integers(0, 255, (150, 210, 3), dtype=np.uint8)
+    (probs,) = predict_probs([field], uniform, spec)
+    assert probs.shape == (3, 150, 210)
+    assert np.allclose(probs[1], 0.0) and np.allclose(probs.sum(axis=0), 1.0)
+    assert all(shape[-2:] == (64, 64) for shape in seen)  # tiles of the half-size field
+    assert sum(s[0] for s in seen) == 2 * 2  # 75 x 105 px at scale 0.5: 2 x 2 tiles
+    (result,) = segment_images([field], uniform, spec)
+    assert not (result.mask == 1).any()  # ...but the model never learned it

@@ -68,4 +68,25 @@ def test_median_frequency_weights() -> None:
     w = class_weights_from_masks([mask])
     raw = np.array([0.5, 1.0, 3.0])
     assert np.allclose(w, raw / raw.mean())
-    assert class_weights_from_masks([np.zeros((2, 2), np.uint8)]) == [1.0, 1.0, 1.0]
+    # Only background: the absent classes get 0, the present one the mean, 1.
+    assert class_weights_from_masks([np.zeros((2, 2), np.uint8)]) == [1.0, 0.0, 0.0]
+
+
+def test_a_class_no_mask_contains_is_left_out_of_the_loss() -> None:
+    import torch
+
+    from cytoreview.training.losses import SegmentationLoss, classes_present
+
+    masks = [np.array([[0, 2], [2, 0]], np.uint8)]  # nucleus-only painting
+    present = classes_present(masks)
+    assert present == [True, False, True]
+    weights = class_weights_from_masks(masks)
+    assert weights[1] == 0.0 and np.mean([weights[0], weights[2]]) == pytest.approx(1.0)
+    loss = SegmentationLoss("dice_focal", weights, present=present)
+    target = torch.from_numpy(masks[0].astype(np.int64))[None]
+    logits = torch.randn(1, 3, 2, 2)
+    louder = logits.clone()
+    louder[:, 1] += 50.0  # whatever the model says about cytoplasm...
+    assert float(loss(logits, target)) == pytest.approx(float(loss(louder, target)), abs=1e-5)
+    everything = SegmentationLoss("dice_focal", [1.0, 1.0, 1.0])
+    assert float(everything(louder, target)) > float(everything(logits, target)) + 1.0
