@@ -14,7 +14,7 @@ from cytoreview.inference.onnx_export import export_onnx
 from cytoreview.inference.precision_gate import MaskAgreement
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
-from cytoreview.workflows import precision
+from cytoreview.workflows import precision, segmentation
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.segmentation import load_predictor, segment_project
 from tests.conftest import run_job
@@ -127,3 +127,16 @@ def test_cli_precision_flag(grey_project, capsys: pytest.CaptureFixture[str]) ->
     assert "onnxruntime int8" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["segment", str(root), "--precision", "bf16"])
+
+
+def test_cuda_keeps_the_fp32_export(grey_project, monkeypatch) -> None:
+    project, model_id = grey_project
+    # As if ONNX Runtime had a working GPU: int8 (a CPU model) is refused, auto builds nothing.
+    monkeypatch.setattr(
+        segmentation, "onnx_providers", lambda device: ["CUDAExecutionProvider", "CPU"]
+    )
+    with pytest.raises(ConfigError, match="int8 is for the CPU"):
+        load_predictor(project, model_id, precision="int8")
+    _, predictor, _ = load_predictor(project, model_id, device="auto")
+    assert predictor.precision == "fp32"
+    assert ModelStore(project).load_precision(model_id) is None
