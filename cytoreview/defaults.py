@@ -38,6 +38,9 @@ class SegRecipe:
         nucleus Dice; 8x the model calls, 530 cells in 9 s on 2 cores).
     amp
         Mixed precision: bf16 on CPUs that compute it natively and on GPUs.
+    semi
+        Also learn from the unpainted images (mean teacher + confident pseudo-labels, see
+        ``cytoreview.training.semi``). Off until the benchmark shows it wins.
     """
 
     epochs: int = 300
@@ -48,6 +51,7 @@ class SegRecipe:
     tile_threshold: int = 1024
     tta: bool = True
     amp: bool = True
+    semi: bool = False
 
 
 #: The segmentation recipe in force.

@@ -148,7 +148,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device, init=args.init, input_size=args.input_size,
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
         seed=args.seed, tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
-        geometry=args.geometry,
+        geometry=args.geometry, semi=args.semi,
     )  # fmt: skip
     token = CancelToken()
     with open_project(args.project) as project:

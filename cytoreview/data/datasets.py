@@ -19,6 +19,7 @@ from cytoreview.data.geometry import DEFAULT_TILE_THRESHOLD
 from cytoreview.data.transforms import (
     AugmentConfig,
     augment_pair,
+    colour_jitter,
     letterbox_image,
     letterbox_mask,
     to_tensor_layout,
@@ -224,3 +225,53 @@ class SegmentationDataset(torch.utils.data.Dataset):
 def _padded(shape: tuple[int, ...], size: int) -> tuple[int, int]:
     """A field's shape once padded to at least one window."""
     return max(shape[0], size), max(shape[1], size)
+
+
+#: Geometry only: the weak view of an unlabelled image (what the teacher labels).
+WEAK_VIEW = AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, hue_deg=0.0, stain=0.0,
+                          blur_prob=0.0)  # fmt: skip
+#: The strong view's extra colour and focus changes (what the student must still get right).
+STRONG_VIEW = AugmentConfig(brightness=0.35, contrast=0.35, saturation=0.35, hue_deg=15.0,
+                            stain=0.12, blur_prob=0.5, blur_sigma=(0.5, 1.8))  # fmt: skip
+
+
+class UnlabelledViews(torch.utils.data.Dataset):
+    """Images without a person's mask, served as (weak, strong) views of the same geometry.
+
+    For semi-supervised training (FixMatch-style consistency): a teacher labels the weak view,
+    the student learns those labels from the strong view. Both views share one random warp, so
+    their pixels correspond; only colour, stain and focus differ. Keys are ``(epoch, index)``
+    as for :class:`SegmentationDataset`, and the geometry (crops letterboxed, fields windowed
+    at the working scale) is the same.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        size: int,
+        seed: int = 0,
+        tile_threshold: int = DEFAULT_TILE_THRESHOLD,
+        scale: float = 1.0,
+    ) -> None:
+        blank = [np.zeros(im.shape[:2], np.uint8) for im in images]
+        self._base = SegmentationDataset(images, blank, size, WEAK_VIEW, seed, tile_threshold,
+                                         scale)  # fmt: skip
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        k, origin = self._base.samples[index]
+        rng = np.random.default_rng([self.seed, epoch, index, 1])
+        blank = self._base.masks[k]
+        weak, _ = prepare_pair(self._base.images[k], blank, self._base.size, rng, WEAK_VIEW,
+                               self._base.tile_threshold, origin)  # fmt: skip
+        strong = colour_jitter(weak, rng, STRONG_VIEW)
+        if rng.random() < STRONG_VIEW.blur_prob:
+            strong = cv2.GaussianBlur(strong, (0, 0), rng.uniform(*STRONG_VIEW.blur_sigma))
+        return (
+            torch.from_numpy(to_tensor_layout(np.ascontiguousarray(weak))),
+            torch.from_numpy(to_tensor_layout(np.ascontiguousarray(strong))),
+        )

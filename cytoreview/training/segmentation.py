@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cytoreview.data.datasets import SegmentationDataset
+from cytoreview.data.datasets import SegmentationDataset, UnlabelledViews
 from cytoreview.data.transforms import AugmentConfig
 from cytoreview.defaults import SEG
 from cytoreview.metrics.segmentation import Counts, scores_from_counts
@@ -35,6 +35,7 @@ from cytoreview.training.runtime import (
     seed_everything,
     usable_cores,
 )
+from cytoreview.training.semi import SemiConfig, ema_update, make_teacher, pseudo_label_loss
 from cytoreview.types import CancelToken, Progress
 
 SCORED = {"cytoplasm": 1, "nucleus": 2}
@@ -65,11 +66,14 @@ class SegTrainConfig:
     #: DataLoader worker processes for augmentation: None chooses (see training.loader).
     loader_workers: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: Learn from unpainted images too (see cytoreview.training.semi); None: masks only.
+    semi: SemiConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready form."""
         data = asdict(self)
         data["augment"] = self.augment.to_dict()
+        data["semi"] = self.semi.to_dict() if self.semi is not None else None
         return data
 
 
@@ -106,6 +110,25 @@ def _to_device(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     memory = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     return x.to(device, memory_format=memory, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _sample(images: Sequence[np.ndarray], n: int, seed: int) -> list[np.ndarray]:
+    """At most ``n`` of ``images``, a seeded random choice (all of them if fewer)."""
+    if len(images) <= n:
+        return list(images)
+    keep = np.random.default_rng(seed).choice(len(images), n, replace=False)
+    return [images[int(i)] for i in sorted(keep)]
+
+
+def _cycle(
+    loader: torch.utils.data.DataLoader, batches: EpochBatches, epoch: int
+) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
+    """Unlabelled batches without end: a new shuffle each time the pool runs out."""
+    round_ = 0
+    while True:
+        batches.set_epoch(epoch * 1000 + round_)
+        yield from loader
+        round_ += 1
 
 
 @torch.inference_mode()
@@ -148,6 +171,7 @@ def train_segmenter(
     *,
     cancel: CancelToken | None = None,
     on_best: Callable[[dict[str, torch.Tensor], EpochStats], None] | None = None,
+    unlabelled: Sequence[np.ndarray] = (),
 ) -> Generator[Progress, None, SegTrainResult]:
     """Train ``model`` in place; yield a ``train`` event per step and an ``epoch`` event per epoch.
 
@@ -163,6 +187,8 @@ def train_segmenter(
         Checked between steps; the best weights so far are restored and returned.
     on_best
         Called with a CPU copy of the weights and the epoch's stats at every improvement.
+    unlabelled
+        Images without a person's mask, used only when ``config.semi`` is set.
     """
     start = time.perf_counter()
     seed_everything(config.seed)
@@ -196,6 +222,16 @@ def train_segmenter(
     val_loader = make_loader(
         val_set, EpochBatches(len(val_set), config.batch_size, shuffle=False), 0, 0
     )
+    semi = config.semi if config.semi is not None and len(unlabelled) else None
+    teacher, extra = None, None
+    if semi is not None:
+        teacher = make_teacher(model)
+        pool = _sample(unlabelled, semi.max_images, config.seed)
+        extra_set = UnlabelledViews(pool, config.input_size, config.seed,
+                                    config.tile_threshold, config.scale)  # fmt: skip
+        extra_batches = EpochBatches(len(extra_set), config.batch_size, config.seed + 1)
+        extra = (extra_set, extra_batches)
+        extra_loader = make_loader(extra_set, extra_batches, total_steps, config.loader_workers)
     best_loss, best, best_state = math.inf, None, copy.deepcopy(model.state_dict())
     history: list[EpochStats] = []
     stale, step, reason = 0, 0, "max_epochs"
@@ -208,6 +244,7 @@ def train_segmenter(
             batches.set_epoch(epoch)
             model.train()
             running, seen = 0.0, 0
+            views = iter(_cycle(extra_loader, extra[1], epoch)) if extra is not None else None
             for x, y in loader:
                 if cancel is not None and cancel.cancelled:
                     reason = "cancelled"
@@ -225,9 +262,24 @@ def train_segmenter(
                 with autocast_for(device, config.amp):
                     logits = model(x)
                 loss = loss_fn(logits, y)
+                share = None
+                if semi is not None and views is not None and teacher is not None:
+                    weak, strong = next(views)
+                    weak, strong = _to_device(weak, strong, device)
+                    strong = strong.contiguous(memory_format=memory)
+                    with torch.no_grad(), autocast_for(device, config.amp):
+                        teacher_logits = teacher(weak)
+                    with autocast_for(device, config.amp):
+                        student_logits = model(strong)
+                    unsup, share = pseudo_label_loss(
+                        student_logits, teacher_logits, semi.threshold, loss_fn.absent
+                    )
+                    loss = loss + semi.weight_at(epoch) * unsup
                 scaler.scale(loss).backward()
                 scaler.step(optimiser)
                 scaler.update()
+                if semi is not None and teacher is not None:
+                    ema_update(teacher, model, semi.ema_decay)
                 loss_value = float(loss.detach())
                 if tuner is not None:
                     tuner.end_step()
@@ -237,6 +289,8 @@ def train_segmenter(
                 metrics = {"loss": loss_value, "epoch": epoch}
                 if tuner is not None:
                     metrics["threads"] = tuner.threads
+                if share is not None:
+                    metrics["pseudo_label_share"] = share
                 yield Progress("train", step, total_steps, metrics=metrics)
             if reason != "max_epochs" and seen < len(train_set):
                 break  # an interrupted epoch is not validated: its numbers would mislead
@@ -267,6 +321,8 @@ def train_segmenter(
                 break
     finally:
         del loader, val_loader  # stops the worker process at once, also on cancel or error
+        if extra is not None:
+            del extra_loader
     model.load_state_dict(best_state)
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     return SegTrainResult(

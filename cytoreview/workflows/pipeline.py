@@ -9,6 +9,7 @@ OpenCV, file reads and ``fsync`` release the GIL, so the two threads really run 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -20,34 +21,47 @@ R = TypeVar("R")
 
 
 def prefetched(
-    items: Sequence[T], work: Callable[[T], R], stop: Callable[[], bool] | None = None
+    items: Sequence[T],
+    work: Callable[[T], R],
+    stop: Callable[[], bool] | None = None,
+    ahead: int = 1,
 ) -> Iterator[tuple[T, R]]:
-    """Yield ``(item, work(item))`` in order, working on the next item in the background.
+    """Yield ``(item, work(item))`` in order, working on the next items in the background.
 
     Parameters
     ----------
     items
         The batches.
     work
-        What to compute for one item; it runs in one background thread, one item at a time,
-        so it must not use what the caller uses meanwhile (e.g. a database connection).
+        What to compute for one item; it runs in background threads, so it must not use what
+        the caller uses meanwhile (e.g. a database connection).
     stop
-        Polled before each new item is started; when True no further work starts (the item
-        in progress still finishes). The caller decides what to do with the rest.
+        Polled before each new item is started; when True no further work starts (items in
+        progress still finish and are handed over). The caller decides what to do with them.
+    ahead
+        Items worked on at once, each in its own thread.
 
     Yields
     ------
     tuple
         Each item with its result; an exception in ``work`` is raised here, for its item.
     """
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cytoreview-prefetch") as pool:
-        pending: Future[R] | None = pool.submit(work, items[0])
-        for index, item in enumerate(items):
-            if pending is None:
+    if ahead < 1:
+        raise ValueError(f"ahead must be >= 1, got {ahead}")
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="cytoreview-prefetch") as pool:
+        pending: deque[Future[R]] = deque()
+        started = 0
+
+        def top_up() -> None:
+            nonlocal started
+            while started < len(items) and len(pending) < ahead and not (stop and stop()):
+                pending.append(pool.submit(work, items[started]))
+                started += 1
+
+        top_up()
+        for item in items:
+            if not pending:
                 return
-            result = pending.result()
-            more = index + 1 < len(items) and not (stop is not None and stop())
-            pending = pool.submit(work, items[index + 1]) if more else None
+            result = pending.popleft().result()
+            top_up()
             yield item, result

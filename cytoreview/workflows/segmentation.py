@@ -33,6 +33,7 @@ from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
 from cytoreview.training.losses import classes_present
 from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_segmenter
+from cytoreview.training.semi import SemiConfig
 from cytoreview.types import LABEL_NAMES, CancelToken, Progress, Provenance
 from cytoreview.workflows.checkpointing import BestWeightsWriter
 from cytoreview.workflows.pipeline import prefetched
@@ -60,6 +61,8 @@ class SegTrainRequest:
     #: "auto" (from the painted masks, see cytoreview.data.geometry), "crops" or "fields".
     geometry: str = "auto"
     amp: bool = SEG.amp
+    #: Also learn from the project's unpainted images (never stored as masks).
+    semi: bool = SEG.semi
     #: CPU threads (None: measured while training) and augmentation workers (None: chosen).
     threads: int | None = None
     loader_workers: int | None = None
@@ -108,6 +111,25 @@ def _load_training_data(
         masks.append(found[1])
         digest.update(f"{record.sha256}:{found[0].sha256}\n".encode())
     return names, labels, images, masks, digest.hexdigest()
+
+
+def _load_unpainted(project: Project, limit: int, seed: int) -> list[np.ndarray]:
+    """Up to ``limit`` images without a person's mask (seeded choice; never the test split)."""
+    current = project.current_versions()
+    candidates = [
+        im for im in project.images()
+        if im.split != "test" and not (im.id in current and current[im.id].provenance.is_human)
+    ]  # fmt: skip
+    if len(candidates) > limit:
+        keep = np.random.default_rng(seed).choice(len(candidates), limit, replace=False)
+        candidates = [candidates[int(i)] for i in sorted(keep)]
+    images = []
+    for record in candidates:
+        try:
+            images.append(project.load_image(record).rgb)
+        except (ProjectError, OSError):
+            continue  # a damaged image only teaches nothing; segment reports it by name
+    return images
 
 
 def _initial_model(
@@ -212,6 +234,7 @@ def train_segmentation(
         loss=request.loss, patience=request.patience, device=request.device, seed=request.seed,
         tile_threshold=geometry.tile_threshold, scale=geometry.scale, amp=request.amp,
         threads=request.threads, loader_workers=request.loader_workers,
+        semi=SemiConfig() if request.semi else None,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
     )  # fmt: skip
     present = classes_present(masks)
@@ -236,8 +259,13 @@ def train_segmentation(
             model_id, state, {**config, "best_epoch": stats.epoch, "metrics": _stats_dict(stats)}
         )
     )
+    unlabelled = (
+        _load_unpainted(project, train_cfg.semi.max_images, request.seed) if train_cfg.semi else []
+    )
+    extra = f"; {len(unlabelled)} unpainted images to learn from" if unlabelled else ""
     yield Progress("prepare", 1, 1, f"{len(train_idx)} train / {len(val_idx)} validation images, "
                    f"input {input_size} px, {geometry.reason}"
+                   f"{extra}"
                    f"{'; ' + note if note else ''}")  # fmt: skip
     try:
         result = yield from train_segmenter(
@@ -247,6 +275,7 @@ def train_segmentation(
             train_cfg,
             cancel=cancel,
             on_best=writer.offer,
+            unlabelled=unlabelled,
         )
     except BaseException as exc:
         writer.flush()  # the best weights so far are kept, also when the run fails
