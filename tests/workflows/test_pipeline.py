@@ -76,3 +76,16 @@ def test_segment_stops_at_a_cancel_and_saves_nothing_more(project, tmp_path) -> 
         report = stop.value
     assert report.cancelled and len(report.segmented) == 2
     assert len(project.current_versions()) == 2
+
+
+def test_two_items_ahead_still_come_in_order() -> None:
+    both_running = threading.Barrier(2, timeout=PATIENCE_MS / 1000)
+
+    def work(item: int) -> int:
+        if item < 2:  # items 0 and 1 must be worked on at the same time to pass the barrier
+            both_running.wait()
+        return item * 10
+
+    assert list(prefetched([0, 1, 2, 3], work, ahead=2)) == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    with pytest.raises(ValueError, match="ahead"):
+        list(prefetched([0], work, ahead=0))
