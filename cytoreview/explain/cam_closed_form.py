@@ -45,15 +45,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CamHead:
-    """The part of a classifier after its CAM layer, as float64 numpy weights.
+    """The part of a classifier after its CAM layer, as float32 numpy weights.
+
+    Only the columns of the first layer that see the image branch are kept (they come first
+    in the head's input): the mask branch enters the gradient only through the hidden
+    activations. For a fusion-flatten model at 128 px that is 8192 of 16384 columns, and the
+    one matrix-vector product per image the gradient costs reads 8 MB instead of 33 MB.
 
     Attributes
     ----------
     reduce
-        ``"gap"`` (global average pooling) or ``"flatten"``; the image branch's entries come
-        first in the head's input (``C`` of them pooled, ``C * h * w`` flattened).
+        ``"gap"`` (global average pooling: ``C`` image columns) or ``"flatten"``
+        (``C * h * w`` image columns, at the model's input size only).
     w1
-        ``(H, D)`` weights of the first linear layer (``(K, D)`` for a single-layer head).
+        ``(H, D_image)`` image columns of the first linear layer (``(K, C)`` for a
+        single-layer head).
     w2
         ``(K, H)`` weights of the second linear layer, or None for a single linear layer.
     """
@@ -68,15 +74,16 @@ class CamHead:
         return self.w2 is not None
 
 
-def _cam_layer_is_backbone_output(model: ImageOnlyClassifier | FusionClassifier) -> bool:
-    """Whether the CAM layer's output is, as an object, the image backbone's output.
+def _image_feature_shape(
+    model: ImageOnlyClassifier | FusionClassifier, size: int
+) -> tuple[int, int, int] | None:
+    """``(C, h, w)`` of the image branch's output at ``size``, if it is the CAM layer's output.
 
-    Any layer in between (EfficientNet's ``conv_head``, ConvNeXt's norm) would need its own
-    gradient; a forward pass on a small input tells, whatever the backbone's class.
+    None when any layer lies in between (EfficientNet's ``conv_head``, ConvNeXt's norm): that
+    layer would need its own gradient. One forward pass tells, whatever the backbone's class:
+    the CAM layer's output must be, as an object, what the backbone returns.
     """
     backbone, layer = model.image_backbone, model.cam_layer
-    # The structure, not the size, is tested: a small input keeps the check quick.
-    size = min(int(model.config.get("input_size", 64)), 64)
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
     was_training = backbone.training
@@ -88,7 +95,14 @@ def _cam_layer_is_backbone_output(model: ImageOnlyClassifier | FusionClassifier)
     finally:
         handle.remove()
         backbone.train(was_training)
-    return len(captured) == 1 and captured[0] is out
+    if len(captured) != 1 or captured[0] is not out or out.ndim != 4:
+        return None
+    return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
+
+
+def _weights(linear: nn.Linear, columns: int | None = None) -> np.ndarray:
+    w = linear.weight.detach().to("cpu", torch.float32)
+    return np.ascontiguousarray(w[:, :columns].numpy() if columns is not None else w.numpy())
 
 
 def cam_head_of(model: nn.Module) -> CamHead | None:
@@ -105,15 +119,15 @@ def cam_head_of(model: nn.Module) -> CamHead | None:
         None for an unknown model class or head, or when layers follow the CAM layer inside
         the image backbone.
     """
+    input_size = int(getattr(model, "config", {}).get("input_size", 64))
     # Exact classes: a subclass may change forward() and with it the gradient.
     if type(model) is ImageOnlyClassifier:
-        head = model.head
-        if not isinstance(head, nn.Linear):
+        # Pooled: any size shows the structure, and a small one keeps the check quick.
+        if not isinstance(model.head, nn.Linear):
             return None
-        if not _cam_layer_is_backbone_output(model):
+        if _image_feature_shape(model, min(input_size, 64)) is None:
             return None
-        w = head.weight.detach().to("cpu", torch.float64).numpy()
-        return CamHead("gap", w, None)
+        return CamHead("gap", _weights(model.head), None)
     if type(model) is FusionClassifier:
         seq = model.head
         layers_ok = (
@@ -124,11 +138,15 @@ def cam_head_of(model: nn.Module) -> CamHead | None:
             and isinstance(seq[2], nn.Dropout)
             and isinstance(seq[3], nn.Linear)
         )
-        if not layers_ok or not _cam_layer_is_backbone_output(model):
+        if not layers_ok:
             return None
-        w1 = seq[0].weight.detach().to("cpu", torch.float64).numpy()
-        w2 = seq[3].weight.detach().to("cpu", torch.float64).numpy()
-        return CamHead(model.fusion, w1, w2)
+        flatten = model.fusion == "flatten"
+        shape = _image_feature_shape(model, input_size if flatten else min(input_size, 64))
+        if shape is None:
+            return None
+        c, h, w = shape
+        image_columns = c * h * w if flatten else c
+        return CamHead(model.fusion, _weights(seq[0], image_columns), _weights(seq[3]))
     return None
 
 
@@ -169,18 +187,18 @@ def feature_gradients(
     if t.size and (t.min() < 0 or t.max() >= k):
         raise ValueError(f"target classes {t.tolist()} out of range for a model with {k} classes")
     if head.w2 is None:
-        d_pooled = head.w1[t]  # (N, D)
+        d_pooled = head.w1[t]  # (N, D_image)
     else:
         if hidden is None or hidden.shape != (n, head.w2.shape[1]):
             shape = None if hidden is None else hidden.shape
             raise ValueError(f"expected ({n}, {head.w2.shape[1]}) hidden activations, got {shape}")
         # The ReLU passes the gradient where its output is positive (torch: output > 0).
         d_hidden = head.w2[t] * (np.asarray(hidden) > 0)
-        d_pooled = d_hidden @ head.w1  # (N, D)
+        d_pooled = d_hidden @ head.w1  # (N, D_image), float32 like autograd's
     width = c if head.reduce == "gap" else c * h * w
-    if width > d_pooled.shape[1]:
-        raise ValueError(f"a {c}x{h}x{w} map does not fit a head of {d_pooled.shape[1]} inputs")
-    d_image = d_pooled[:, :width]
+    if width != d_pooled.shape[1]:
+        raise ValueError(f"a {c}x{h}x{w} map does not fit a head of {d_pooled.shape[1]} columns")
+    d_image = d_pooled.astype(np.float64)
     if head.reduce == "gap":
         return np.broadcast_to((d_image / (h * w))[:, :, None, None], (n, c, h, w))
     return d_image.reshape(n, c, h, w)

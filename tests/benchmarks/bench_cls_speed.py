@@ -81,7 +81,7 @@ def split(labels: list[str], test_fraction: float = 0.25) -> tuple[np.ndarray, n
     rng = np.random.default_rng(0)
     order = rng.permutation(len(labels))
     n_test = int(len(labels) * test_fraction)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
+    return order[n_test:], np.sort(order[:n_test])
 
 
 def drain(job):
@@ -94,7 +94,9 @@ def drain(job):
         return stop.value
 
 
-def train(arch: str, args: argparse.Namespace, images, masks, labels, classes) -> LoadedClassifier:
+def train(
+    arch: str, args: argparse.Namespace, images, masks, labels, classes
+) -> tuple[LoadedClassifier, dict]:
     """A briefly trained classifier, loaded as the workflows load one (with its ONNX export)."""
     config = ClsTrainConfig(
         arch=arch, input_size=args.input_size, epochs=args.epochs, batch_size=32, lr=1e-3,
@@ -105,11 +107,14 @@ def train(arch: str, args: argparse.Namespace, images, masks, labels, classes) -
     model.load_state_dict(result.state_dict)
     model.eval()
     log(f"  {arch}: {len(result.history)} epochs, {result.stop_reason}")
+    best = None if result.best is None else round(result.best.val_accuracy, 3)
+    info = {"n_train": len(images), "epochs": len(result.history), "stop": result.stop_reason,
+            "val_accuracy": best}  # fmt: skip
     return LoadedClassifier(
         model_id=f"bench-{arch}", task="bethesda", config=dict(result.model_config), model=model,
         class_names=list(result.class_names), input_size=args.input_size, uses_mask=True,
         onnx_bytes=export_classifier_onnx(model, args.input_size),
-    )  # fmt: skip
+    ), info  # fmt: skip
 
 
 def agreement(loaded: LoadedClassifier, images, masks) -> dict[str, float | bool | int]:
@@ -209,6 +214,9 @@ def main() -> None:
     )
     parser.add_argument("--input-size", type=int, default=128, help="default input size: 128")
     parser.add_argument("--train-minutes", type=float, default=1.5)
+    parser.add_argument(
+        "--n-train", type=int, default=200, help="training cells (epochs fit the budget)"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n-timing", type=int, default=60, help="cells timed one by one")
     parser.add_argument("--hogs", type=int, default=2, help="busy processes beside it (0: none)")
@@ -218,6 +226,7 @@ def main() -> None:
     load_before = os.getloadavg()
     images, masks, labels, classes, source = load_cells(args.synthetic, args.n_synthetic)
     train_idx, test_idx = split(labels)
+    train_idx = train_idx[: args.n_train]  # a seeded permutation already: a random subset
     pick = lambda seq, idx: [seq[i] for i in idx]  # noqa: E731
     test_images, test_masks = pick(images, test_idx), pick(masks, test_idx)
     timed = slice(0, min(args.n_timing, len(test_idx)))
@@ -225,9 +234,10 @@ def main() -> None:
     threads: dict[str, dict] = {}
     for k, arch in enumerate(args.archs):
         log(f"{arch}: training ({args.train_minutes} min at most)")
-        loaded = train(arch, args, pick(images, train_idx), pick(masks, train_idx),
+        loaded, trained = train(arch, args, pick(images, train_idx), pick(masks, train_idx),
                        pick(labels, train_idx), classes)  # fmt: skip
-        entry: dict[str, dict] = {"agreement": agreement(loaded, test_images, test_masks)}
+        entry: dict[str, dict] = {"training": trained}
+        entry["agreement"] = agreement(loaded, test_images, test_masks)
         log(f"  agreement: {json.dumps(entry['agreement'])}")
         engines = {"torch": ClassifierRuntime(loaded, "torch", "cpu"),
                    "onnx": ClassifierRuntime(loaded, "onnx", "cpu")}  # fmt: skip
