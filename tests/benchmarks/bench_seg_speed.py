@@ -311,16 +311,19 @@ def measure_end_to_end(workdir: Path, size: int, batch: int, rounds: int, thread
     ]
     bare(batches[0])  # warm-up
     results: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)  # CPU ms per image, all threads
     breakdown: dict[str, dict[str, float]] = {}
     devices = {}
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for b in batches:
             bare(b)
         results["bare_onnx_fp32_session"].append(len(rgbs) / (time.perf_counter() - start))
+        cpu["bare_onnx_fp32_session"].append((time.process_time() - cpu_start) * 1000 / len(rgbs))
         for precision in ("auto", "int8", "fp32"):
             clock = StageClock()
             _instrument(clock)
+            cpu_start = time.process_time()
             try:
                 job = segmentation.segment_project(
                     project, actor="bench", device="cpu", precision=precision, tta=False,
@@ -336,6 +339,7 @@ def measure_end_to_end(workdir: Path, size: int, batch: int, rounds: int, thread
             assert len(report.segmented) == len(rgbs), report.problems
             key = f"segment_{precision}"
             results[key].append(len(rgbs) / report.seconds)
+            cpu[key].append((time.process_time() - cpu_start) * 1000 / len(rgbs))
             devices[key] = report.device
             breakdown[key] = {
                 k: round(v * 1000 / len(rgbs), 2) for k, v in sorted(clock.seconds.items())
@@ -349,6 +353,7 @@ def measure_end_to_end(workdir: Path, size: int, batch: int, rounds: int, thread
         "tta": False,
         "images_per_s_median": median,
         "images_per_s_all_rounds": {k: [round(x, 2) for x in v] for k, v in results.items()},
+        "cpu_ms_per_image_median": {k: round(float(np.median(v)), 1) for k, v in cpu.items()},
         "devices": devices,
         "ratio_segment_auto_over_bare_fp32": round(median["segment_auto"] / bare_ips, 2),
         "ratio_segment_int8_over_bare_fp32": round(median["segment_int8"] / bare_ips, 2),
