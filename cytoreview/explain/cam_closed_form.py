@@ -194,7 +194,9 @@ def feature_gradients(
             raise ValueError(f"expected ({n}, {head.w2.shape[1]}) hidden activations, got {shape}")
         # The ReLU passes the gradient where its output is positive (torch: output > 0).
         d_hidden = head.w2[t] * (np.asarray(hidden) > 0)
-        d_pooled = d_hidden @ head.w1  # (N, D_image), float32 like autograd's
+        # (N, D_image), float32 like autograd's. einsum, not `@`: a matrix-vector product is
+        # memory-bound, and BLAS's thread pool made it 10-25 ms instead of 0.5 ms on 2 busy cores.
+        d_pooled = np.einsum("nh,hd->nd", d_hidden, head.w1)
     width = c if head.reduce == "gap" else c * h * w
     if width != d_pooled.shape[1]:
         raise ValueError(f"a {c}x{h}x{w} map does not fit a head of {d_pooled.shape[1]} columns")
