@@ -80,7 +80,21 @@ def register(sub: Any) -> None:
         "--no-amp",
         dest="amp",
         action="store_false",
-        help="train in fp32 (default: bf16 where the CPU or GPU computes it natively)",
+        help="train in fp32 on a GPU too (default: mixed precision on GPUs)",
+    )
+    p.add_argument(
+        "--semi",
+        action=argparse.BooleanOptionalAction,
+        default=SEG.semi,
+        help="also learn from the unpainted images (teacher pseudo-labels, never stored as "
+        f"masks; default {'on' if SEG.semi else 'off'})",
+    )
+    p.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        default=SEG.cpu_bf16,
+        help="bf16 on CPUs that compute it natively (AVX-512 BF16 / AMX): faster, its effect "
+        "on mask quality not yet measured (default off)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
     p.add_argument(
@@ -148,6 +162,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device, init=args.init, input_size=args.input_size,
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
         seed=args.seed, tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
+        cpu_bf16=args.cpu_bf16,
         geometry=args.geometry, semi=args.semi,
     )  # fmt: skip
     token = CancelToken()

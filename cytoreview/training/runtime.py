@@ -42,26 +42,28 @@ def cpu_has_fast_bf16() -> bool:
     return bool(words & {"avx512_bf16", "amx_bf16"})
 
 
-def autocast_for(device: torch.device, enabled: bool) -> Any:
-    """Mixed precision where the hardware has it, else plain fp32.
+def autocast_for(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> Any:
+    """Mixed precision where asked and the hardware has it, else plain fp32.
 
-    On CUDA bf16 (else fp16); on a CPU with native bf16 (:func:`cpu_has_fast_bf16`) bf16.
+    On CUDA (``enabled``) bf16, else fp16; on the CPU only with ``cpu_bf16`` and a CPU that
+    computes bf16 natively (:func:`cpu_has_fast_bf16`): 2.7x faster steps at 256 px, but its
+    effect on mask quality is not measured yet, so it is opt-in.
     """
     if device.type == "cuda" and enabled:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
-    if device.type == "cpu" and enabled and cpu_has_fast_bf16():
+    if device.type == "cpu" and enabled and cpu_bf16 and cpu_has_fast_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
 
 
-def precision_name(device: torch.device, enabled: bool) -> str:
+def precision_name(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> str:
     """What :func:`autocast_for` computes in, for the run's description (``bf16``, ...)."""
     if not enabled:
         return "fp32"
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "bf16" if cpu_bf16 and cpu_has_fast_bf16() else "fp32"
 
 
 def usable_cores() -> int:

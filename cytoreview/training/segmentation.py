@@ -57,6 +57,8 @@ class SegTrainConfig:
     time_budget_s: float | None = None
     device: str = "auto"
     amp: bool = SEG.amp
+    #: bf16 autocast on a CPU that computes it natively (opt-in: quality not yet measured).
+    cpu_bf16: bool = SEG.cpu_bf16
     seed: int = 0
     tile_threshold: int = SEG.tile_threshold
     #: Fields are resized by this before windows are cut (see cytoreview.data.geometry).
@@ -138,6 +140,7 @@ def _validate(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     amp: bool,
+    cpu_bf16: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """Mean validation loss and pooled per-class IoU / Dice."""
     model.eval()
@@ -145,7 +148,7 @@ def _validate(
     counts = {name: Counts(0, 0, 0, 0) for name in SCORED}
     for x, y in batches:
         x, y = _to_device(x, y, device)
-        with autocast_for(device, amp):
+        with autocast_for(device, amp, cpu_bf16):
             logits = model(x)
         total += float(loss_fn(logits, y)) * len(x)
         n += len(x)
@@ -235,7 +238,9 @@ def train_segmenter(
     best_loss, best, best_state = math.inf, None, copy.deepcopy(model.state_dict())
     history: list[EpochStats] = []
     stale, step, reason = 0, 0, "max_epochs"
-    device_name = f"{describe_device(device)}, {precision_name(device, config.amp)}"
+    device_name = (
+        f"{describe_device(device)}, {precision_name(device, config.amp, config.cpu_bf16)}"
+    )
     yield Progress("train", 0, total_steps, f"training on {device_name}")
 
     try:
@@ -259,7 +264,7 @@ def train_segmenter(
                     tuner.start_step()
                 x, y = _to_device(x, y, device)
                 optimiser.zero_grad(set_to_none=True)
-                with autocast_for(device, config.amp):
+                with autocast_for(device, config.amp, config.cpu_bf16):
                     logits = model(x)
                 loss = loss_fn(logits, y)
                 share = None
@@ -267,9 +272,9 @@ def train_segmenter(
                     weak, strong = next(views)
                     weak, strong = _to_device(weak, strong, device)
                     strong = strong.contiguous(memory_format=memory)
-                    with torch.no_grad(), autocast_for(device, config.amp):
+                    with torch.no_grad(), autocast_for(device, config.amp, config.cpu_bf16):
                         teacher_logits = teacher(weak)
-                    with autocast_for(device, config.amp):
+                    with autocast_for(device, config.amp, config.cpu_bf16):
                         student_logits = model(strong)
                     unsup, share = pseudo_label_loss(
                         student_logits, teacher_logits, semi.threshold, loss_fn.absent
@@ -294,7 +299,9 @@ def train_segmenter(
                 yield Progress("train", step, total_steps, metrics=metrics)
             if reason != "max_epochs" and seen < len(train_set):
                 break  # an interrupted epoch is not validated: its numbers would mislead
-            val_loss, scores = _validate(model, loss_fn, val_loader, device, config.amp)
+            val_loss, scores = _validate(
+                model, loss_fn, val_loader, device, config.amp, config.cpu_bf16
+            )
             stats = EpochStats(
                 epoch, running / max(seen, 1), val_loss, scores, time.perf_counter() - epoch_start
             )

@@ -61,6 +61,7 @@ class SegTrainRequest:
     #: "auto" (from the painted masks, see cytoreview.data.geometry), "crops" or "fields".
     geometry: str = "auto"
     amp: bool = SEG.amp
+    cpu_bf16: bool = SEG.cpu_bf16
     #: Also learn from the project's unpainted images (never stored as masks).
     semi: bool = SEG.semi
     #: CPU threads (None: measured while training) and augmentation workers (None: chosen).
@@ -233,6 +234,7 @@ def train_segmentation(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
         loss=request.loss, patience=request.patience, device=request.device, seed=request.seed,
         tile_threshold=geometry.tile_threshold, scale=geometry.scale, amp=request.amp,
+        cpu_bf16=request.cpu_bf16,
         threads=request.threads, loader_workers=request.loader_workers,
         semi=SemiConfig() if request.semi else None,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,

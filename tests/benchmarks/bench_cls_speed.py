@@ -15,7 +15,9 @@ cells:
 * the same beside ``--hogs`` busy processes (``python3 -c 'while True: pass'``), each pinned to
   nothing, started after the quiet measurement and killed by their process ids at the end;
 * for the first architecture, ONNX Runtime thread settings (1 or 2 threads, spinning on or
-  off), alone and beside the hogs: the evidence for the default.
+  off), alone and beside the hogs: the evidence for the default;
+* beside each wall time, the CPU time the process spent (``cpu_median_ms``): on a shared machine
+  the wall time says as much about the other jobs as about the model.
 
     .venv/bin/python tests/benchmarks/bench_cls_speed.py [--archs fusion-gap image-only
         fusion-flatten] [--train-minutes 1.5] [--n-timing 60] [--hogs 2] [--synthetic]
@@ -148,16 +150,23 @@ def agreement(loaded: LoadedClassifier, images, masks) -> dict[str, float | bool
 
 
 def per_image_ms(fn: Callable[[int], object], n: int) -> dict[str, float]:
+    """Wall-clock times per call, and the CPU time this process spent per call.
+
+    On a shared machine the wall time depends on what else runs; the CPU time much less so: a
+    1-thread session's CPU time is close to its wall time on an idle core.
+    """
     fn(0)
     fn(1)  # warm-up: first runs allocate
-    times = []
+    times, cpu = [], []
     for i in range(n):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn(i)
         times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
     return {"median_ms": round(float(np.median(times)), 2),
             "p90_ms": round(float(np.percentile(times, 90)), 2),
-            "mean_ms": round(float(np.mean(times)), 2)}  # fmt: skip
+            "mean_ms": round(float(np.mean(times)), 2),
+            "cpu_median_ms": round(float(np.median(cpu)), 2)}  # fmt: skip
 
 
 def timings(loaded: LoadedClassifier, images, masks, runtimes: dict[str, ClassifierRuntime]):

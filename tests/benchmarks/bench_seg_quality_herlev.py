@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
         encoder=args.encoder, epochs=recipe["epochs"], time_budget_min=args.minutes,
         lr=recipe["lr"], input_size=args.input_size, patience=recipe["patience"], seed=0,
         amp=recipe["amp"], threads=(os.cpu_count() or 1) if threads == 0 else threads,
-        loader_workers=args.workers, semi=args.semi,
+        loader_workers=args.workers, semi=args.semi, cpu_bf16=args.cpu_bf16,
     )  # fmt: skip
     start = time.perf_counter()
     report = drain(train_segmentation(project, request, actor="bench"), log=True)
@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="overrides")
     parser.add_argument("--threads", type=int, help="overrides (0: all cores, fixed)")
     parser.add_argument("--semi", action="store_true", help="also learn from unpainted cells")
+    parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU")
     parser.add_argument("--sensitivity", action="store_true",
                         help="also score each true mask against itself moved by 1 px")  # fmt: skip
     parser.add_argument("--keep", type=Path, help="keep the projects here (to look at the masks)")
@@ -213,7 +214,7 @@ def main() -> None:
         "benchmark": "seg_quality_herlev",
         "protocol": "ceiling: all masks, 80/20 split" if args.ceiling else f"{args.seeds} seeds",
         "recipe": args.recipe,
-        "settings": {**recipe, "semi": args.semi},
+        "settings": {**recipe, "semi": args.semi, "cpu_bf16": args.cpu_bf16},
         "hog_processes": args.hog,
         "cpu_cores": os.cpu_count(),
         "runs": runs,

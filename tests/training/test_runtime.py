@@ -85,10 +85,11 @@ def test_the_tuner_rechecks_after_a_while_and_one_core_needs_no_choice() -> None
 def test_cpu_precision_follows_the_hardware() -> None:
     fast = cpu_has_fast_bf16()
     cpu = torch.device("cpu")
-    assert precision_name(cpu, True) == ("bf16" if fast else "fp32")
-    assert precision_name(cpu, False) == "fp32"
-    with autocast_for(cpu, True):
+    assert precision_name(cpu, True, cpu_bf16=True) == ("bf16" if fast else "fp32")
+    assert precision_name(cpu, True) == precision_name(cpu, False) == "fp32"  # opt-in
+    with autocast_for(cpu, True, cpu_bf16=True):
         out = torch.nn.Linear(4, 4)(torch.ones(1, 4))
     assert out.dtype == (torch.bfloat16 if fast else torch.float32)
-    with autocast_for(cpu, False):
-        assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.float32
+    for args in ((True,), (False, True)):
+        with autocast_for(cpu, *args):
+            assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.float32
