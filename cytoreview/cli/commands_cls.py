@@ -23,6 +23,7 @@ from cytoreview.choices import (
     TINY_BACKBONES,
 )
 from cytoreview.cli.progress import console, drive
+from cytoreview.defaults import CLS
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
 from cytoreview.workflows.projects import open_project
@@ -53,12 +54,31 @@ def register(sub: Any) -> None:
                         f"{', '.join(TINY_BACKBONES)})")  # fmt: skip
     p.add_argument("--mask-backbone", default=DEFAULT_BACKBONE, metavar="NAME",
                    help=f"CNN of the mask branch (default {DEFAULT_BACKBONE})")  # fmt: skip
-    p.add_argument("--input-size", type=int, default=128, help="model input side (default 128)")
-    p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default 100)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        help=f"model input side (default: the median image side rounded up to 32, "
+        f"{CLS.input_min}-{CLS.input_max}; a fine-tuned model keeps its parent's)",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=CLS.epochs, help=f"maximum epochs (default {CLS.epochs})"
+    )
     p.add_argument("--time-budget", type=float, metavar="MIN", help="stop after MIN minutes")
-    p.add_argument("--batch-size", type=int, default=16, help="images per step (default 16)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=CLS.batch_size,
+        help=f"images per step (default {CLS.batch_size})",
+    )
+    p.add_argument(
+        "--lr", type=float, default=CLS.lr, help=f"Adam learning rate (default {CLS.lr:g})"
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=CLS.patience,
+        help=f"early-stopping patience in epochs (default {CLS.patience})",
+    )
     p.add_argument("--balance", choices=["oversample", "none"], default="oversample",
                    help="oversample minority classes with augmentation (default)")  # fmt: skip
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")

@@ -71,6 +71,13 @@ def register(sub: Any) -> None:
         help=f"early-stopping patience in epochs (default {SEG.patience})",
     )
     p.add_argument(
+        "--lr-patience",
+        type=int,
+        default=SEG.lr_patience,
+        help="epochs without improvement before the learning rate is multiplied by "
+        f"{SEG.lr_factor:g}; 0 keeps it constant (default {SEG.lr_patience})",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         metavar="N",
@@ -161,8 +168,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
         device=args.device, init=args.init, input_size=args.input_size,
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
-        seed=args.seed, tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
-        cpu_bf16=args.cpu_bf16,
+        lr_patience=args.lr_patience, seed=args.seed, tile_threshold=args.tile_above,
+        threads=args.threads, amp=args.amp, cpu_bf16=args.cpu_bf16,
         geometry=args.geometry, semi=args.semi,
     )  # fmt: skip
     token = CancelToken()

@@ -33,7 +33,12 @@ from torch import nn
 
 from cytoreview.errors import ConfigError
 from cytoreview.explain.cam import METHODS, cam_from_gradients
-from cytoreview.models.classifiers import IMAGE_CHANNELS, FusionClassifier, ImageOnlyClassifier
+from cytoreview.models.classifiers import (
+    IMAGE_CHANNELS,
+    FusionClassifier,
+    ImageOnlyClassifier,
+    hidden_activation_layer,
+)
 
 __all__ = [
     "CamHead",
@@ -130,15 +135,7 @@ def cam_head_of(model: nn.Module) -> CamHead | None:
         return CamHead("gap", _weights(model.head), None)
     if type(model) is FusionClassifier:
         seq = model.head
-        layers_ok = (
-            isinstance(seq, nn.Sequential)
-            and len(seq) == 4
-            and isinstance(seq[0], nn.Linear)
-            and isinstance(seq[1], nn.ReLU)
-            and isinstance(seq[2], nn.Dropout)
-            and isinstance(seq[3], nn.Linear)
-        )
-        if not layers_ok:
+        if hidden_activation_layer(model) is None:
             return None
         flatten = model.fusion == "flatten"
         shape = _image_feature_shape(model, input_size if flatten else min(input_size, 64))

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cytoreview.defaults import CLS
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
@@ -103,13 +104,15 @@ class ClassifierPanel(JobPanel):
         self.backbone = compact(QComboBox())
         self.backbone.addItems(BACKBONES)
         self.input_size = compact(QSpinBox())
-        self.input_size.setRange(32, 1024)
+        # 0 is "auto": the size the workflow chooses from the images (one rule, CLI and GUI).
+        self.input_size.setRange(0, 1024)
         self.input_size.setSingleStep(32)
-        self.input_size.setValue(128)
+        self.input_size.setSpecialValueText("auto")
+        self.input_size.setValue(0)
         self.input_size.setSuffix(" px")
         self.epochs = compact(QSpinBox())
         self.epochs.setRange(1, 2000)
-        self.epochs.setValue(100)
+        self.epochs.setValue(CLS.epochs)
         self.device = compact(QComboBox())
         self.device.addItems(DEVICES)
         fields = (
@@ -165,7 +168,7 @@ class ClassifierPanel(JobPanel):
             arch=self.arch.currentText(),
             backbone=self.backbone.currentText(),
             mask_backbone=self.backbone.currentText(),
-            input_size=self.input_size.value(),
+            input_size=self.input_size.value() or None,
             epochs=self.epochs.value(),
             device=self.device.currentText(),
         )

@@ -111,7 +111,8 @@ TOOLTIPS: dict[str, str] = {
     "cls_task": "bethesda: the scheme's classes; binary: revisable vs not-revisable",
     "cls_arch": "image-only, or the image fused with its mask (flatten or global pooling)",
     "cls_backbone": "The CNN backbone (random weights: nothing is downloaded)",
-    "cls_input": "Side of the network input in pixels (images are letterboxed)",
+    "cls_input": "Side of the network input in pixels (images are letterboxed); auto: the "
+    "median image side rounded up to 32, 64-128 px (a fine-tuned model keeps its size)",
     "cls_start": "Train a new classifier on every labelled image (and its current mask)",
     "classify_all": "Predict the class of every image with the current classifier",
     "explain_all": "Compute and store a Grad-CAM++ heatmap of every image",

@@ -28,7 +28,7 @@ from cytoreview.data.cls_dataset import INPUT_CHANNELS, make_inputs
 from cytoreview.errors import ConfigError
 from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
 from cytoreview.inference.predictors import TorchPredictor
-from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
+from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH, hidden_activation_layer
 
 __all__ = [
     "CAM_FEATURES",
@@ -144,24 +144,6 @@ def predict_class_probs(
             raise ValueError(f"the model gave {probs.shape}, expected ({hi - lo}, {k})")
         out[lo:hi] = probs
     return out
-
-
-def hidden_activation_layer(model: nn.Module) -> nn.Module | None:
-    """The ReLU of a ``Linear, ReLU, Dropout, Linear`` head (fusion models), else None.
-
-    Its output's sign is the ReLU's gradient, which the closed-form Grad-CAM++ needs.
-    """
-    head = getattr(model, "head", None)
-    if (
-        isinstance(head, nn.Sequential)
-        and len(head) == 4
-        and isinstance(head[0], nn.Linear)
-        and isinstance(head[1], nn.ReLU)
-        and isinstance(head[2], nn.Dropout)
-        and isinstance(head[3], nn.Linear)
-    ):
-        return head[1]
-    return None
 
 
 class _WithCamOutputs(nn.Module):

@@ -318,3 +318,21 @@ def load_backbone_weights(
     model.image_backbone.load_state_dict(usable, strict=False)
     missing = tuple(k for k in target if k not in usable)
     return BackboneLoadReport(len(usable), missing, tuple(unexpected), tuple(mismatched))
+
+
+def hidden_activation_layer(model: nn.Module) -> nn.Module | None:
+    """The ReLU of a ``Linear, ReLU, Dropout, Linear`` head (fusion models), else None.
+
+    Its output's sign is the ReLU's gradient, which the closed-form Grad-CAM++ needs.
+    """
+    head = getattr(model, "head", None)
+    if (
+        isinstance(head, nn.Sequential)
+        and len(head) == 4
+        and isinstance(head[0], nn.Linear)
+        and isinstance(head[1], nn.ReLU)
+        and isinstance(head[2], nn.Dropout)
+        and isinstance(head[3], nn.Linear)
+    ):
+        return head[1]
+    return None

@@ -53,6 +53,10 @@ class SegTrainConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     patience: int = SEG.patience
+    #: Learning-rate schedule on plateaus (see cytoreview.defaults.SegRecipe); 0: constant.
+    lr_patience: int = SEG.lr_patience
+    lr_factor: float = SEG.lr_factor
+    min_lr: float = SEG.min_lr
     min_delta: float = 1e-4
     time_budget_s: float | None = None
     device: str = "auto"
@@ -134,6 +138,13 @@ def _cycle(
 
 
 @torch.inference_mode()
+def _decay_lr(optimiser: torch.optim.Optimizer, factor: float, floor: float) -> None:
+    """Multiply every parameter group's learning rate by ``factor``, not below ``floor``."""
+    for group in optimiser.param_groups:
+        group["lr"] = max(floor, group["lr"] * factor)
+
+
+@torch.no_grad()  # without it every validation batch built an autograd graph for nothing
 def _validate(
     model: torch.nn.Module,
     loss_fn: SegmentationLoss,
@@ -246,6 +257,7 @@ def train_segmenter(
     try:
         for epoch in range(1, config.epochs + 1):
             epoch_start = time.perf_counter()
+            epoch_lr = optimiser.param_groups[0]["lr"]
             batches.set_epoch(epoch)
             model.train()
             running, seen = 0.0, 0
@@ -316,12 +328,15 @@ def train_segmenter(
                     on_best(best_state, stats)
             else:
                 stale += 1
+                if config.lr_patience and stale % config.lr_patience == 0:
+                    _decay_lr(optimiser, config.lr_factor, config.min_lr)
             summary = (
                 f"epoch {epoch}/{config.epochs}: train {stats.train_loss:.4f}, val {val_loss:.4f}, "
                 f"IoU cyto {scores['iou_cytoplasm']:.3f} nuc {scores['iou_nucleus']:.3f}"
                 + (" (best)" if improved else "")
             )
-            metrics = {"train_loss": stats.train_loss, "val_loss": val_loss, **scores}
+            metrics = {"train_loss": stats.train_loss, "val_loss": val_loss, "lr": epoch_lr}
+            metrics.update(scores)
             yield Progress("epoch", epoch, config.epochs, summary, metrics=metrics)
             if stale >= config.patience:
                 reason = "early_stopping"

@@ -20,7 +20,9 @@ import torch
 
 from cytoreview import __version__
 from cytoreview.choices import TASKS  # torch-free home: the CLI parser lists it without torch
+from cytoreview.data.datasets import choose_input_size
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from cytoreview.defaults import CLS
 from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
 from cytoreview.inference.classify import export_classifier_onnx, has_cam_outputs
 from cytoreview.metrics.classification import classification_report
@@ -129,11 +131,12 @@ class ClsTrainRequest:
     arch: str = DEFAULT_ARCH
     backbone: str = DEFAULT_BACKBONE
     mask_backbone: str = DEFAULT_BACKBONE
-    input_size: int = 128
-    epochs: int = 100
-    batch_size: int = 16
-    lr: float = 1e-4
-    patience: int = 20
+    #: None: from the images (see cytoreview.defaults.ClsRecipe), or the parent model's size.
+    input_size: int | None = None
+    epochs: int = CLS.epochs
+    batch_size: int = CLS.batch_size
+    lr: float = CLS.lr
+    patience: int = CLS.patience
     balance: str = "oversample"
     time_budget_min: float | None = None
     device: str = "auto"
@@ -165,9 +168,10 @@ class ClsTrainReport:
 
 def _init_state(
     store: ModelStore, request: ClsTrainRequest
-) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+) -> tuple[dict[str, torch.Tensor] | None, str | None, int | None]:
+    """The parent model's weights, id and input size when fine-tuning, else Nones."""
     if request.init is None:
-        return None, None
+        return None, None, None
     if not (store.root / request.init).is_dir():
         known = ", ".join(r.model_id for r in store.runs()[-3:]) or "none yet"
         raise CheckpointError(Path(request.init), f"not a model of this project (latest: {known})")
@@ -177,7 +181,18 @@ def _init_state(
             f"{request.init} is a {config.get('arch')} model; fine-tune it with --arch "
             f"{config.get('arch')}"
         )
-    return state, request.init
+    size = config.get("input_size")
+    return state, request.init, int(size) if size else None
+
+
+def _classifier_input_size(request: ClsTrainRequest, parent_size: int | None, images) -> int:
+    """The user's size, else the parent model's (fine-tuning), else one that fits the images."""
+    if request.input_size:
+        return request.input_size
+    if parent_size:
+        return parent_size
+    shapes = [image.shape for image in images]
+    return choose_input_size(shapes, minimum=CLS.input_min, maximum=CLS.input_max)
 
 
 def _stats_dict(stats: ClsEpochStats) -> dict[str, float]:
@@ -215,10 +230,11 @@ def train_classification(
         )
     all_classes = task_classes(project.scheme, request.task)
     store = ModelStore(project)
-    init_state, parent = _init_state(store, request)
+    init_state, parent, parent_size = _init_state(store, request)
+    input_size = _classifier_input_size(request, parent_size, examples.images)
     config = ClsTrainConfig(
         arch=request.arch, backbone=request.backbone, mask_backbone=request.mask_backbone,
-        input_size=request.input_size, epochs=request.epochs, batch_size=request.batch_size,
+        input_size=input_size, epochs=request.epochs, batch_size=request.batch_size,
         lr=request.lr, patience=request.patience, balance=request.balance,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
         device=request.device, seed=request.seed,
@@ -251,7 +267,8 @@ def train_classification(
     yield Progress(
         "prepare", 1, 1,
         f"{len(examples.images)} images, classes {', '.join(present)}; {request.arch} on "
-        f"{request.backbone}, input {request.input_size} px",
+        f"{request.backbone}, input {input_size} px"
+        + ("" if request.input_size else " (chosen from the images)"),
     )  # fmt: skip
     try:
         result = yield from train_classifier(

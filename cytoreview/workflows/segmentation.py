@@ -56,6 +56,7 @@ class SegTrainRequest:
     lr: float = SEG.lr
     loss: str = SEG.loss
     patience: int = SEG.patience
+    lr_patience: int = SEG.lr_patience
     seed: int = 0
     tile_threshold: int = SEG.tile_threshold
     #: "auto" (from the painted masks, see cytoreview.data.geometry), "crops" or "fields".
@@ -232,9 +233,9 @@ def train_segmentation(
         raise ConfigError(f"input size must be a multiple of 32, got {input_size}")
     train_cfg = SegTrainConfig(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
-        loss=request.loss, patience=request.patience, device=request.device, seed=request.seed,
-        tile_threshold=geometry.tile_threshold, scale=geometry.scale, amp=request.amp,
-        cpu_bf16=request.cpu_bf16,
+        loss=request.loss, patience=request.patience, lr_patience=request.lr_patience,
+        device=request.device, seed=request.seed, tile_threshold=geometry.tile_threshold,
+        scale=geometry.scale, amp=request.amp, cpu_bf16=request.cpu_bf16,
         threads=request.threads, loader_workers=request.loader_workers,
         semi=SemiConfig() if request.semi else None,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from _drive import drain
 
 from cytoreview.data.cls_dataset import make_inputs
 from cytoreview.data.sampling import Candidate, stratified_pick
@@ -49,16 +50,6 @@ from cytoreview.workflows.segmentation import SegTrainRequest, segment_project, 
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "herlev40"
 CLASSES = ["NILM", "LSIL", "HSIL"]
-
-
-def drain(job, log: bool = False):
-    try:
-        while True:
-            event = next(job)
-            if log and event.stage == "epoch":
-                print(event.message, file=sys.stderr, flush=True)
-    except StopIteration as stop:
-        return stop.value
 
 
 def engine_masks(work: Path, seg_minutes: float, seeds: int) -> tuple[dict[str, np.ndarray], dict]:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _drive import drain
 
 from cytoreview.data.cls_dataset import make_inputs
 from cytoreview.data.synthetic import synth_dataset
@@ -66,6 +67,10 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _indented(message: str) -> None:
+    log(f"  {message}")
+
+
 def load_cells(synthetic: bool, n_synthetic: int) -> tuple[list, list, list, list[str], str]:
     """Images, masks, labels, class names and a description of the data."""
     if not synthetic and (DATA / "labels.csv").is_file():
@@ -86,16 +91,6 @@ def split(labels: list[str], test_fraction: float = 0.25) -> tuple[np.ndarray, n
     return order[n_test:], np.sort(order[:n_test])
 
 
-def drain(job):
-    try:
-        while True:
-            event = next(job)
-            if event.stage == "epoch":
-                log(f"  {event.message}")
-    except StopIteration as stop:
-        return stop.value
-
-
 def train(
     arch: str, args: argparse.Namespace, images, masks, labels, classes
 ) -> tuple[LoadedClassifier, dict]:
@@ -104,7 +99,7 @@ def train(
         arch=arch, input_size=args.input_size, epochs=args.epochs, batch_size=32, lr=1e-3,
         patience=args.epochs, time_budget_s=args.train_minutes * 60, device="cpu", seed=0,
     )  # fmt: skip
-    result = drain(train_classifier(images, masks, labels, classes, config))
+    result = drain(train_classifier(images, masks, labels, classes, config), log=_indented)
     model = build_classifier(result.model_config)
     model.load_state_dict(result.state_dict)
     model.eval()

@@ -28,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from _drive import drain
+
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
 from cytoreview.workflows.importing import import_images
@@ -39,16 +41,6 @@ from cytoreview.workflows.segmentation import (
 )
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "isbi2014"
-
-
-def drain(job, log: bool = False):
-    try:
-        while True:
-            event = next(job)
-            if log and event.stage in ("epoch", "prepare"):
-                print(event.message, file=sys.stderr, flush=True)
-    except StopIteration as stop:
-        return stop.value
 
 
 def main() -> None:
@@ -81,7 +73,11 @@ def main() -> None:
                             image_dir=DATA / "images", copy=False))  # fmt: skip
         request = SegTrainRequest(time_budget_min=args.minutes, geometry=args.geometry)
         start = time.perf_counter()
-        report = drain(train_segmentation(project, request, actor="bench"), log=True)
+        report = drain(
+            train_segmentation(project, request, actor="bench"),
+            log=True,
+            stages=("epoch", "prepare"),
+        )
         train_minutes = (time.perf_counter() - start) / 60
         config = ModelStore(project).load(report.model_id)[0]
         seg = drain(segment_project(project, actor="bench"))

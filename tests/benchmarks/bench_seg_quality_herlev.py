@@ -29,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from _drive import drain
+
 from cytoreview.data.sampling import Candidate, stratified_pick
 from cytoreview.defaults import SEG
 from cytoreview.storage.project import Project
@@ -41,16 +43,6 @@ from cytoreview.workflows.segmentation import (
 )
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "herlev40"
-
-
-def drain(job, log=None):
-    try:
-        while True:
-            event = next(job)
-            if log and event.stage == "epoch":
-                print(event.message, file=sys.stderr, flush=True)
-    except StopIteration as stop:
-        return stop.value
 
 
 def boundary_sensitivity() -> dict[str, float]:
@@ -82,7 +74,8 @@ def boundary_sensitivity() -> dict[str, float]:
 
 
 #: The recipe before the benchmarked defaults (what `train-seg` did until 2026-12).
-PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": False, "threads": 0}
+PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": False, "threads": 0,
+            "lr_patience": 0}  # fmt: skip
 
 
 def spin(n: int) -> list[subprocess.Popen]:
@@ -127,6 +120,7 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
     request = SegTrainRequest(
         encoder=args.encoder, epochs=recipe["epochs"], time_budget_min=args.minutes,
         lr=recipe["lr"], input_size=args.input_size, patience=recipe["patience"], seed=0,
+        lr_patience=recipe["lr_patience"],
         amp=recipe["amp"], threads=(os.cpu_count() or 1) if threads == 0 else threads,
         loader_workers=args.workers, semi=args.semi, cpu_bf16=args.cpu_bf16,
     )  # fmt: skip
@@ -187,6 +181,7 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--lr", type=float, help="overrides the recipe")
     parser.add_argument("--patience", type=int, help="overrides the recipe")
+    parser.add_argument("--lr-patience", type=int, help="overrides the recipe (0: constant lr)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, help="overrides")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="overrides")
     parser.add_argument("--threads", type=int, help="overrides (0: all cores, fixed)")
@@ -200,8 +195,9 @@ def main() -> None:
         recipe = dict(PREVIOUS)
     else:
         recipe = {"lr": SEG.lr, "patience": SEG.patience, "epochs": SEG.epochs,
-                  "tta": SEG.tta, "amp": SEG.amp, "threads": None}  # fmt: skip
-    for key in ("lr", "patience", "tta", "amp", "threads"):
+                  "tta": SEG.tta, "amp": SEG.amp, "threads": None,
+                  "lr_patience": SEG.lr_patience}  # fmt: skip
+    for key in ("lr", "patience", "lr_patience", "tta", "amp", "threads"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     hogs = spin(args.hog)

@@ -84,3 +84,24 @@ def test_time_budget_and_early_stopping(data) -> None:
     # Stopped exactly `patience` epochs after the best one, and the best weights were kept.
     assert early.history[-1].epoch - early.best.epoch == 1
     assert all(np.isfinite(h.val_loss) for h in early.history)
+
+
+def test_learning_rate_drops_on_plateaus_and_stays_above_its_floor(data) -> None:
+    # min_delta this large: only the first epoch counts as an improvement, every later one is
+    # stale, so the rate is halved after every 2 stale epochs, down to the floor.
+    config = SegTrainConfig(
+        input_size=64, epochs=7, batch_size=4, lr=1e-3, seed=4, min_delta=1e9, patience=100,
+        lr_patience=2, lr_factor=0.5, min_lr=3e-4,
+    )  # fmt: skip
+    _, events, result = _run(data, config)
+    rates = [e.metrics["lr"] for e in events if e.stage == "epoch"]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 3e-4, 3e-4])  # used in each
+    assert result.stop_reason == "max_epochs"
+
+
+def test_constant_learning_rate_without_a_schedule(data) -> None:
+    config = SegTrainConfig(
+        input_size=64, epochs=3, batch_size=4, lr=1e-3, seed=4, min_delta=1e9, lr_patience=0
+    )
+    _, events, _ = _run(data, config)
+    assert [e.metrics["lr"] for e in events if e.stage == "epoch"] == [1e-3] * 3

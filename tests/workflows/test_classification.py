@@ -253,3 +253,16 @@ def test_sessions_are_shared_between_loads_of_one_file(trained) -> None:
     store = ModelStore(project)
     store.save_onnx(report.model_id, store.load_onnx(report.model_id))  # a new file: new session
     assert classifier_runtime(load_classifier(project, report.model_id), "onnx", "cpu") is not first
+
+
+def test_input_size_auto_fits_the_images_and_fine_tuning_keeps_the_parents(trained) -> None:
+    # Images of 56-80 px: the median side rounded up to 32 is 96 (within the 64-128 rule).
+    project, report, _, _ = trained
+    store = ModelStore(project)
+    auto = _request(input_size=None, epochs=1, patience=1)
+    events, chosen = run_job(train_classification(project, auto, actor="dr_a"))
+    assert store.load(chosen.model_id)[0]["input_size"] == 96
+    assert any("input 96 px (chosen from the images)" in e.message for e in events)
+    tuned = _request(input_size=None, epochs=1, patience=1, init=report.model_id)
+    _, child = run_job(train_classification(project, tuned, actor="dr_a"))
+    assert store.load(child.model_id)[0]["input_size"] == 64  # the parent's, not the rule's
