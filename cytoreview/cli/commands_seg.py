@@ -78,6 +78,13 @@ def register(sub: Any) -> None:
         f"{SEG.lr_factor:g}; 0 keeps it constant (default {SEG.lr_patience})",
     )
     p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=SEG.ema_decay,
+        help="validate and keep a moving average of the weights with this decay per step; "
+        f"0 keeps the weights as trained (default {SEG.ema_decay:g})",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         metavar="N",
@@ -168,9 +175,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
         device=args.device, init=args.init, input_size=args.input_size,
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
-        lr_patience=args.lr_patience, seed=args.seed, tile_threshold=args.tile_above,
-        threads=args.threads, amp=args.amp, cpu_bf16=args.cpu_bf16,
-        geometry=args.geometry, semi=args.semi,
+        lr_patience=args.lr_patience, ema_decay=args.ema_decay, seed=args.seed,
+        tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
+        cpu_bf16=args.cpu_bf16, geometry=args.geometry, semi=args.semi,
     )  # fmt: skip
     token = CancelToken()
     with open_project(args.project) as project:

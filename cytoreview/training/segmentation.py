@@ -1,7 +1,8 @@
 """Training a segmenter: a generator of progress events, cancellable between steps.
 
-Adam, class-weighted Dice + focal loss, early stopping on the validation loss restoring the best
-weights, an optional wall-clock budget. CUDA (mixed precision) when there is a GPU; on the CPU,
+Adam with its rate lowered on plateaus, class-weighted Dice + focal loss, a moving average of the
+weights that is what is validated and kept, early stopping on the validation loss restoring the
+best average, an optional wall-clock budget. CUDA (mixed precision) when there is a GPU; on the CPU,
 channels_last, bf16 autocast where the CPU computes bf16 natively, and a thread count measured
 while training (:class:`~cytoreview.training.runtime.ThreadTuner`), so that a busy machine costs
 its share of the CPU and not ten times the time. Augmentation runs in a DataLoader worker
@@ -35,7 +36,13 @@ from cytoreview.training.runtime import (
     seed_everything,
     usable_cores,
 )
-from cytoreview.training.semi import SemiConfig, ema_update, make_teacher, pseudo_label_loss
+from cytoreview.training.semi import (
+    SemiConfig,
+    ema_update,
+    make_teacher,
+    pseudo_label_loss,
+    warmed_up_decay,
+)
 from cytoreview.types import CancelToken, Progress
 
 SCORED = {"cytoplasm": 1, "nucleus": 2}
@@ -57,6 +64,8 @@ class SegTrainConfig:
     lr_patience: int = SEG.lr_patience
     lr_factor: float = SEG.lr_factor
     min_lr: float = SEG.min_lr
+    #: Validate and keep a moving average of the weights (0: the weights as trained).
+    ema_decay: float = SEG.ema_decay
     min_delta: float = 1e-4
     time_budget_s: float | None = None
     device: str = "auto"
@@ -246,6 +255,12 @@ def train_segmenter(
         extra_batches = EpochBatches(len(extra_set), config.batch_size, config.seed + 1)
         extra = (extra_set, extra_batches)
         extra_loader = make_loader(extra_set, extra_batches, total_steps, config.loader_workers)
+    # The averaged weights are validated and kept: on a few dozen images the last step's
+    # weights swing from epoch to epoch, their average does not.
+    averaged = None
+    if config.ema_decay:
+        averaged = teacher if teacher is not None else make_teacher(model)
+    evaluated = averaged if averaged is not None else model
     best_loss, best, best_state = math.inf, None, copy.deepcopy(model.state_dict())
     history: list[EpochStats] = []
     stale, step, reason = 0, 0, "max_epochs"
@@ -297,6 +312,9 @@ def train_segmenter(
                 scaler.update()
                 if semi is not None and teacher is not None:
                     ema_update(teacher, model, semi.ema_decay)
+                if averaged is not None and averaged is not teacher:
+                    decay = warmed_up_decay(config.ema_decay, step)
+                    ema_update(averaged, model, decay, average_buffers=True)
                 loss_value = float(loss.detach())
                 if tuner is not None:
                     tuner.end_step()
@@ -312,7 +330,7 @@ def train_segmenter(
             if reason != "max_epochs" and seen < len(train_set):
                 break  # an interrupted epoch is not validated: its numbers would mislead
             val_loss, scores = _validate(
-                model, loss_fn, val_loader, device, config.amp, config.cpu_bf16
+                evaluated, loss_fn, val_loader, device, config.amp, config.cpu_bf16
             )
             stats = EpochStats(
                 epoch, running / max(seen, 1), val_loss, scores, time.perf_counter() - epoch_start
@@ -322,7 +340,7 @@ def train_segmenter(
             if improved:
                 best_loss, best, stale = val_loss, stats, 0
                 best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                    k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()
                 }
                 if on_best is not None:
                     on_best(best_state, stats)

@@ -73,16 +73,36 @@ def make_teacher(student: torch.nn.Module) -> torch.nn.Module:
     return teacher
 
 
+def warmed_up_decay(decay: float, step: int) -> float:
+    """``decay``, lowered over the first steps so that the average follows the early weights.
+
+    ``min(decay, (1 + step) / (10 + step))``: 0.1 at step 0, 0.55 at step 10, 0.92 at step 100.
+    Without it a short run (a quick fine-tune, a one-minute budget) would keep mostly the
+    initial weights.
+    """
+    return min(decay, (1 + step) / (10 + step))
+
+
 @torch.no_grad()
-def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
+def ema_update(
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    decay: float,
+    average_buffers: bool = False,
+) -> None:
     """Move the teacher towards the student: ``decay * teacher + (1 - decay) * student``.
 
-    Buffers (batch-norm statistics) are copied.
+    Buffers (batch-norm statistics) are copied, or with ``average_buffers`` averaged like the
+    weights (floating-point ones; counters are copied): statistics that match the averaged
+    weights rather than the last step's.
     """
     for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
         t.mul_(decay).add_(s.detach(), alpha=1 - decay)
     for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
-        t.copy_(s)
+        if average_buffers and t.is_floating_point():
+            t.mul_(decay).add_(s, alpha=1 - decay)
+        else:
+            t.copy_(s)
 
 
 def pseudo_label_loss(

@@ -161,7 +161,7 @@ def run_demo(
             yield Progress("paint", step, len(seed_images), f"{image.name} painted")
         training = segmented = scores = None
         if epochs > 0 and painted >= 2 and not (cancel and cancel.cancelled):
-            request = SegTrainRequest(epochs=epochs, seed=seed, lr=1e-3)
+            request = SegTrainRequest(epochs=epochs, seed=seed)
             training = yield from train_segmentation(project, request, actor=actor, cancel=cancel)
         if training is not None and training.best is not None:
             segmented = yield from segment_project(project, actor=actor, cancel=cancel)
@@ -174,7 +174,7 @@ def run_demo(
             }  # fmt: skip
         classifier = classified = explained = test_scores = predictions_csv = report_html = None
         if cls_epochs > 0 and not (cancel and cancel.cancelled):
-            request = ClsTrainRequest(input_size=64, epochs=cls_epochs, lr=1e-3, seed=seed)
+            request = ClsTrainRequest(epochs=cls_epochs, seed=seed)
             classifier = yield from train_classification(
                 project, request, actor=actor, cancel=cancel
             )

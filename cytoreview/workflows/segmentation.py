@@ -57,6 +57,7 @@ class SegTrainRequest:
     loss: str = SEG.loss
     patience: int = SEG.patience
     lr_patience: int = SEG.lr_patience
+    ema_decay: float = SEG.ema_decay
     seed: int = 0
     tile_threshold: int = SEG.tile_threshold
     #: "auto" (from the painted masks, see cytoreview.data.geometry), "crops" or "fields".
@@ -234,6 +235,7 @@ def train_segmentation(
     train_cfg = SegTrainConfig(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
         loss=request.loss, patience=request.patience, lr_patience=request.lr_patience,
+        ema_decay=request.ema_decay,
         device=request.device, seed=request.seed, tile_threshold=geometry.tile_threshold,
         scale=geometry.scale, amp=request.amp, cpu_bf16=request.cpu_bf16,
         threads=request.threads, loader_workers=request.loader_workers,

@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="training budget")
     parser.add_argument("--split", type=int, default=0, help="which fields are painted")
     parser.add_argument("--keep", type=Path, help="keep the project here")
+    parser.add_argument(
+        "--compare-tta", action="store_true", help="also auto-mask without TTA and score that"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="isbi-bench-"))
     try:
@@ -80,9 +83,17 @@ def main() -> None:
         )
         train_minutes = (time.perf_counter() - start) / 60
         config = ModelStore(project).load(report.model_id)[0]
+        scored = ("nucleus",) if args.nucleus_only else ("cytoplasm", "nucleus", "cell")
+        without_tta = None
+        if args.compare_tta:  # first, so that the masks left in the project are the default's
+            plain = drain(segment_project(project, actor="bench", tta=False))
+            plain_eval = drain(evaluate_segmentation(project, DATA / "masks", provenance=["auto"]))
+            without_tta = {
+                "segment_seconds": round(plain.seconds, 1),
+                "mean_dice": {c: round(plain_eval.report.mean[c].dice, 4) for c in scored},
+            }
         seg = drain(segment_project(project, actor="bench"))
         evaluation = drain(evaluate_segmentation(project, DATA / "masks", provenance=["auto"]))
-        scored = ("nucleus",) if args.nucleus_only else ("cytoplasm", "nucleus", "cell")
         auto = np.stack([m for _, m in (project.current_mask(project.image(n).id)
                                          for n in seg.segmented)])  # fmt: skip
         result = {
@@ -112,6 +123,7 @@ def main() -> None:
                 }
                 for kind in ("mean", "pooled")
             },
+            "without_tta": without_tta,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
         project.close()

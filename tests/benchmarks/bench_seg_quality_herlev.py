@@ -75,7 +75,7 @@ def boundary_sensitivity() -> dict[str, float]:
 
 #: The recipe before the benchmarked defaults (what `train-seg` did until 2026-12).
 PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": False, "threads": 0,
-            "lr_patience": 0}  # fmt: skip
+            "lr_patience": 0, "ema_decay": 0.0, "batch_size": 8, "loss": "dice_focal"}  # fmt: skip
 
 
 def spin(n: int) -> list[subprocess.Popen]:
@@ -120,7 +120,8 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
     request = SegTrainRequest(
         encoder=args.encoder, epochs=recipe["epochs"], time_budget_min=args.minutes,
         lr=recipe["lr"], input_size=args.input_size, patience=recipe["patience"], seed=0,
-        lr_patience=recipe["lr_patience"],
+        lr_patience=recipe["lr_patience"], ema_decay=recipe["ema_decay"],
+        batch_size=recipe["batch_size"], loss=recipe["loss"],
         amp=recipe["amp"], threads=(os.cpu_count() or 1) if threads == 0 else threads,
         loader_workers=args.workers, semi=args.semi, cpu_bf16=args.cpu_bf16,
     )  # fmt: skip
@@ -182,6 +183,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="overrides the recipe")
     parser.add_argument("--patience", type=int, help="overrides the recipe")
     parser.add_argument("--lr-patience", type=int, help="overrides the recipe (0: constant lr)")
+    parser.add_argument("--ema-decay", type=float, help="overrides the recipe (0: no averaging)")
+    parser.add_argument("--batch-size", type=int, help="overrides the recipe")
+    parser.add_argument("--loss", help="overrides the recipe")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, help="overrides")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="overrides")
     parser.add_argument("--threads", type=int, help="overrides (0: all cores, fixed)")
@@ -196,8 +200,19 @@ def main() -> None:
     else:
         recipe = {"lr": SEG.lr, "patience": SEG.patience, "epochs": SEG.epochs,
                   "tta": SEG.tta, "amp": SEG.amp, "threads": None,
-                  "lr_patience": SEG.lr_patience}  # fmt: skip
-    for key in ("lr", "patience", "lr_patience", "tta", "amp", "threads"):
+                  "lr_patience": SEG.lr_patience, "ema_decay": SEG.ema_decay,
+                  "batch_size": SEG.batch_size, "loss": SEG.loss}  # fmt: skip
+    for key in (
+        "lr",
+        "patience",
+        "lr_patience",
+        "ema_decay",
+        "batch_size",
+        "loss",
+        "tta",
+        "amp",
+        "threads",
+    ):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     hogs = spin(args.hog)

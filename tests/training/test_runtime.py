@@ -93,3 +93,25 @@ def test_cpu_precision_follows_the_hardware() -> None:
     for args in ((True,), (False, True)):
         with autocast_for(cpu, *args):
             assert torch.nn.Linear(4, 4)(torch.ones(1, 4)).dtype == torch.float32
+
+
+def test_a_recheck_drops_a_clearly_slower_count_after_one_step_and_waits_longer() -> None:
+    machine = FakeMachine({2: 3.0, 1: 0.5})  # a busy machine, as in the first test
+    tuner = ThreadTuner(2, probe_steps=3, recheck_s=10.0, set_threads=machine.set_threads,
+                        clock=machine.clock)  # fmt: skip
+    for _ in range(8):
+        machine.step(tuner)
+    assert tuner.threads == 1 and tuner.decisions == [(1, {2: 3.0, 1: 0.5})]
+    chosen_at = machine.now
+    while len(tuner.decisions) == 1:  # steady steps until the recheck has been made
+        machine.step(tuner)
+    # The recheck timed 1 thread first (4 steps), then 2 threads for 2 steps only.
+    assert tuner.decisions[1] == (1, {1: 0.5, 2: 3.0})
+    assert machine.calls[-3:] == [1, 2, 1]
+    recheck_at = machine.now - 4 * 0.5 - 2 * 3.0
+    assert 10.0 < recheck_at - chosen_at <= 10.5
+    # The count did not change: the next recheck comes after twice the wait.
+    second = machine.now
+    while len(tuner.decisions) == 2:
+        machine.step(tuner)
+    assert 20.0 < machine.now - 8.0 - second <= 20.5

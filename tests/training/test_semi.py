@@ -47,6 +47,18 @@ def test_the_teacher_follows_the_student_slowly() -> None:
     assert torch.allclose(teacher.weight, before + 0.1)
 
 
+def test_batch_norm_statistics_are_copied_or_averaged() -> None:
+    student, teacher = torch.nn.BatchNorm2d(2), torch.nn.BatchNorm2d(2)
+    student.running_mean.fill_(1.0)
+    student.num_batches_tracked.fill_(7)
+    ema_update(teacher, student, 0.75)
+    assert torch.allclose(teacher.running_mean, torch.ones(2))  # copied (mean teacher)
+    teacher.running_mean.zero_()
+    ema_update(teacher, student, 0.75, average_buffers=True)
+    assert torch.allclose(teacher.running_mean, torch.full((2,), 0.25))  # averaged
+    assert int(teacher.num_batches_tracked) == 7  # counters are copied
+
+
 def test_views_share_their_geometry_and_differ_in_colour() -> None:
     images = [cell_image(40, 48, seed=s)[0] for s in range(3)]
     views = UnlabelledViews(images, 64, seed=2)

@@ -9,7 +9,9 @@ import torch
 from cytoreview.data.synthetic import synth_dataset
 from cytoreview.data.transforms import NO_AUGMENT
 from cytoreview.models.segmenters import build_unet
+from cytoreview.training import segmentation
 from cytoreview.training.segmentation import SegTrainConfig, train_segmenter
+from cytoreview.training.semi import warmed_up_decay
 from cytoreview.types import CancelToken
 
 
@@ -105,3 +107,26 @@ def test_constant_learning_rate_without_a_schedule(data) -> None:
     )
     _, events, _ = _run(data, config)
     assert [e.metrics["lr"] for e in events if e.stage == "epoch"] == [1e-3] * 3
+
+
+def test_the_moving_average_of_the_weights_is_what_is_validated_and_kept(
+    data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the average never updated it stays at the initial weights: if those are what
+    # comes back, the average (not the trained weights) was validated and kept.
+    monkeypatch.setattr(segmentation, "ema_update", lambda *args, **kwargs: None)
+    torch.manual_seed(4)
+    initial = {k: v.clone() for k, v in build_unet("resnet18").named_parameters()}
+    config = SegTrainConfig(input_size=64, epochs=1, batch_size=4, lr=1e-3, seed=4)
+    _, _, plain = _run(data, SegTrainConfig(**{**config.__dict__, "ema_decay": 0.0}))
+    _, _, kept = _run(data, SegTrainConfig(**{**config.__dict__, "ema_decay": 0.99}))
+    moved = [k for k in initial if not torch.allclose(plain.state_dict[k], initial[k])]
+    assert moved  # training changed the weights ...
+    for key in moved:  # ... and the (frozen) average is what came back
+        assert torch.equal(kept.state_dict[key], initial[key]), key
+
+
+def test_the_average_follows_the_weights_early_on() -> None:
+    assert warmed_up_decay(0.99, 0) == pytest.approx(0.1)
+    assert warmed_up_decay(0.99, 100) == pytest.approx(101 / 110)
+    assert warmed_up_decay(0.99, 10_000) == 0.99
