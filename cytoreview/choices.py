@@ -66,3 +66,7 @@ TASKS: tuple[str, ...] = ("bethesda", "binary")
 # --- Explanation ------------------------------------------------------------------------------
 #: Heatmap methods of ``cytoreview explain``, the default first.
 CAM_METHODS: tuple[str, ...] = ("gradcam++", "gradcam")
+
+#: Averaging the 8 views of each input when auto-masking: "auto" is the recipe's rule
+#: (cytoreview.defaults.SegRecipe.tta_for: crops models yes, fields models no).
+TTA_CHOICES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}

@@ -145,9 +145,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
-        default=SEG.tta,
-        help="average over the 8 rotations and mirror images (8x the model calls, better masks; "
-        f"default {'on' if SEG.tta else 'off'})",
+        default=None,
+        help="average over the 8 rotations and mirror images (8x the model calls; default: "
+        f"{'on' if SEG.tta_crops else 'off'} for a model trained on cell crops, "
+        f"{'on' if SEG.tta_fields else 'off'} for one trained on fields)",
     )
     p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
     p.set_defaults(handler=_cmd_segment)
@@ -220,7 +221,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     n = len(report.segmented)
     rate = n / report.seconds if report.seconds else 0.0
     console.print(f"{n} image(s) auto-segmented with {report.model_id} ({report.engine}, "
-                  f"{report.device}) in {report.seconds:.1f} s ({rate:.1f} images/s); "
+                  f"{report.device}{', 8 views averaged' if report.tta else ''}) "
+                  f"in {report.seconds:.1f} s ({rate:.1f} images/s); "
                   f"{len(report.skipped_human)} with a human mask left alone")  # fmt: skip
     if report.uncertainties:
         worst = sorted(report.uncertainties.items(), key=lambda kv: -kv[1])[:5]

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cytoreview.choices import TTA_CHOICES
 from cytoreview.defaults import SEG
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
@@ -126,11 +127,14 @@ class TrainPanel(JobPanel):
         row = QHBoxLayout()  # how Auto-segment runs (details in the tooltips)
         self.selected_only = QCheckBox("Selected images only")
         self.selected_only.setToolTip(TOOLTIPS["selected_only"])
-        self.tta_check = QCheckBox("Average 8 views (8x slower)")
-        self.tta_check.setToolTip(TOOLTIPS["tta"])
-        self.tta_check.setChecked(SEG.tta)
+        # auto / on / off: "auto" is the recipe's rule (crops yes, fields no), decided by the
+        # workflow from the model, not here.
+        self.tta_choice = compact(QComboBox())
+        self.tta_choice.addItems(list(TTA_CHOICES))
+        self.tta_choice.setToolTip(TOOLTIPS["tta"])
         row.addWidget(self.selected_only)
-        row.addWidget(self.tta_check)
+        row.addWidget(QLabel("Average 8 views:"))
+        row.addWidget(self.tta_choice)
         row.addStretch(1)
         layout.addLayout(row)
         # One line each: side by side, the ETA at the end of the line was clipped.
@@ -199,7 +203,7 @@ class TrainPanel(JobPanel):
         if project is None or self.runner.is_running:
             return False
         actor, device = self.state.actor, device or self.device.currentText()
-        tta = self.tta_check.isChecked() if tta is None else tta
+        tta = TTA_CHOICES[self.tta_choice.currentText()] if tta is None else tta
         if image_ids is None and self.selected_only.isChecked():
             image_ids = self.selection()
             if not image_ids:
@@ -209,7 +213,7 @@ class TrainPanel(JobPanel):
         which = "the" if names is None else f"{len(names)} selected"
         self.log_view.appendPlainText(
             f"auto-segmenting {which} image(s) without a person's mask"
-            + (" (8 views each)…" if tta else "…")
+            + {True: " (8 views each)…", False: "…", None: " (8 views for a crops model)…"}[tta]
         )
         self.begin_job(
             "segment",

@@ -45,6 +45,8 @@ class SegmenterSpec:
     scale: float = 1.0
     #: Which classes the model was trained on; the others are never predicted.
     classes_present: tuple[bool, ...] = (True, True, True)
+    #: Trained on windows of whole fields (not on cell crops).
+    fields: bool = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SegmenterSpec:
@@ -58,6 +60,7 @@ class SegmenterSpec:
             std=tuple(norm.get("std", IMAGENET_STD)),
             scale=float(config.get("scale", 1.0)),
             classes_present=tuple(bool(p) for p in config.get("classes_present", (1, 1, 1))),
+            fields=config.get("geometry") == "fields",
         )
 
     @property

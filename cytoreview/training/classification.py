@@ -22,6 +22,7 @@ from torch.nn.functional import cross_entropy
 from cytoreview.data.cls_dataset import ClassificationDataset
 from cytoreview.data.sampling import stratified_split
 from cytoreview.data.transforms import AugmentConfig
+from cytoreview.defaults import CLS
 from cytoreview.errors import ConfigError, NotEnoughDataError, UnknownClassError
 from cytoreview.models.classifiers import DEFAULT_ARCH, DEFAULT_BACKBONE, build_classifier
 from cytoreview.models.devices import describe_device, pick_torch_device, use_all_cpu_cores
@@ -38,14 +39,15 @@ class ClsTrainConfig:
     arch: str = DEFAULT_ARCH
     backbone: str = DEFAULT_BACKBONE
     mask_backbone: str = DEFAULT_BACKBONE
-    input_size: int = 128
-    epochs: int = 100
-    batch_size: int = 16
-    lr: float = 1e-4
+    #: The workflow chooses it from the images (cytoreview.defaults.ClsRecipe).
+    input_size: int = CLS.input_min
+    epochs: int = CLS.epochs
+    batch_size: int = CLS.batch_size
+    lr: float = CLS.lr
     weight_decay: float = 0.0
     dropout: float = 0.5
     hidden: int = 256
-    patience: int = 20
+    patience: int = CLS.patience
     min_delta: float = 1e-4
     balance: str = "oversample"
     time_budget_s: float | None = None

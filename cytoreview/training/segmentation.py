@@ -172,7 +172,8 @@ def _validate(
             logits = model(x)
         total += float(loss_fn(logits, y)) * len(x)
         n += len(x)
-        pred = logits.argmax(1)
+        # A class no mask contains is never predicted (as at inference): its logit is untrained.
+        pred = logits.masked_fill(loss_fn.absent.view(1, -1, 1, 1), -torch.inf).argmax(1)
         for name, label in SCORED.items():
             p, t = pred == label, y == label
             tp = int((p & t).sum())

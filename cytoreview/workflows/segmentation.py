@@ -328,6 +328,8 @@ class SegmentReport:
     uncertainties: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     cancelled: bool = False
+    #: Whether the 8 views were averaged.
+    tta: bool = False
 
 
 def load_predictor(
@@ -384,14 +386,19 @@ def segment_project(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 8,
-    tta: bool = SEG.tta,
+    tta: bool | None = None,
     names: Sequence[str] | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, SegmentReport]:
-    """Auto-mask every image without a human mask (or the named ones); yield per batch."""
+    """Auto-mask every image without a human mask (or the named ones); yield per batch.
+
+    ``tta`` None: average the 8 views for a crops model, not for a fields model (see
+    :class:`cytoreview.defaults.SegRecipe`).
+    """
     model_id, predictor, spec = load_predictor(project, model_id, engine, device, precision)
+    tta = SEG.tta_for(spec.fields) if tta is None else tta
     predict = with_tta(predictor) if tta else predictor
-    report = SegmentReport(model_id=model_id, engine=engine, device=predictor.device)
+    report = SegmentReport(model_id=model_id, engine=engine, device=predictor.device, tta=tta)
     current = project.current_versions()
     wanted = set(names) if names is not None else None
     todo = []
@@ -404,8 +411,9 @@ def segment_project(
         else:
             todo.append(image)
     start = time.perf_counter()
+    views = ", averaging 8 views" if tta else ""
     yield Progress(
-        "segment", 0, len(todo), f"{len(todo)} image(s) to segment on {predictor.device}"
+        "segment", 0, len(todo), f"{len(todo)} image(s) to segment on {predictor.device}{views}"
     )
 
     def compute(chunk: list[Any]) -> tuple[list[tuple[Any, np.ndarray]], list[str], list[Any]]:

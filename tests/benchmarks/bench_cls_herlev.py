@@ -33,7 +33,9 @@ import torch
 from _drive import drain
 
 from cytoreview.data.cls_dataset import make_inputs
+from cytoreview.data.datasets import choose_input_size
 from cytoreview.data.sampling import Candidate, stratified_pick
+from cytoreview.defaults import CLS
 from cytoreview.explain.cam import class_activation_maps
 from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
 from cytoreview.metrics.classification import (
@@ -119,12 +121,13 @@ def main() -> None:
         "--archs", nargs="+", default=["image-only", "fusion-flatten", "fusion-gap"]
     )
     parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--input-size", type=int, default=64)
-    parser.add_argument("--minutes-per-run", type=float, default=3.0)
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--patience", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=32)
+    # No flags: the product's defaults (cytoreview.defaults.CLS; the input side by its rule).
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--minutes-per-run", type=float, default=5.0, help="a guard, per fold")
+    parser.add_argument("--epochs", type=int, default=CLS.epochs)
+    parser.add_argument("--patience", type=int, default=CLS.patience)
+    parser.add_argument("--lr", type=float, default=CLS.lr)
+    parser.add_argument("--batch-size", type=int, default=CLS.batch_size)
     parser.add_argument("--seg-minutes", type=float, default=6.0)
     parser.add_argument("--seeds", type=int, default=80)
     parser.add_argument("--true-masks", action="store_true", help="fuse the true masks instead")
@@ -165,6 +168,10 @@ def main() -> None:
                 for n, m in zip(names, masks, strict=True):
                     cv2.imwrite(str(args.masks_cache / f"{n}.png"), m)
                 (args.masks_cache / "seg_info.json").write_text(json.dumps(seg_info))
+        if args.input_size is None:
+            args.input_size = choose_input_size(
+                [im.shape for im in images], minimum=CLS.input_min, maximum=CLS.input_max
+            )
         folds = folds_of(labels, args.folds)
         per_arch: dict[str, list[dict]] = {a: [] for a in args.archs}
         timings: dict[str, dict] = {}

@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--split", type=int, default=0, help="which fields are painted")
     parser.add_argument("--keep", type=Path, help="keep the project here")
     parser.add_argument(
-        "--compare-tta", action="store_true", help="also auto-mask without TTA and score that"
+        "--compare-tta", action="store_true", help="also auto-mask with TTA and score that"
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="isbi-bench-"))
@@ -84,11 +84,12 @@ def main() -> None:
         train_minutes = (time.perf_counter() - start) / 60
         config = ModelStore(project).load(report.model_id)[0]
         scored = ("nucleus",) if args.nucleus_only else ("cytoplasm", "nucleus", "cell")
-        without_tta = None
+        other_tta = None
         if args.compare_tta:  # first, so that the masks left in the project are the default's
-            plain = drain(segment_project(project, actor="bench", tta=False))
+            plain = drain(segment_project(project, actor="bench", tta=True))
             plain_eval = drain(evaluate_segmentation(project, DATA / "masks", provenance=["auto"]))
-            without_tta = {
+            other_tta = {
+                "tta": True,
                 "segment_seconds": round(plain.seconds, 1),
                 "mean_dice": {c: round(plain_eval.report.mean[c].dice, 4) for c in scored},
             }
@@ -123,7 +124,8 @@ def main() -> None:
                 }
                 for kind in ("mean", "pooled")
             },
-            "without_tta": without_tta,
+            "tta": seg.tta,
+            "with_tta": other_tta,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
         project.close()

@@ -199,7 +199,7 @@ def main() -> None:
         recipe = dict(PREVIOUS)
     else:
         recipe = {"lr": SEG.lr, "patience": SEG.patience, "epochs": SEG.epochs,
-                  "tta": SEG.tta, "amp": SEG.amp, "threads": None,
+                  "tta": None, "amp": SEG.amp, "threads": None,
                   "lr_patience": SEG.lr_patience, "ema_decay": SEG.ema_decay,
                   "batch_size": SEG.batch_size, "loss": SEG.loss}  # fmt: skip
     for key in (

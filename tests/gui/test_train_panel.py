@@ -121,7 +121,7 @@ def test_training_reports_progress_then_auto_segment_fills_the_table(painted_wor
     assert {table[n] for n in painted} == {"manual"}  # a person's masks are left alone
     assert {table[n] for n in set(table) - painted} == {"auto"}
     # Again with test-time augmentation from the panel's check box: new auto versions.
-    panel.tta_check.setChecked(True)
+    panel.tta_choice.setCurrentText("on")
     with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
         assert panel.start_segmentation(device="cpu")
     assert "(8 views each)" in panel.log_view.toPlainText()

@@ -130,3 +130,22 @@ def test_the_average_follows_the_weights_early_on() -> None:
     assert warmed_up_decay(0.99, 0) == pytest.approx(0.1)
     assert warmed_up_decay(0.99, 100) == pytest.approx(101 / 110)
     assert warmed_up_decay(0.99, 10_000) == 0.99
+
+
+def test_validation_never_predicts_a_class_that_no_mask_contains() -> None:
+    # Nucleus-only masks: the cytoplasm logit is never trained and may be the largest; the
+    # validation scores must read the model as inference does (without that class).
+    from cytoreview.training.losses import SegmentationLoss
+    from cytoreview.training.segmentation import _validate
+
+    truth = torch.zeros(1, 8, 8, dtype=torch.long)
+    truth[:, 2:5, 2:5] = 2
+    logits = torch.zeros(1, 3, 8, 8)
+    logits[:, 1] = 5.0  # untrained cytoplasm logit, above the others everywhere
+    logits[:, 2] = (truth[0] == 2).float() * 2 - 1  # nucleus where the truth has it
+    loss_fn = SegmentationLoss("dice_focal", [1.0, 0.0, 1.0], present=[True, False, True])
+    model = torch.nn.Module()
+    model.forward = lambda x: logits  # type: ignore[method-assign]
+    batches = [(torch.zeros(1, 3, 8, 8), truth)]
+    _, scores = _validate(model, loss_fn, batches, torch.device("cpu"), amp=False)
+    assert scores["iou_nucleus"] == pytest.approx(1.0)

@@ -66,7 +66,8 @@ def test_painted_fields_train_and_segment_at_native_resolution(tmp_path, nucleus
         assert result.mask.shape == image.shape[:2]
         assert all(shape[-2:] == (128, 128) for shape in calls)  # native tiles, not shrunk
         assert sum(s[0] for s in calls) >= 4  # 224 x 288 px needs at least 2 x 3 tiles
-        _, seg = run_job(segment_project(project, actor="bot", tta=False))
+        _, seg = run_job(segment_project(project, actor="bot"))
+        assert not seg.tta  # a fields model: the 8 views are not averaged unless asked
         assert sorted(seg.segmented) == ["field_4", "field_5"]
         for name in seg.segmented:
             version, mask = project.current_mask(project.image(name).id)
