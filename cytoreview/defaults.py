@@ -55,9 +55,8 @@ class SegRecipe:
         Mixed precision on GPUs (bf16, else fp16).
     cpu_bf16
         bf16 autocast on CPUs that compute it natively (AVX-512 BF16 / AMX): 2.7x faster
-        steps at 256 px, but off until its effect on the masks is measured (the one Herlev run
-        with it, on a loaded core, gave 0.742 / 0.898 Dice against 0.779 / 0.914 for the same
-        recipe in fp32 in the previous session, with patience 60: not yet separated).
+        steps at 256 px, but on Herlev (64 px) no faster (2.0 against 1.9 s an epoch) and
+        behind fp32 at the same epoch (validation loss 0.205 against 0.192 at epoch 116): off.
     semi
         Also learn from the unpainted images (mean teacher + confident pseudo-labels, see
         ``cytoreview.training.semi``). Off until the benchmark shows it wins.

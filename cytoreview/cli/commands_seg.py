@@ -107,8 +107,8 @@ def register(sub: Any) -> None:
         "--cpu-bf16",
         action="store_true",
         default=SEG.cpu_bf16,
-        help="bf16 on CPUs that compute it natively (AVX-512 BF16 / AMX): faster, its effect "
-        "on mask quality not yet measured (default off)",
+        help="bf16 on CPUs that compute it natively (AVX-512 BF16 / AMX): faster at 256 px, "
+        "no faster and slightly worse on 40 px cells (default off)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
     p.add_argument(

@@ -1,13 +1,14 @@
 """Training a segmenter: a generator of progress events, cancellable between steps.
 
-Adam with its rate lowered on plateaus, class-weighted Dice + focal loss, a moving average of the
-weights that is what is validated and kept, early stopping on the validation loss restoring the
-best average, an optional wall-clock budget. CUDA (mixed precision) when there is a GPU; on the CPU,
-channels_last, bf16 autocast where the CPU computes bf16 natively, and a thread count measured
-while training (:class:`~cytoreview.training.runtime.ThreadTuner`), so that a busy machine costs
-its share of the CPU and not ten times the time. Augmentation runs in a DataLoader worker
-process when the run is long enough to pay for starting it. The best weights so far are handed
-to ``on_best`` at every improvement, so a cancelled or crashed run still leaves its best model.
+Adam with its rate lowered on plateaus, class-weighted Dice + focal loss, a moving average of
+the weights that is what is validated and kept, early stopping on the validation loss restoring
+the best average, an optional wall-clock budget. CUDA (mixed precision) when there is a GPU; on
+the CPU, channels_last (bf16 autocast on request, where the CPU computes bf16 natively) and a
+thread count measured while training (:class:`~cytoreview.training.runtime.ThreadTuner`), so
+that a busy machine costs its share of the CPU and not ten times the time. Augmentation runs in
+a DataLoader worker process when the run is long enough to pay for starting it. The best
+weights so far are handed to ``on_best`` at every improvement, so a cancelled or crashed run
+still leaves its best model.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class SegTrainConfig:
     time_budget_s: float | None = None
     device: str = "auto"
     amp: bool = SEG.amp
-    #: bf16 autocast on a CPU that computes it natively (opt-in: quality not yet measured).
+    #: bf16 autocast on a CPU that computes it natively (opt-in, see SegRecipe.cpu_bf16).
     cpu_bf16: bool = SEG.cpu_bf16
     seed: int = 0
     tile_threshold: int = SEG.tile_threshold
@@ -146,14 +147,13 @@ def _cycle(
         round_ += 1
 
 
-@torch.inference_mode()
 def _decay_lr(optimiser: torch.optim.Optimizer, factor: float, floor: float) -> None:
     """Multiply every parameter group's learning rate by ``factor``, not below ``floor``."""
     for group in optimiser.param_groups:
         group["lr"] = max(floor, group["lr"] * factor)
 
 
-@torch.no_grad()  # without it every validation batch built an autograd graph for nothing
+@torch.inference_mode()
 def _validate(
     model: torch.nn.Module,
     loss_fn: SegmentationLoss,

@@ -185,7 +185,9 @@ def _init_state(
     return state, request.init, int(size) if size else None
 
 
-def _classifier_input_size(request: ClsTrainRequest, parent_size: int | None, images) -> int:
+def _classifier_input_size(
+    request: ClsTrainRequest, parent_size: int | None, images: Sequence[np.ndarray]
+) -> int:
     """The user's size, else the parent model's (fine-tuning), else one that fits the images."""
     if request.input_size:
         return request.input_size

@@ -235,10 +235,9 @@ def train_segmentation(
     train_cfg = SegTrainConfig(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
         loss=request.loss, patience=request.patience, lr_patience=request.lr_patience,
-        ema_decay=request.ema_decay,
-        device=request.device, seed=request.seed, tile_threshold=geometry.tile_threshold,
-        scale=geometry.scale, amp=request.amp, cpu_bf16=request.cpu_bf16,
-        threads=request.threads, loader_workers=request.loader_workers,
+        ema_decay=request.ema_decay, device=request.device, seed=request.seed,
+        tile_threshold=geometry.tile_threshold, scale=geometry.scale, amp=request.amp,
+        cpu_bf16=request.cpu_bf16, threads=request.threads, loader_workers=request.loader_workers,
         semi=SemiConfig() if request.semi else None,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
     )  # fmt: skip
