@@ -63,6 +63,9 @@ DEFAULT_ARCH = "fusion-gap"
 #: ``bethesda``: the project's own classes; ``binary``: needs a pathologist's review or not.
 TASKS: tuple[str, ...] = ("bethesda", "binary")
 
+#: Class balancing of a classifier's training epochs (see cytoreview.defaults.ClsRecipe).
+BALANCE_MODES: tuple[str, ...] = ("balanced", "oversample", "none")
+
 # --- Explanation ------------------------------------------------------------------------------
 #: Heatmap methods of ``cytoreview explain``, the default first.
 CAM_METHODS: tuple[str, ...] = ("gradcam++", "gradcam")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cytoreview.choices import (
     ARCH_USES_MASK,
+    BALANCE_MODES,
     CAM_METHODS,
     CLS_BACKBONES,
     DEFAULT_ARCH,
@@ -79,8 +80,28 @@ def register(sub: Any) -> None:
         default=CLS.patience,
         help=f"early-stopping patience in epochs (default {CLS.patience})",
     )
-    p.add_argument("--balance", choices=["oversample", "none"], default="oversample",
-                   help="oversample minority classes with augmentation (default)")  # fmt: skip
+    p.add_argument(
+        "--lr-patience",
+        type=int,
+        default=CLS.lr_patience,
+        help="epochs without improvement before the learning rate is multiplied by "
+        f"{CLS.lr_factor:g}; 0 keeps it constant (default {CLS.lr_patience})",
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=CLS.ema_decay,
+        help="validate and keep a moving average of the weights with this decay per step; "
+        f"0 keeps the weights as trained (default {CLS.ema_decay:g})",
+    )
+    p.add_argument(
+        "--balance",
+        choices=BALANCE_MODES,
+        default=CLS.balance,
+        help="balanced: epochs as long as the training set, each class an equal share; "
+        "oversample: minority classes repeated up to the largest class (longer epochs); "
+        f"none (default {CLS.balance})",
+    )
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
     p.add_argument(
         "--human-masks-only",
@@ -144,8 +165,9 @@ def register(sub: Any) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train a classifier on the labelled images and their current masks: image-only, or
-    image + mask fused by flattening or by global average pooling (default). Minority classes
-    are oversampled with augmentation; 80/20 stratified validation; early stopping. Classes
+    image + mask fused by flattening or by global average pooling (default). Every class gets
+    an equal share of each epoch (with augmentation); 80/20 stratified validation; the learning
+    rate is lowered on plateaus and a moving average of the weights is kept; early stopping. Classes
     without examples are reported and left out."""
     # torch loads here, when the command runs, not when the parser is built.
     from cytoreview.workflows.classification import ClsTrainRequest, train_classification
@@ -154,6 +176,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         task=args.task, arch=args.arch, backbone=args.backbone, mask_backbone=args.mask_backbone,
         input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         patience=args.patience, balance=args.balance, time_budget_min=args.time_budget,
+        lr_patience=args.lr_patience, ema_decay=args.ema_decay,
         device=args.device, seed=args.seed, human_masks_only=args.human_masks_only,
         weights=args.weights, init=args.init,
     )  # fmt: skip

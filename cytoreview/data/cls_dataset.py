@@ -109,10 +109,13 @@ def make_inputs(
     return out
 
 
-def balanced_order(labels: Sequence[int], rng: np.random.Generator) -> list[int]:
-    """Indices of one epoch in which every class appears as often as the largest one.
+def balanced_order(
+    labels: Sequence[int], rng: np.random.Generator, length: int | None = None
+) -> list[int]:
+    """Indices of one epoch in which every class appears equally often.
 
-    Every sample appears at least once; a minority class is topped up by cycling through fresh
+    By default every class appears as often as the largest one and every sample at least once;
+    a minority class is topped up by cycling through fresh
     random permutations of its members (so copies spread evenly over the members). The whole
     order is shuffled. Augmentation makes the repeated copies differ.
 
@@ -122,24 +125,37 @@ def balanced_order(labels: Sequence[int], rng: np.random.Generator) -> list[int]
         Class index of every sample.
     rng
         Source of randomness (same state, same order).
+    length
+        None: every class is topped up to the majority's count (every sample appears). A
+        number: the epoch has this many samples, each class an equal share (the remainder
+        going to randomly chosen classes), so the epoch costs what an unbalanced one costs; a
+        class larger than its share shows a fresh random subset each epoch.
 
     Returns
     -------
     list of int
-        ``n_classes * majority_count`` sample indices.
+        ``n_classes * majority_count`` sample indices, or ``length`` of them.
     """
     by_class: dict[int, list[int]] = defaultdict(list)
     for index, label in enumerate(labels):
         by_class[int(label)].append(index)
     if not by_class:
         return []
-    target = max(len(members) for members in by_class.values())
+    classes = sorted(by_class)
+    if length is None:
+        targets = dict.fromkeys(classes, max(len(members) for members in by_class.values()))
+        first = {k: list(by_class[k]) for k in classes}  # every sample at least once
+    else:
+        share, extra = divmod(length, len(classes))
+        lucky = set(rng.permutation(len(classes))[:extra].tolist())
+        targets = {k: share + (i in lucky) for i, k in enumerate(classes)}
+        first = {k: [] for k in classes}
     order: list[int] = []
-    for _, members in sorted(by_class.items()):
-        picked = list(members)
-        while len(picked) < target:
-            extra = [members[i] for i in rng.permutation(len(members))]
-            picked.extend(extra[: target - len(picked)])
+    for k in classes:
+        members, picked = by_class[k], first[k]
+        while len(picked) < targets[k]:
+            fresh = [members[i] for i in rng.permutation(len(members))]
+            picked.extend(fresh[: targets[k] - len(picked)])
         order.extend(picked)
     return [order[i] for i in rng.permutation(len(order))]
 
@@ -163,8 +179,10 @@ class ClassificationDataset(torch.utils.data.Dataset):
     seed
         With :meth:`set_epoch`, makes every epoch's augmentation (and order) reproducible.
     balance
-        Oversample minority classes up to the majority count each epoch (:func:`balanced_order`,
-        drawn anew per epoch); ``len()`` is then the balanced length.
+        ``"majority"``: oversample minority classes up to the majority count each epoch;
+        ``"epoch"``: epochs as long as the data set, every class an equal share (both by
+        :func:`balanced_order`, drawn anew per epoch; ``len()`` is the epoch's length); None:
+        every sample once, as it is.
 
     Notes
     -----
@@ -180,7 +198,7 @@ class ClassificationDataset(torch.utils.data.Dataset):
         input_size: int,
         augment: AugmentConfig | None = None,
         seed: int = 0,
-        balance: bool = False,
+        balance: str | None = None,
     ) -> None:
         if not len(images) == len(masks) == len(labels):
             raise ValueError(f"{len(images)} images, {len(masks)} masks, {len(labels)} labels")
@@ -189,6 +207,8 @@ class ClassificationDataset(torch.utils.data.Dataset):
         self.images, self.masks = list(images), list(masks)
         self.labels = [int(label) for label in labels]
         self.input_size, self.augment, self.seed = input_size, augment, seed
+        if balance not in (None, "majority", "epoch"):
+            raise ValueError(f"balance must be None, 'majority' or 'epoch', got {balance!r}")
         self.balance = balance
         self.epoch = 0
         self.order: list[int] = []
@@ -197,8 +217,10 @@ class ClassificationDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream (and the balanced order) of an epoch."""
         self.epoch = epoch
-        if self.balance:
-            self.order = balanced_order(self.labels, np.random.default_rng([self.seed, epoch]))
+        if self.balance is not None:
+            length = len(self.labels) if self.balance == "epoch" else None
+            rng = np.random.default_rng([self.seed, epoch])
+            self.order = balanced_order(self.labels, rng, length)
         else:
             self.order = list(range(len(self.images)))
 

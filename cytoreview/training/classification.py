@@ -1,10 +1,12 @@
 """Training a cell classifier: a generator of progress events, cancellable between steps.
 
-Stratified train/validation split, optional oversampling of minority classes, Adam on the
-cross-entropy, early stopping on the validation loss restoring the best weights, an optional
-wall-clock budget. CPU (channels_last, all cores) or CUDA (mixed precision) is chosen
-automatically. The best weights so far go to ``on_best`` at every improvement, so a cancelled
-or crashed run still leaves its best model behind.
+Stratified train/validation split, class balancing (oversampling, or class-balanced epochs of
+the training set's length), Adam on the cross-entropy with the learning rate lowered on
+validation plateaus, a moving average of the weights as the model that is validated and kept,
+early stopping on the validation loss, an optional wall-clock budget. CPU (channels_last, the
+thread count measured while training, see :class:`~cytoreview.training.runtime.ThreadTuner`)
+or CUDA (mixed precision) is chosen automatically. The best weights so far go to ``on_best``
+at every improvement, so a cancelled or crashed run still leaves its best model behind.
 """
 
 from __future__ import annotations
@@ -19,17 +21,23 @@ import numpy as np
 import torch
 from torch.nn.functional import cross_entropy
 
+from cytoreview.choices import BALANCE_MODES
 from cytoreview.data.cls_dataset import ClassificationDataset
 from cytoreview.data.sampling import stratified_split
 from cytoreview.data.transforms import AugmentConfig
 from cytoreview.defaults import CLS
 from cytoreview.errors import ConfigError, NotEnoughDataError, UnknownClassError
 from cytoreview.models.classifiers import DEFAULT_ARCH, DEFAULT_BACKBONE, build_classifier
-from cytoreview.models.devices import describe_device, pick_torch_device, use_all_cpu_cores
-from cytoreview.training.runtime import autocast_for, seed_everything
+from cytoreview.models.devices import describe_device, pick_torch_device
+from cytoreview.training.runtime import (
+    ThreadTuner,
+    autocast_for,
+    decay_lr,
+    seed_everything,
+    usable_cores,
+)
+from cytoreview.training.semi import ema_update, make_teacher, warmed_up_decay
 from cytoreview.types import CancelToken, Progress
-
-BALANCE_MODES: tuple[str, ...] = ("oversample", "none")
 
 
 @dataclass(frozen=True)
@@ -44,15 +52,21 @@ class ClsTrainConfig:
     epochs: int = CLS.epochs
     batch_size: int = CLS.batch_size
     lr: float = CLS.lr
+    lr_patience: int = CLS.lr_patience
+    lr_factor: float = CLS.lr_factor
+    min_lr: float = CLS.min_lr
+    ema_decay: float = CLS.ema_decay
     weight_decay: float = 0.0
     dropout: float = 0.5
     hidden: int = 256
     patience: int = CLS.patience
     min_delta: float = 1e-4
-    balance: str = "oversample"
+    balance: str = CLS.balance
     time_budget_s: float | None = None
     device: str = "auto"
     amp: bool = True
+    #: CPU threads: None measures the best count while training (ThreadTuner).
+    threads: int | None = None
     seed: int = 0
     val_fraction: float = 0.2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -65,6 +79,13 @@ class ClsTrainConfig:
         for name in ("epochs", "batch_size", "patience", "input_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr_patience < 0 or not 0 < self.lr_factor <= 1 or self.min_lr < 0:
+            raise ConfigError(
+                "need lr_patience >= 0, 0 < lr_factor <= 1 and min_lr >= 0: "
+                f"{self.lr_patience}, {self.lr_factor}, {self.min_lr}"
+            )
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError(f"need lr > 0 and weight_decay >= 0: {self.lr}, {self.weight_decay}")
         if not 0 < self.val_fraction < 1:
@@ -99,6 +120,7 @@ class ClsEpochStats:
     val_accuracy: float
     val_macro_f1: float
     seconds: float
+    lr: float = math.nan
 
 
 @dataclass
@@ -121,6 +143,8 @@ class ClsTrainResult:
     val_labels: np.ndarray  # (M,) class indices of the validation samples
     val_probs: np.ndarray  # (M, K) float32, or (0, K) if no epoch finished
     warnings: list[str] = field(default_factory=list)
+    #: The CPU thread counts chosen while training, (threads, {threads: median step s}).
+    thread_decisions: list[tuple[int, dict[int, float]]] = field(default_factory=list)
 
 
 def accuracy_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
@@ -268,8 +292,12 @@ def train_classifier(
 
     seed_everything(config.seed)
     device = pick_torch_device(config.device)
+    tuner: ThreadTuner | None = None
     if device.type == "cpu":
-        use_all_cpu_cores()
+        if config.threads is None:
+            tuner = ThreadTuner()
+        else:
+            torch.set_num_threads(max(1, min(config.threads, usable_cores())))
     model_config = config.model_config(trained)
     model = build_classifier(model_config)
     if init_state is not None and (note := _load_init_state(model, init_state)):
@@ -285,14 +313,18 @@ def train_classifier(
     def subset(indices: list[int]) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
         return [images[i] for i in indices], [masks[i] for i in indices], [y[i] for i in indices]
 
+    balance = {"balanced": "epoch", "oversample": "majority", "none": None}[config.balance]
     train_set = ClassificationDataset(
-        *subset(train_idx), config.input_size, config.augment, config.seed,
-        balance=config.balance == "oversample",
-    )  # fmt: skip
+        *subset(train_idx), config.input_size, config.augment, config.seed, balance=balance
+    )
     val_set = ClassificationDataset(*subset(val_idx), config.input_size, None, config.seed)
     val_labels = np.array(val_set.labels, np.int64)
     steps_per_epoch = len(_batches(range(len(train_set)), config.batch_size))
     total_steps = steps_per_epoch * config.epochs
+    # The averaged weights are validated and kept: with a few hundred cells the last step's
+    # weights swing from epoch to epoch (and early stopping with them), their average does not.
+    averaged = make_teacher(model) if config.ema_decay else None
+    evaluated = averaged if averaged is not None else model
     best_loss, best = math.inf, None
     best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     best_probs = np.zeros((0, len(trained)), np.float32)
@@ -308,6 +340,7 @@ def train_classifier(
 
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
+        epoch_lr = optimiser.param_groups[0]["lr"]
         train_set.set_epoch(epoch)
         model.train()
         running, seen = 0.0, 0
@@ -321,6 +354,8 @@ def train_classifier(
             ):
                 reason = "time_budget"
                 break
+            if tuner is not None:
+                tuner.start_step()
             x, target = _collate(train_set, positions, device)
             optimiser.zero_grad(set_to_none=True)
             with autocast_for(device, config.amp):
@@ -329,28 +364,40 @@ def train_classifier(
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
+            if averaged is not None:
+                decay = warmed_up_decay(config.ema_decay, step)
+                ema_update(averaged, model, decay, average_buffers=True)
             loss_value = float(loss.detach())
+            if tuner is not None:
+                tuner.end_step()
             running += loss_value * len(positions)
             seen += len(positions)
             step += 1
-            yield Progress("train", step, total_steps, metrics={"loss": loss_value, "epoch": epoch})
+            metrics: dict[str, float] = {"loss": loss_value, "epoch": epoch}
+            if tuner is not None:
+                metrics["threads"] = tuner.threads
+            yield Progress("train", step, total_steps, metrics=metrics)
         if reason != "max_epochs":
             break  # an interrupted epoch is not validated: its numbers would mislead
-        val_loss, probs = _validate(model, val_set, config.batch_size, device, config.amp)
+        val_loss, probs = _validate(evaluated, val_set, config.batch_size, device, config.amp)
         accuracy, macro_f1 = accuracy_macro_f1(val_labels, probs.argmax(1))
         stats = ClsEpochStats(
             epoch, running / max(seen, 1), val_loss, accuracy, macro_f1,
-            time.perf_counter() - epoch_start,
+            time.perf_counter() - epoch_start, epoch_lr,
         )  # fmt: skip
         history.append(stats)
         improved = val_loss < best_loss - config.min_delta
         if improved:
             best_loss, best, best_probs, stale = val_loss, stats, probs, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_state = {
+                k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()
+            }
             if on_best is not None:
                 on_best(best_state, stats)
         else:
             stale += 1
+            if config.lr_patience and stale % config.lr_patience == 0:
+                decay_lr(optimiser, config.lr_factor, config.min_lr)
         summary = (
             f"epoch {epoch}/{config.epochs}: train {stats.train_loss:.4f}, val {val_loss:.4f}, "
             f"accuracy {accuracy:.3f}, macro-F1 {macro_f1:.3f}" + (" (best)" if improved else "")
@@ -360,6 +407,7 @@ def train_classifier(
             "val_loss": val_loss,
             "val_accuracy": accuracy,
             "val_macro_f1": macro_f1,
+            "lr": epoch_lr,
         }
         yield Progress("epoch", epoch, config.epochs, summary, metrics=metrics)
         if stale >= config.patience:
@@ -379,4 +427,5 @@ def train_classifier(
         val_labels=val_labels,
         val_probs=best_probs,
         warnings=notes,
+        thread_decisions=list(tuner.decisions) if tuner is not None else [],
     )

@@ -66,6 +66,12 @@ def precision_name(device: torch.device, enabled: bool, cpu_bf16: bool = False) 
     return "bf16" if cpu_bf16 and cpu_has_fast_bf16() else "fp32"
 
 
+def decay_lr(optimiser: torch.optim.Optimizer, factor: float, floor: float) -> None:
+    """Multiply every parameter group's learning rate by ``factor``, not below ``floor``."""
+    for group in optimiser.param_groups:
+        group["lr"] = max(floor, group["lr"] * factor)
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, e.g. under ``taskset``)."""
     try:

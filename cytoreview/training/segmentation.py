@@ -33,6 +33,7 @@ from cytoreview.training.losses import SegmentationLoss, class_weights_from_mask
 from cytoreview.training.runtime import (
     ThreadTuner,
     autocast_for,
+    decay_lr,
     precision_name,
     seed_everything,
     usable_cores,
@@ -145,12 +146,6 @@ def _cycle(
         batches.set_epoch(epoch * 1000 + round_)
         yield from loader
         round_ += 1
-
-
-def _decay_lr(optimiser: torch.optim.Optimizer, factor: float, floor: float) -> None:
-    """Multiply every parameter group's learning rate by ``factor``, not below ``floor``."""
-    for group in optimiser.param_groups:
-        group["lr"] = max(floor, group["lr"] * factor)
 
 
 @torch.inference_mode()
@@ -348,7 +343,7 @@ def train_segmenter(
             else:
                 stale += 1
                 if config.lr_patience and stale % config.lr_patience == 0:
-                    _decay_lr(optimiser, config.lr_factor, config.min_lr)
+                    decay_lr(optimiser, config.lr_factor, config.min_lr)
             summary = (
                 f"epoch {epoch}/{config.epochs}: train {stats.train_loss:.4f}, val {val_loss:.4f}, "
                 f"IoU cyto {scores['iou_cytoplasm']:.3f} nuc {scores['iou_nucleus']:.3f}"

@@ -137,7 +137,9 @@ class ClsTrainRequest:
     batch_size: int = CLS.batch_size
     lr: float = CLS.lr
     patience: int = CLS.patience
-    balance: str = "oversample"
+    lr_patience: int = CLS.lr_patience
+    ema_decay: float = CLS.ema_decay
+    balance: str = CLS.balance
     time_budget_min: float | None = None
     device: str = "auto"
     seed: int = 0
@@ -238,6 +240,7 @@ def train_classification(
         arch=request.arch, backbone=request.backbone, mask_backbone=request.mask_backbone,
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size,
         lr=request.lr, patience=request.patience, balance=request.balance,
+        lr_patience=request.lr_patience, ema_decay=request.ema_decay,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
         device=request.device, seed=request.seed,
     )  # fmt: skip

@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=CLS.patience)
     parser.add_argument("--lr", type=float, default=CLS.lr)
     parser.add_argument("--batch-size", type=int, default=CLS.batch_size)
+    parser.add_argument("--lr-patience", type=int, default=CLS.lr_patience)
+    parser.add_argument("--ema-decay", type=float, default=CLS.ema_decay)
+    parser.add_argument("--balance", default=CLS.balance)
     parser.add_argument("--seg-minutes", type=float, default=6.0)
     parser.add_argument("--seeds", type=int, default=80)
     parser.add_argument("--true-masks", action="store_true", help="fuse the true masks instead")
@@ -184,6 +187,7 @@ def main() -> None:
                     arch=arch, backbone=args.backbone, mask_backbone=args.backbone,
                     input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
                     lr=args.lr, patience=args.patience, time_budget_s=args.minutes_per_run * 60,
+                    lr_patience=args.lr_patience, ema_decay=args.ema_decay, balance=args.balance,
                     seed=f,
                 )  # fmt: skip
                 start = time.perf_counter()
@@ -205,6 +209,10 @@ def main() -> None:
                 entry = {
                     "fold": f, "train_minutes": round(minutes, 2),
                     "epochs_run": len(result.history), "stop_reason": result.stop_reason,
+                    "best_epoch": result.best.epoch if result.best else None,
+                    "seconds_per_epoch": round(float(np.median(
+                        [h.seconds for h in result.history])), 2) if result.history else None,
+                    "threads_chosen": [d[0] for d in result.thread_decisions],
                 }  # fmt: skip
                 if args.task == "bethesda":
                     multi = classification_report(y, probs, CLASSES)
@@ -242,6 +250,9 @@ def main() -> None:
             "n_images": len(names),
             "class_counts": {c: labels.count(c) for c in CLASSES}, "backbone": args.backbone,
             "input_size": args.input_size, "minutes_per_run": args.minutes_per_run,
+            "recipe": {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
+                       "lr_patience": args.lr_patience, "ema_decay": args.ema_decay,
+                       "balance": args.balance, "batch_size": args.batch_size},
             "segmentation": seg_info, "summary": summary,
             "wilcoxon_fusion_gap_vs_image_only": comparisons, "cpu_timing_per_image": timings,
             "per_fold": per_arch, "threads": torch.get_num_threads(),

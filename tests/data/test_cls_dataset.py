@@ -117,11 +117,23 @@ def test_balanced_order_equalises_classes() -> None:
     assert balanced_order([], np.random.default_rng(0)) == []
 
 
+def test_balanced_order_of_a_given_length_gives_each_class_an_equal_share() -> None:
+    labels = [0] * 10 + [1] * 3 + [2] * 1
+    order = balanced_order(labels, np.random.default_rng(0), length=len(labels))
+    assert len(order) == 14
+    counts = Counter(labels[i] for i in order)
+    assert sorted(counts.values()) == [4, 5, 5] and sum(counts.values()) == 14
+    assert len({i for i in order if labels[i] == 0}) == counts[0]  # a subset, no repeats
+    assert Counter(i for i in order if labels[i] == 1).most_common(1)[0][1] == 2  # 5 of 3
+    other = balanced_order(labels, np.random.default_rng(1), length=len(labels))
+    assert {i for i in order if labels[i] == 0} != {i for i in other if labels[i] == 0}
+
+
 def test_oversampled_dataset_gives_equal_counts_and_distinct_copies(cells) -> None:
     images = [c.image for c in cells[:4]]
     masks = [c.mask for c in cells[:4]]
     labels = [0, 0, 0, 1]
-    ds = ClassificationDataset(images, masks, labels, SIZE, AUG, seed=3, balance=True)
+    ds = ClassificationDataset(images, masks, labels, SIZE, AUG, seed=3, balance="majority")
     ds.set_epoch(1)
     assert len(ds) == 6
     assert Counter(ds.label_at(i) for i in range(len(ds))) == {0: 3, 1: 3}

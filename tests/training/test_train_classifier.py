@@ -34,13 +34,8 @@ BASE = ClsTrainConfig(
     patience=100,
     device="cpu",
     augment=AUG,
+    threads=1,  # the test machine's cores are shared with other jobs
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    # The trainer takes every core; the test machine's cores are shared with other jobs.
-    monkeypatch.setattr(classification, "use_all_cpu_cores", lambda: torch.get_num_threads())
 
 
 def cells(n: int, seed: int, classes=BINARY) -> tuple[list, list, list[str]]:
@@ -102,7 +97,13 @@ def test_each_arch_learns_nilm_vs_hsil(arch, train_data, test_data) -> None:
     assert result.val_probs.shape == (len(result.val_indices), 2)
     assert np.mean(result.val_probs.argmax(1) == val_truth) == result.best.val_accuracy
     epochs = [e for e in events if e.stage == "epoch"]
-    assert set(epochs[-1].metrics) == {"train_loss", "val_loss", "val_accuracy", "val_macro_f1"}
+    assert set(epochs[-1].metrics) == {
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "val_macro_f1",
+        "lr",
+    }
     assert epochs[-1].metrics["train_loss"] < epochs[0].metrics["train_loss"]
 
 
@@ -198,3 +199,51 @@ def test_bad_inputs(train_data) -> None:
         ClsTrainConfig(balance="smote")
     data = BASE.to_dict()
     assert data["augment"]["zoom"] == 0.1 and data["arch"] == "fusion-gap"
+
+
+def test_learning_rate_is_lowered_on_plateaus(train_data) -> None:
+    # min_delta so large that no epoch counts as better: the rate halves every 2 stale epochs.
+    config = replace(BASE, arch="image-only", epochs=6, min_delta=1e9, lr_patience=2, min_lr=3e-4)
+    events, _ = run(train_data, config)
+    rates = [e.metrics["lr"] for e in events if e.stage == "epoch"]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 3e-4])
+
+
+def test_the_moving_average_is_what_is_validated_and_kept(train_data, monkeypatch) -> None:
+    # Never updated, the average stays at the initial weights: if those come back, the
+    # average (not the trained weights) was validated and kept.
+    monkeypatch.setattr(classification, "ema_update", lambda *args, **kwargs: None)
+    config = replace(BASE, arch="image-only", epochs=1)
+    torch.manual_seed(0)
+    initial = {
+        k: v.clone() for k, v in build_classifier(config.model_config(BINARY)).state_dict().items()
+    }
+    _, plain = run(train_data, replace(config, ema_decay=0.0))
+    _, kept = run(train_data, replace(config, ema_decay=0.99))
+    moved = [
+        k
+        for k, v in initial.items()
+        if v.is_floating_point() and not torch.allclose(plain.state_dict[k], v)
+    ]
+    assert moved
+    for key in moved:
+        assert torch.equal(kept.state_dict[key], initial[key]), key
+
+
+def test_balanced_epochs_are_as_long_as_the_training_set(train_data) -> None:
+    images, masks, _ = train_data
+    uneven = (images[:30], masks[:30], ["NILM"] * 24 + ["HSIL"] * 6)
+    steps = {}
+    for balance in ("balanced", "oversample", "none"):
+        config = replace(BASE, arch="image-only", epochs=1, batch_size=4, balance=balance)
+        events, result = run(uneven, config)
+        steps[balance] = sum(e.stage == "train" and e.step > 0 for e in events)
+    n_train = 30 - len(result.val_indices)
+    assert steps["balanced"] == steps["none"] == -(-n_train // 4)
+    assert steps["oversample"] > steps["balanced"]
+
+
+def test_threads_are_measured_unless_given(train_data) -> None:
+    config = replace(BASE, arch="image-only", epochs=1, threads=None)
+    events, _ = run(train_data, config)
+    assert all("threads" in e.metrics for e in events if e.stage == "train" and e.step > 0)
