@@ -513,7 +513,12 @@ class ProjectScanner:
                     )
                 )
             else:
-                where = "in progress" if state == ALIVE else "of another computer, left alone"
+                where = (
+                    "in progress"
+                    if state == ALIVE
+                    else "whose process cannot be checked from here (another computer, or "
+                    "Windows); left alone"
+                )
                 findings.append(
                     Finding(
                         "running",

@@ -255,11 +255,17 @@ def test_dead_training_run_is_closed_by_repair(built: Built) -> None:
         store = ModelStore(project)
         model_id = store.new_model_id("seg", "killed")
         run_id = store.start_run("segmentation", model_id, {}, actor="dr_a")
+        live_id = store.new_model_id("seg", "live")
+        live_run = store.start_run("segmentation", live_id, {}, actor="dr_a")  # this process
     (built.root / "models" / model_id / RUN_LOCK_NAME).unlink()  # an owner that left no record
     report = _check(built.root)
-    assert [(f.kind, f.entity_id) for f in report.findings] == [("interrupted-run", run_id)]
+    assert [(f.severity, f.kind, f.entity_id) for f in report.findings] == [
+        ("leftover", "interrupted-run", run_id),
+        ("note", "running", live_run),
+    ]
     report = _check(built.root, repair=True)
     assert report.actions[0].action == "closed" and report.ok
+    assert [f.kind for f in report.remaining] == ["running"]
 
 
 def test_damaged_catalog_moves_no_file(built: Built) -> None:
