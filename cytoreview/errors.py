@@ -76,3 +76,28 @@ class CheckpointError(InputFileError):
 
 class NotEnoughDataError(CytoReviewError):
     """A step needs more (or other) data than the project has, e.g. training without masks."""
+
+
+class CatalogError(ProjectError):
+    """The catalog file cannot be used; the message names the file and the reason.
+
+    Parameters
+    ----------
+    path
+        The catalog file.
+    reason
+        A short, human-readable reason (no trailing full stop).
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class NotACatalogError(CatalogError):
+    """The file exists but is not a CytoReview catalog (empty, another database, other data)."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog is a CytoReview catalog whose pages or stored values are damaged."""

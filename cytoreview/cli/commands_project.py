@@ -1,4 +1,4 @@
-"""Project commands: init, import, seeds, status, export, audit.
+"""Project commands: init, import, seeds, status, export, audit, check.
 
 Everything imported at the top is light (no torch, no scipy): building the parser and running
 ``init``, ``status``, ``seeds`` or ``audit`` must answer at once. Heavier workflows are imported
@@ -17,8 +17,10 @@ from cytoreview.cli.progress import console, drive
 from cytoreview.cli.render import print_status
 from cytoreview.errors import ProjectError
 from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS, current_user
+from cytoreview.storage.atomic import STALE_TEMP_AGE_S
 from cytoreview.storage.images import DEFAULT_MAX_PIXELS
 from cytoreview.types import CLASS_SCHEMES, CancelToken
+from cytoreview.workflows.check import check_project
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.projects import build_scheme, create_project, open_project
 from cytoreview.workflows.seeds import pick_seeds
@@ -103,6 +105,28 @@ def register(sub: Any) -> None:
     p.add_argument("--last", type=int, help="only the last N entries")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=_cmd_audit)
+
+    p = sub.add_parser(
+        "check", help="check the project's integrity (and repair)", description=_cmd_check.__doc__
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="restore, quarantine or clean what the check finds (audited; nothing a person made "
+        "is deleted)",
+    )
+    p.add_argument(
+        "--temp-age",
+        type=float,
+        default=STALE_TEMP_AGE_S,
+        metavar="S",
+        help=f"temp and unreferenced files younger than S seconds may belong to a running writer "
+        f"and are left alone (default {STALE_TEMP_AGE_S:g}; 0 when nothing else has the project "
+        "open)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_check)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -235,3 +259,53 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         else:
             console.print(entry.line(), soft_wrap=True, markup=False)
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Check a project: SQLite's integrity and foreign keys, every file the catalog references
+    (images, mask versions, heatmaps, model checkpoints and ONNX exports) present with its
+    catalogued hash or intact checksums, training runs whose process died, and temp or
+    unreferenced files left by a crash. One line per problem; exit status 0 when clean, 1 when a
+    problem remains. --repair restores files from intact copies where it can, moves what it
+    cannot trust to PROJECT/quarantine/<time>/ (manifest.json lists each file), closes dead runs
+    as interrupted and records every change in the audit log; a person's mask is quarantined and
+    reported, never dropped."""
+    token = CancelToken()
+    job = check_project(
+        args.project,
+        actor=current_user(args.user),
+        repair=args.repair,
+        temp_age_s=args.temp_age,
+        cancel=token,
+    )
+    report = drive(job, token, verbose=args.verbose)
+    if args.json:
+        data = asdict(report)
+        data["ok"] = report.ok
+        print(json.dumps(data, indent=2, default=str))
+        return 0 if report.ok else 1
+    checked = ", ".join(f"{n} {kind.replace('_', ' ')}(s)" for kind, n in report.checked.items())
+    state = "catalog ok" if report.catalog_ok else "catalog DAMAGED"
+    console.print(f"checked {report.root}: {state}; {checked or 'no files'}", markup=False)
+    for finding in report.findings:
+        console.print(finding.line(), markup=False, soft_wrap=True)
+    for action in report.actions:
+        console.print(f"repair: {action.line()}", markup=False, soft_wrap=True)
+    if report.quarantine:
+        console.print(
+            f"quarantine: {args.project / report.quarantine} (manifest.json lists every file)",
+            markup=False,
+        )
+    if report.repaired:
+        for finding in report.problems:
+            console.print(f"still: {finding.line()}", markup=False, soft_wrap=True)
+    counts = report.counts()
+    if report.ok:
+        notes = f" ({counts['note']} note(s))" if counts["note"] else ""
+        console.print(f"no problems{notes}")
+        return 0
+    hint = "" if report.repaired else f"; `cytoreview check {args.project} --repair` repairs them"
+    console.print(
+        f"{counts['damage']} damaged, {counts['leftover']} leftover(s){hint}", markup=False
+    )
+    return 1

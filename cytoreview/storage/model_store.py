@@ -18,6 +18,7 @@ from cytoreview.errors import ProjectError
 from cytoreview.storage.catalog import Catalog, utc_now
 from cytoreview.storage.checkpoints import load_checkpoint, save_checkpoint, write_bytes
 from cytoreview.storage.project import Project
+from cytoreview.storage.run_guard import remove_run_lock, write_run_lock
 
 CHECKPOINT_NAME = "model.pt"
 ONNX_NAME = "model.onnx"
@@ -25,7 +26,9 @@ ONNX_NAME = "model.onnx"
 INT8_ONNX_NAME = "model.int8.onnx"
 #: Which precision the CPU runs and the measurements behind that choice (the quality gate).
 PRECISION_NAME = "precision.json"
-#: Runs whose best weights are usable: a cancelled run keeps its last best checkpoint.
+#: Runs whose best weights are usable: a cancelled run keeps its last best checkpoint. (An
+#: ``interrupted`` run's kept checkpoint can be named with ``--model``; it never becomes current
+#: by itself.)
 USABLE_STATUSES = ("finished", "cancelled", "stopped")
 
 
@@ -130,7 +133,13 @@ class ModelStore:
 
     # -- training runs ---------------------------------------------------------------------------
     def start_run(self, kind: str, model_id: str, config: dict[str, Any], *, actor: str) -> int:
-        """Record a run as ``running``; return its id."""
+        """Record a run as ``running``; return its id.
+
+        The owner record (this process) is written first, so a run whose process is killed is
+        recognised as interrupted by whoever opens the project next (see
+        :mod:`cytoreview.storage.run_guard`).
+        """
+        write_run_lock(self.root / model_id)
         with self.project.catalog.write() as conn:
             cursor = conn.execute(
                 "INSERT INTO training_runs (kind, model_id, config, status, started_at, author) "
@@ -171,6 +180,7 @@ class ModelStore:
                 conn, actor, "train_end", "training_run", run_id, status=status,
                 model_id=run.model_id, checkpoint=checkpoint,
             )  # fmt: skip
+        remove_run_lock(self.root / run.model_id)
 
     def run(self, run_id: int) -> TrainingRun:
         """One training run by id."""

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from cytoreview.errors import (
+    CatalogDamagedError,
     ProjectError,
     ProjectExistsError,
     ProjectNotFoundError,
@@ -37,11 +38,14 @@ from cytoreview.storage.hashing import bytes_sha256
 from cytoreview.storage.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, read_image
 from cytoreview.storage.mask_codec import decode_mask_png, encode_mask_png, validate_label_mask
 from cytoreview.storage.records import AuditEntry, ImageRecord, MaskVersion
+from cytoreview.storage.run_guard import recover_interrupted_runs
 from cytoreview.types import CLASS_SCHEMES, DEFAULT_SCHEME, ClassScheme, Provenance
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "cytoreview.sqlite"
+#: Who the audit log names for what the program does by itself (closing a dead run on open).
+SYSTEM_ACTOR = "cytoreview"
 _README = """This folder is a CytoReview project.
 
 cytoreview.sqlite  the catalog: images, mask versions and their provenance, predictions,
@@ -60,8 +64,15 @@ class Project:
     def __init__(self, root: Path, catalog: Catalog) -> None:
         self.root = root
         self.catalog = catalog
-        self.scheme = ClassScheme.from_dict(catalog.get_meta("class_scheme"))
-        self.max_pixels = int(catalog.get_meta("max_pixels", DEFAULT_MAX_PIXELS))
+        try:
+            self.scheme = ClassScheme.from_dict(catalog.get_meta("class_scheme"))
+            self.max_pixels = int(catalog.get_meta("max_pixels", DEFAULT_MAX_PIXELS))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CatalogDamagedError(
+                catalog.path,
+                f"the catalog is damaged: its class scheme or pixel limit is "
+                f"unreadable ({type(exc).__name__}: {exc})",
+            ) from exc
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -114,13 +125,21 @@ class Project:
                 "create one with `cytoreview init`"
             )
         catalog = Catalog(root / CATALOG_FILE, busy_timeout_s)
-        if catalog.get_meta("class_scheme") is None:
+        try:
+            if catalog.get_meta("class_scheme") is None:
+                raise ProjectError(
+                    f"{root}: the catalog has no class scheme; the project is damaged"
+                )
+            project = cls(root, catalog)
+        except BaseException:
             catalog.close()
-            raise ProjectError(f"{root}: the catalog has no class scheme; the project is damaged")
+            raise
         removed = remove_stale_temps(root / "masks") + remove_stale_temps(root / "images")
         if removed:
             log.warning("%s: removed %d half-written file(s) left by a crash", root, removed)
-        return cls(root, catalog)
+        # A training run whose process was killed would otherwise stay "running" for ever.
+        recover_interrupted_runs(root, catalog, actor=SYSTEM_ACTOR)
+        return project
 
     def close(self) -> None:
         """Close the catalog."""
