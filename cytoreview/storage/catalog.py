@@ -174,7 +174,14 @@ class Catalog:
     def get_meta(self, key: str, default: Any = None) -> Any:
         """A JSON value from the ``meta`` table."""
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
-        return json.loads(rows[0]["value"]) if rows else default
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0]["value"])
+        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise ProjectError(
+                f"{self.path}: the catalog's setting {key!r} is damaged (not JSON: {exc})"
+            ) from None
 
     @staticmethod
     def set_meta(conn: sqlite3.Connection, key: str, value: Any) -> None:
