@@ -23,7 +23,7 @@ from cytoreview.choices import (
     TASKS,
     TINY_BACKBONES,
 )
-from cytoreview.cli.progress import console, drive
+from cytoreview.cli.progress import console, drive, esc, warn
 from cytoreview.defaults import CLS
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
@@ -159,6 +159,14 @@ def register(sub: Any) -> None:
         type=Path,
         help="CSV of held-out true classes to score against (default: the project's labels)",
     )
+    p.add_argument(
+        "--seg-truth",
+        type=Path,
+        metavar="FOLDER",
+        help="true label masks (0/1/2) named like the images: the report scores the current "
+        "masks against them at native resolution, as evaluate-seg does",
+    )
+    p.add_argument("--seg-ignore", type=Path, metavar="FOLDER", help="ignore masks for --seg-truth")
     p.add_argument("--gallery", type=int, default=24, help="images in the gallery (default 24)")
     p.set_defaults(handler=_cmd_report)
 
@@ -185,9 +193,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         job = train_classification(project, request, actor=current_user(args.user), cancel=token)
         report = drive(job, token, verbose=True)
     console.print(
-        f"model {report.model_id} ({report.task}: {', '.join(report.class_names)}): "
-        f"{report.status} ({report.stop_reason}) after {len(report.history)} epoch(s), "
-        f"{report.seconds / 60:.1f} min on {report.device}"
+        f"model {esc(report.model_id)} ({report.task}: {esc(', '.join(report.class_names))}): "
+        f"{report.status} ({esc(report.stop_reason)}) after {len(report.history)} epoch(s), "
+        f"{report.seconds / 60:.1f} min on {esc(report.device)}"
     )
     if report.best is None:
         console.print("[yellow]no epoch finished: no model was saved[/]")
@@ -216,19 +224,20 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, engine=args.engine, cancel=token,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
-    models = ", ".join(f"{task}: {mid}" for task, mid in report.models.items())
+    models = esc(", ".join(f"{task}: {mid}" for task, mid in report.models.items()))
     console.print(
         f"{report.classified} image(s) classified ({models}; {report.engine} on "
-        f"{report.device}); {report.seconds_per_image * 1000:.0f} ms per image"
+        f"{esc(report.device)}); {report.seconds_per_image * 1000:.0f} ms per image"
     )
     if report.counts:
         console.print(
-            "predicted: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
+            "predicted: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())),
+            markup=False,
         )
     for line in report.skipped[:10]:
-        console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+        warn(line)
     if len(report.skipped) > 10:
-        console.print(f"[yellow]warning:[/] ... {len(report.skipped) - 10} more skipped")
+        warn(f"... {len(report.skipped) - 10} more skipped")
     return EXIT_CANCELLED if report.cancelled else 0
 
 
@@ -253,19 +262,19 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         report = drive(job, token, verbose=args.verbose)
     how = "closed form" if report.closed_form else "autograd"
     console.print(
-        f"{report.explained} heatmap(s) with {report.method} from {report.model_id} "
-        f"({report.engine} on {report.device}, {how}); "
+        f"{report.explained} heatmap(s) with {report.method} from {esc(report.model_id)} "
+        f"({report.engine} on {esc(report.device)}, {how}); "
         f"{report.seconds_per_image * 1000:.0f} ms per image"
     )
     if report.flagged:
         shown = ", ".join(report.flagged[:10]) + (" ..." if len(report.flagged) > 10 else "")
         console.print(
             f"[yellow]{len(report.flagged)} image(s) where the model looked mostly at the "
-            f"background (review them):[/] {shown}",
+            f"background (review them):[/] {esc(shown)}",
             soft_wrap=True,
         )
     for line in report.skipped[:10]:
-        console.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+        warn(line)
     return EXIT_CANCELLED if report.cancelled else 0
 
 
@@ -290,33 +299,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     as PNG files): data per class, segmentation and classification metrics, training curves,
     confusion matrices, ROC curves, a gallery with mask and heatmap overlays, and the cell
     measurements. It shows what is stored; run train-seg / segment / train-cls / classify /
-    explain first for the full picture."""
+    explain first for the full picture. With --seg-truth the current masks are scored against
+    true masks at their own size; without it the segmentation section shows only the training
+    run's validation scores (pooled, at the model's input size)."""
     # torch loads here, when the command runs, not when the parser is built.
     from cytoreview.workflows.report import write_report
 
     token = CancelToken()
     with open_project(args.project) as project:
         job = write_report(
-            project, args.out, truth_csv=args.truth, max_gallery=args.gallery, cancel=token
-        )
+            project, args.out, truth_csv=args.truth, seg_truth_dir=args.seg_truth,
+            seg_ignore_dir=args.seg_ignore, max_gallery=args.gallery, cancel=token,
+        )  # fmt: skip
         result = drive(job, token, verbose=args.verbose)
     page = result.out / "report.html"
     console.print(
-        f"report written: {page} ({', '.join(result.sections)}; {result.gallery} gallery images)"
+        f"report written: {esc(str(page))} ({', '.join(result.sections)}; {result.gallery} "
+        "gallery images)"
     )
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        warn(note, "note")
     return 0
 
 
 def _print_evaluation(result: ClsEvaluation) -> None:
-    console.print(f"[bold]{result.n_matched} image(s)[/] scored against {result.source} "
-                  f"(models: {', '.join(result.model_ids)})")  # fmt: skip
+    from cytoreview.workflows.evaluate_cls import training_images_note
+
+    console.print(f"[bold]{result.n_matched} image(s)[/] scored against {esc(result.source)} "
+                  f"(models: {esc(', '.join(result.model_ids))})")  # fmt: skip
     if result.on_training_images:
-        console.print(
-            f"[yellow]note:[/] {result.on_training_images} of them were used to train the model:"
-            " these figures are optimistic; use --truth with held-out images"
-        )
+        warn(training_images_note(result))
     m = result.multiclass
     if m is not None:
         auc = f", macro AUC {m.macro_auc:.3f}" if m.macro_auc is not None else ""
@@ -327,12 +339,13 @@ def _print_evaluation(result: ClsEvaluation) -> None:
             a = m.auc[i]
             console.print(
                 f"  {name:<{width}}  {m.precision[i]:9.3f}  {m.recall[i]:6.3f}  {m.f1[i]:5.3f}"
-                f"  {m.support[i]:7d}  {'   -' if a is None else f'{a:.3f}'}"
+                f"  {m.support[i]:7d}  {'   -' if a is None else f'{a:.3f}'}",
+                markup=False,
             )
         console.print("confusion (rows: truth, columns: prediction)")
-        console.print("  " + " ".join(f"{c[:7]:>7}" for c in ["", *m.class_names]))
+        console.print("  " + " ".join(f"{c[:7]:>7}" for c in ["", *m.class_names]), markup=False)
         for name, row in zip(m.class_names, m.confusion.tolist(), strict=True):
-            console.print("  " + f"{name[:7]:>7} " + " ".join(f"{v:7d}" for v in row))
+            console.print("  " + f"{name[:7]:>7} " + " ".join(f"{v:7d}" for v in row), markup=False)
     b = result.binary
     if b is not None:
         auc = f", AUC {b.auc:.3f}" if b.auc is not None else ""
@@ -342,7 +355,8 @@ def _print_evaluation(result: ClsEvaluation) -> None:
         )
     if result.unmatched:
         console.print(
-            f"{len(result.unmatched)} truth row(s) not scored, e.g. {result.unmatched[0]}"
+            f"{len(result.unmatched)} truth row(s) not scored, e.g. {result.unmatched[0]}",
+            markup=False,
         )
     for problem in result.problems[:10]:
-        console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True)
+        warn(problem)

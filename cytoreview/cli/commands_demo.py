@@ -10,12 +10,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cytoreview.cli.progress import command_name, console, drive
+from cytoreview.cli.progress import command_name, console, drive, esc
 from cytoreview.cli.render import print_status
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
 
 EXIT_CANCELLED = 130
+
+
+def say(*objects: object) -> None:
+    """Print a line as written: it names folders and files, which may hold "[...]" (markup)."""
+    console.print(*objects, markup=False)
 
 
 def register(sub: Any) -> None:
@@ -68,9 +73,9 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     per_class = ", ".join(f"{k} {v}" for k, v in report.per_class.items())
-    console.print(f"{report.images} image(s) written to {report.out} ({per_class})")
-    console.print(f"import them with: cytoreview import PROJECT {report.out / 'images'} "
-                  f"--masks {report.out / 'masks'}")  # fmt: skip
+    say(f"{report.images} image(s) written to {report.out} ({per_class})")
+    say(f"import them with: cytoreview import PROJECT {report.out / 'images'} "
+        f"--masks {report.out / 'masks'}")  # fmt: skip
     return EXIT_CANCELLED if token.cancelled else 0
 
 
@@ -90,50 +95,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )  # fmt: skip
     report = drive(job, token, verbose=args.verbose)
     print_status(report.status)
-    console.print(f"\n[bold]Demo project:[/] {report.project}")
-    console.print(f"  {report.imported.summary}")
-    console.print(f"  {report.painted} seed image(s) painted by the simulated pathologist")
+    console.print(f"\n[bold]Demo project:[/] {esc(str(report.project))}")
+    say(f"  {report.imported.summary}")
+    say(f"  {report.painted} seed image(s) painted by the simulated pathologist")
     if report.training is not None:
         t = report.training
-        console.print(f"  U-Net {t.model_id} trained on {t.n_train} + {t.n_val} painted images "
-                      f"in {t.seconds / 60:.1f} min on {t.device} ({t.stop_reason})")  # fmt: skip
+        say(f"  U-Net {t.model_id} trained on {t.n_train} + {t.n_val} painted images "
+            f"in {t.seconds / 60:.1f} min on {t.device} ({t.stop_reason})")  # fmt: skip
     if report.segmented is not None:
-        console.print(f"  {len(report.segmented.segmented)} image(s) auto-segmented; "
-                      f"{len(report.segmented.skipped_human)} painted ones left alone")  # fmt: skip
+        say(f"  {len(report.segmented.segmented)} image(s) auto-segmented; "
+            f"{len(report.segmented.skipped_human)} painted ones left alone")  # fmt: skip
     if report.auto_scores:
         s = report.auto_scores
-        console.print(
+        say(
             f"  auto masks vs the synthetic truth: Dice cytoplasm {s['dice_cytoplasm']:.3f}, "
             f"nucleus {s['dice_nucleus']:.3f} (IoU {s['iou_cytoplasm']:.3f} / "
             f"{s['iou_nucleus']:.3f})"
         )
     if report.classifier is not None:
         c = report.classifier
-        console.print(f"  classifier {c.model_id} ({c.class_names and len(c.class_names)} classes)"
-                      f" trained in {c.seconds / 60:.1f} min ({c.stop_reason})")  # fmt: skip
+        say(f"  classifier {c.model_id} ({c.class_names and len(c.class_names)} classes)"
+            f" trained in {c.seconds / 60:.1f} min ({c.stop_reason})")  # fmt: skip
     if report.classified is not None and report.explained is not None:
-        console.print(f"  {report.classified.classified} image(s) classified, "
-                      f"{report.explained.explained} Grad-CAM++ heatmap(s)")  # fmt: skip
+        say(f"  {report.classified.classified} image(s) classified, "
+            f"{report.explained.explained} Grad-CAM++ heatmap(s)")  # fmt: skip
     t = report.test_scores
     if t is not None and t.multiclass is not None:
         line = (f"  scored on {t.source}: accuracy {t.multiclass.accuracy:.3f}, "
                 f"macro F1 {t.multiclass.macro_f1:.3f}")  # fmt: skip
         if t.binary is not None:
             line += f"; needs-review F1 {t.binary.f1:.3f}, macro F1 {t.binary.macro_f1:.3f}"
-        console.print(line)
+        say(line)
     if report.predictions_csv is not None:
-        console.print(f"  predictions and measurements: {report.predictions_csv}")
-    console.print(f"  {report.exported.written} mask(s) exported to {report.exported.out}")
+        say(f"  predictions and measurements: {report.predictions_csv}")
+    say(f"  {report.exported.written} mask(s) exported to {report.exported.out}")
     if report.report_html is not None:
-        console.print(f"  [bold]report:[/] {report.report_html}")
-    console.print(f"  overview (seeds, then the most uncertain auto masks): {report.overview}")
-    console.print("\nTry next:")
+        console.print(f"  [bold]report:[/] {esc(str(report.report_html))}")
+    say(f"  overview (seeds, then the most uncertain auto masks): {report.overview}")
+    say("\nTry next:")
     exe = command_name()
-    console.print(f"  {exe} status {report.project}")
-    console.print(f"  {exe} audit {report.project} --last 10")
-    console.print(f"  {exe} gui {report.project}   # the workbench window")
+    say(f"  {exe} status {report.project}")
+    say(f"  {exe} audit {report.project} --last 10")
+    say(f"  {exe} gui {report.project}   # the workbench window")
     if report.training is not None:
-        console.print(
+        say(
             f"  {exe} train-seg {report.project} --init {report.training.model_id}"
             "   # fine-tune after corrections"
         )

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cytoreview.cli.progress import console, drive
+from cytoreview.cli.progress import console, drive, esc, warn
 from cytoreview.cli.render import print_status
 from cytoreview.errors import ProjectError
 from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS, current_user
@@ -138,8 +138,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
     )
     project.close()  # init only creates the folder and its catalog
     normal = ", ".join(sorted(scheme.not_revisable)) or "none"
-    console.print(f"created project {args.project}")
-    console.print(f"classes: {', '.join(scheme.classes)} (not revisable: {normal})")
+    console.print(f"created project {esc(str(args.project))}")
+    console.print(f"classes: {esc(', '.join(scheme.classes))} (not revisable: {esc(normal)})")
     return 0
 
 
@@ -162,9 +162,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
             cancel=token,
         )
         report = drive(job, token, verbose=args.verbose)
-    console.print(report.summary)
+    console.print(report.summary, markup=False)
     for warning in report.warnings:
-        console.print(f"[yellow]note:[/] {warning}", soft_wrap=True)
+        warn(warning, "note")
     if report.cancelled:
         return EXIT_CANCELLED
     if report.problems and not (report.added or report.already_present):
@@ -182,9 +182,9 @@ def _cmd_seeds(args: argparse.Namespace) -> int:
             project, actor=current_user(args.user), per_class=args.per_class, seed=args.seed
         )
     for label, names in report.picked.items():
-        console.print(f"{label:>12}: {len(names):3d} seed(s)")
+        console.print(f"{esc(f'{label:>12}')}: {len(names):3d} seed(s)")
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        warn(warning)
     if report.unlabelled_skipped:
         console.print(f"{report.unlabelled_skipped} unlabelled image(s) are not eligible")
     return 0
@@ -218,7 +218,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             console.print("cancelled: nothing written")
             return EXIT_CANCELLED
         console.print(
-            f"{table.rows} row(s) written to {table.out} ({len(table.columns)} columns; "
+            f"{table.rows} row(s) written to {esc(str(table.out))} ({len(table.columns)} columns; "
             f"{table.without_prediction} without a prediction, {table.without_mask} without a "
             "mask)"
         )
@@ -226,7 +226,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
         report = drive(export_masks(project, args.out, cancel=token), token, verbose=args.verbose)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(report.provenance_counts.items()))
-    console.print(f"{report.written} mask(s) written to {report.out} ({counts or 'none'})")
+    console.print(
+        f"{report.written} mask(s) written to {esc(str(report.out))} ({counts or 'none'})"
+    )
     return EXIT_CANCELLED if report.cancelled else 0
 
 

@@ -21,7 +21,7 @@ from cytoreview.choices import (
     PRECISIONS,
     SEG_ENCODERS,
 )
-from cytoreview.cli.progress import console, drive
+from cytoreview.cli.progress import console, drive, esc, warn
 from cytoreview.defaults import SEG
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
@@ -188,8 +188,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             verbose=True,
         )
     console.print(
-        f"model {report.model_id}: {report.status} ({report.stop_reason}) after "
-        f"{len(report.history)} epoch(s), {report.seconds / 60:.1f} min on {report.device}"
+        f"model {esc(report.model_id)}: {report.status} ({esc(report.stop_reason)}) after "
+        f"{len(report.history)} epoch(s), {report.seconds / 60:.1f} min on {esc(report.device)}"
     )
     if report.best is not None:
         s = report.best.scores
@@ -220,15 +220,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         report = drive(job, token, verbose=args.verbose)
     n = len(report.segmented)
     rate = n / report.seconds if report.seconds else 0.0
-    console.print(f"{n} image(s) auto-segmented with {report.model_id} ({report.engine}, "
-                  f"{report.device}{', 8 views averaged' if report.tta else ''}) "
+    console.print(f"{n} image(s) auto-segmented with {esc(report.model_id)} ({report.engine}, "
+                  f"{esc(report.device)}{', 8 views averaged' if report.tta else ''}) "
                   f"in {report.seconds:.1f} s ({rate:.1f} images/s); "
                   f"{len(report.skipped_human)} with a human mask left alone")  # fmt: skip
     if report.uncertainties:
         worst = sorted(report.uncertainties.items(), key=lambda kv: -kv[1])[:5]
-        console.print("most uncertain: " + ", ".join(f"{k} ({v:.3f})" for k, v in worst))
+        console.print(
+            "most uncertain: " + ", ".join(f"{k} ({v:.3f})" for k, v in worst), markup=False
+        )
     for problem in report.problems:
-        console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True)
+        warn(problem)
     return EXIT_CANCELLED if report.cancelled else 0
 
 
@@ -253,7 +255,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         }, indent=2))  # fmt: skip
         return 0
     for name, report in [("all", result.report), *result.by_provenance.items()]:
-        console.print(f"[bold]{name}[/] ({len(report.per_image)} images), mean over images:")
+        console.print(f"[bold]{esc(name)}[/] ({len(report.per_image)} images), mean over images:")
         for cls in ("cytoplasm", "nucleus", "cell"):
             s = report.mean[cls]
             console.print(
@@ -265,5 +267,5 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             f"{len(result.missing_truth)} image(s) have no ground truth and were not scored"
         )
     for problem in result.problems:
-        console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True)
+        warn(problem)
     return 0

@@ -10,11 +10,14 @@ from typing import Any
 
 from cytoreview import __version__
 from cytoreview.cli import commands_cls, commands_demo, commands_project, commands_seg
+from cytoreview.cli.failures import describe, one_line_warnings, print_traceback, quiet_broken_pipe
 from cytoreview.cli.progress import err_console
-from cytoreview.errors import CytoReviewError
 
 #: Exit codes, documented in ``cytoreview --help``.
 EXIT_OK, EXIT_ERROR, EXIT_CANCELLED = 0, 1, 130
+#: The reader of the output went away (``cytoreview status --json | head -1``): what a Unix
+#: tool killed by SIGPIPE returns (128 + 13), without a message.
+EXIT_BROKEN_PIPE = 141
 
 _EPILOG = """\
 A typical session:
@@ -23,8 +26,9 @@ A typical session:
   cytoreview seeds my-project --per-class 20       # the images to paint by hand
   cytoreview status my-project
 
-Exit status: 0 done (skipped files are listed as warnings), 1 error (one line says why),
-130 cancelled with Ctrl-C (work finished so far is kept).
+Exit status: 0 done (skipped files are listed as warnings), 1 error (one line says why;
+--debug adds the traceback), 130 cancelled with Ctrl-C (work finished so far is kept),
+141 the output pipe was closed (e.g. `| head`).
 The person acting is recorded in the audit log: --user, else $CYTOREVIEW_USER, else the login.
 """
 
@@ -49,6 +53,11 @@ def build_parser(
     parser.add_argument("--version", action="version", version=f"cytoreview {__version__}")
     parser.add_argument("--user", help="name recorded in the audit log for this command")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every step")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the traceback too (for a bug report)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_project.register(sub)
     commands_seg.register(sub)
@@ -66,17 +75,31 @@ def main(
     parser = build_parser(extra_commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s: %(message)s",
     )
+    if not args.debug:
+        # tifffile logs what it skips in an odd TIFF ("ERROR: <TiffTag.fromfile> raised ...")
+        # without naming the file; the readers decide whether the file is usable and say so
+        # in one line that names it.
+        logging.getLogger("tifffile").setLevel(logging.CRITICAL + 1)
+        one_line_warnings()
     try:
         return int(args.handler(args) or EXIT_OK)
-    except CytoReviewError as exc:
-        err_console.print(f"[red]cytoreview {args.command}: error:[/] {exc}", soft_wrap=True)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         err_console.print(f"cytoreview {args.command}: aborted")
         return EXIT_CANCELLED
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # noqa: BLE001 - the one place every failure becomes one line
+        if args.debug:
+            print_traceback(exc)
+        line = describe(exc, getattr(args, "project", None))
+        # markup=False: the message names files, and a name may hold "[...]" (rich markup).
+        err_console.print(f"cytoreview {args.command}: error: ", style="red", end="")
+        err_console.print(line, markup=False, soft_wrap=True)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ from types import FrameType
 from typing import TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,8 +28,19 @@ from cytoreview.types import CancelToken, Progress
 
 T = TypeVar("T")
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a name like "cell:warning:1.png" must print as written, not with a symbol.
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+#: Every string a person supplied (a path, an image or class name, a message that quotes one)
+#: goes through this before rich prints it: "[/]" or "[bold]" in a file name is text, not
+#: markup (unescaped, rich raised an error and the command, or a whole batch, stopped).
+esc = escape
+
+
+def warn(message: str, label: str = "warning", out: Console | None = None) -> None:
+    """Print ``label: message`` with a yellow label; ``message`` is shown exactly as written."""
+    (out or console).print(f"[yellow]{label}:[/] {escape(str(message))}", soft_wrap=True)
 
 
 def command_name() -> str:
@@ -86,8 +98,8 @@ def drive(
                     tasks[event.stage] = bar.add_task(event.stage, total=event.total or None)
                 bar.update(tasks[event.stage], completed=event.step, total=event.total or None)
                 if event.level == "warning":
-                    bar.console.print(f"[yellow]warning:[/] {event.message}", soft_wrap=True)
+                    warn(event.message, out=bar.console)
                 elif verbose and event.message:
-                    bar.console.print(event.message, soft_wrap=True)
+                    bar.console.print(event.message, soft_wrap=True, markup=False)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]

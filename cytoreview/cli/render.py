@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
-from cytoreview.cli.progress import console
+from cytoreview.cli.progress import console, esc, warn
 from cytoreview.workflows.status import MASK_STATES, ClassRow, ProjectStatus
 
 
@@ -13,13 +13,15 @@ def _row(row: ClassRow, target: int) -> list[str]:
     # The binary call: images of a "revisable" class need a pathologist's review.
     binary = {True: "yes", False: "no", None: ""}[row.revisable]
     quota = f"{row.seeds_painted}/{target or row.seeds}" if (target or row.seeds) else "-"
-    return [row.label, binary, str(row.images), quota] + [str(row.masks[s]) for s in MASK_STATES]
+    return [esc(row.label), binary, str(row.images), quota] + [
+        str(row.masks[s]) for s in MASK_STATES
+    ]
 
 
 def print_status(status: ProjectStatus) -> None:
     """Print the per-class table of ``cytoreview status``."""
     table = Table(
-        title=f"{status.root}: {status.total_images} image(s); masks by current version",
+        title=f"{esc(str(status.root))}: {status.total_images} image(s); masks by current version",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
@@ -46,4 +48,4 @@ def print_status(status: ProjectStatus) -> None:
     )  # fmt: skip
     console.print(table)
     for warning in status.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        warn(warning)

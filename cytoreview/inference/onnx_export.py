@@ -20,6 +20,7 @@ from copy import deepcopy
 import onnx
 import onnxruntime as ort
 import torch
+from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper
 
 from cytoreview.errors import ConfigError
@@ -30,6 +31,7 @@ __all__ = [
     "SIZE_MULTIPLE",
     "export_onnx",
     "onnx_gpu_available",
+    "onnx_model_problem",
     "onnx_providers",
 ]
 
@@ -52,6 +54,21 @@ _HARMLESS_EXPORT_WARNINGS = (
     r"You are using the legacy TorchScript-based ONNX export",
     r"The feature will be removed\. Please remove usage of this function",
 )
+
+
+def onnx_model_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a usable ONNX model (damaged, cut off, not ONNX), or None if it is.
+
+    A stored export is derived from the weights; one that does not parse or check would
+    otherwise fail later inside ONNX Runtime with a message that names no file.
+    """
+    try:
+        onnx.checker.check_model(onnx.load_from_string(bytes(data)))
+    except DecodeError:
+        return "not a valid ONNX file (damaged, cut off or of another kind)"
+    except onnx.checker.ValidationError as exc:
+        return f"not a valid ONNX model ({(str(exc).splitlines() or ['?'])[0][:160]})"
+    return None
 
 
 class SoftmaxHead(torch.nn.Module):

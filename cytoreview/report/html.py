@@ -36,10 +36,22 @@ TRAIN_SEG_HINT = (
     "with <code>cytoreview evaluate-seg</code>."
 )
 TRAIN_CLS_HINT = "Not available yet: train a classifier with <code>cytoreview train-cls</code>."
+NO_MASK_QUALITY = (
+    "Not measured: no ground truth was given. Score the masks with <code>cytoreview report "
+    "--seg-truth FOLDER</code> (or <code>cytoreview evaluate-seg</code>)."
+)
+VALIDATION_IS_NOT_QUALITY = (
+    " The validation scores below describe the model on its resized validation images, not "
+    "the masks at their own size."
+)
 NO_DATA = "No image counted yet: import images with <code>cytoreview import</code>."
 NO_GALLERY = "No image to show yet: the gallery fills once images are segmented or classified."
 NO_MORPHOMETRY = "Not available yet: measurements need nucleus and cytoplasm masks."
 _SEG_METRICS = {"dice": "Dice", "iou": "IoU", "precision": "Precision", "recall": "Recall"}
+_SEG_KINDS = {
+    "mean": "mean: average of the per-image scores",
+    "pooled": "pooled: from the pixel counts of all images together",
+}
 _CSS = """
 @page { size: A4; margin: 14mm 12mm; } * { print-color-adjust: exact; }
 body { font: 10.5pt/1.45 "Segoe UI", "Helvetica Neue", Arial, sans-serif; color: #1a1a1a;
@@ -170,9 +182,13 @@ def _gallery_card(item: GalleryItem, data: ReportData, px: int, quality: int) ->
     verdict = " — <strong>disagrees</strong>" if wrong else ""
     call = f"True: <strong>{_e(item.true_class or 'unknown')}</strong> · Predicted: <strong>"
     call += f"{_e(item.pred_class or 'not classified')}</strong>{verdict}"
-    if data.normal_classes and item.pred_class is not None:
-        review = item.pred_class not in data.normal_classes
-        call += f"<br>Binary call: <strong>{'needs review' if review else 'normal'}</strong>"
+    if item.needs_review is not None:
+        # The call the classification run stored (summed abnormal probability, or the binary
+        # model's), not one re-derived here from the top class: the two can disagree.
+        p = finite_or_none(item.p_review)
+        odds = f" (P(needs review) {format_number(p, 2)})" if p is not None else ""
+        verdict_text = "needs review" if item.needs_review else "normal"
+        call += f"<br>Binary call: <strong>{verdict_text}</strong>{odds}"
     order = [c for c in data.class_names if c in item.probabilities]
     order += [c for c in item.probabilities if c not in order]
     probs = []
@@ -243,20 +259,18 @@ def _summary(data: ReportData, page: _Page) -> str:
     return "".join(out)
 
 
-def _segmentation(sec: SegmentationSection | None, page: _Page) -> str:
-    out = ["<h2>Segmentation</h2>"]
-    if sec is None:
-        return out[0] + f"<p class='na'>{TRAIN_SEG_HINT}</p>"
+def _seg_scores(sec: SegmentationSection) -> str:
+    """One set of segmentation scores: what they are, in words, then the table."""
     where = f" ({_e(sec.evaluated_on)})" if sec.evaluated_on else ""
-    out.append(
-        f"<p>Scores on {format_number(sec.n_images)} images{where}. Mean: average of the "
-        "per-image scores; pooled: from the pixel counts of all images together.</p>"
-    )
     regions = [r for r in dict.fromkeys([*sec.mean, *sec.pooled]) if r != "overall"]
     kinds = {"mean": sec.mean, "pooled": sec.pooled}
     # Only scores that were recorded: a training run stores Dice and IoU, not the others.
     cols = [(k, m) for k, v in kinds.items() for m in _SEG_METRICS
             if any(finite_or_none(v.get(r, {}).get(m)) is not None for r in regions)]  # fmt: skip
+    # Say only what the columns hold: "mean" for a pooled score was how this report misled.
+    said = "; ".join(_SEG_KINDS[k] for k in dict.fromkeys(k for k, _ in cols))
+    said = f" {said[0].upper()}{said[1:]}." if said else ""
+    out = [f"<p>Scores on {format_number(sec.n_images)} images{where}.{said}</p>"]
     head = ["Region"] + [f"{_SEG_METRICS[m]} ({k})" for k, m in cols]
     rows = [[_e(r)] + [format_number(kinds[k].get(r, {}).get(m), 3) for k, m in cols]
             for r in regions]  # fmt: skip
@@ -264,7 +278,27 @@ def _segmentation(sec: SegmentationSection | None, page: _Page) -> str:
     acc = sec.mean.get("overall", {}).get("accuracy")
     if acc is not None:
         out.append(f"<p>Mean 3-class pixel accuracy: {format_number(acc, 3)}</p>")
-    out.append(page.curve("segmentation_training", sec.curve, "Segmenter training"))
+    return "".join(out)
+
+
+def _segmentation(data: ReportData, page: _Page) -> str:
+    out = ["<h2>Segmentation</h2>"]
+    sec = data.segmentation
+    if sec is None and not data.mask_quality:
+        return out[0] + f"<p class='na'>{TRAIN_SEG_HINT}</p>"
+    out.append("<h3>Mask quality against ground truth (native resolution)</h3>")
+    if data.mask_quality:
+        for quality in data.mask_quality:
+            if quality.title:
+                out.append(f"<p><strong>{_e(quality.title)}</strong></p>")
+            out.append(_seg_scores(quality))
+    else:
+        extra = VALIDATION_IS_NOT_QUALITY if sec is not None else ""
+        out.append(f"<p class='na'>{NO_MASK_QUALITY}{extra}</p>")
+    if sec is not None:
+        out.append(f"<h3>{_e(sec.title or 'Validation during training')}</h3>")
+        out.append(_seg_scores(sec))
+        out.append(page.curve("segmentation_training", sec.curve, "Segmenter training"))
     return "".join(out)
 
 
@@ -382,7 +416,7 @@ def render_report(
         _header(data),
         _notes(data),
         _summary(data, page),
-        _segmentation(data.segmentation, page),
+        _segmentation(data, page),
         _classification(data.classification, page),
         _gallery(data, max_gallery, thumb_px, jpeg_quality),
         _morphometry(data.morphometry, data, page, max_table_rows),

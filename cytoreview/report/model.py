@@ -99,7 +99,11 @@ class SegmentationSection:
         ``"iou"``, ``"precision"``, ``"recall"``...) to value: the mean over images and the
         score of the summed pixel counts. The ``to_dict()`` form of the metrics layer fits as is.
     evaluated_on
-        What the images were, in words ("validation images", "external ground truth").
+        What the images were and how they were scored, in words ("validation images of the
+        training run, at the model's input size", "auto masks against the ground truth in
+        truth/, at each image's own size").
+    title
+        A heading for this set of scores ("Auto masks", "Validation during training").
     """
 
     n_images: int
@@ -109,6 +113,7 @@ class SegmentationSection:
     model_id: str = ""
     arch: str = ""
     curve: TrainingCurve | None = None
+    title: str = ""
 
     @classmethod
     def from_metrics_dict(cls, scores: dict[str, Any], **kwargs: Any) -> SegmentationSection:
@@ -220,6 +225,10 @@ class GalleryItem:
         2-D float map in [0, 1] (Grad-CAM++); any size, it is resized to the image.
     mask_provenance
         ``"manual"``, ``"auto"``... or ``""`` when there is no mask.
+    needs_review, p_review
+        The stored binary call (True: needs review) and its probability, as the
+        classification run stored them (``None``: no call stored); the report shows these,
+        never a call of its own.
     flags
         Short warnings ("looks at background", "low confidence").
     measurements
@@ -236,6 +245,8 @@ class GalleryItem:
     mask_provenance: str = ""
     flags: Sequence[str] = ()
     measurements: dict[str, float | int | str | None] = field(default_factory=dict)
+    needs_review: bool | None = None
+    p_review: float | None = None
 
     def __post_init__(self) -> None:
         img = np.asarray(self.image)
@@ -296,6 +307,11 @@ class ReportData:
         Counts by class name; classes missing here count as zero.
     notes
         Warnings shown at the top, one line each.
+    segmentation
+        The current segmenter and what its training run measured on its validation images.
+    mask_quality
+        The project's current masks scored against ground truth at native resolution (what
+        ``cytoreview evaluate-seg`` measures), one section per kind of mask (auto, manual...).
     gallery
         Images to show, already chosen by the caller; the renderer caps their number.
     """
@@ -312,6 +328,7 @@ class ReportData:
     gallery: Sequence[GalleryItem] = ()
     morphometry: MorphometryTable | None = None
     notes: Sequence[str] = ()
+    mask_quality: Sequence[SegmentationSection] = ()
 
     def __post_init__(self) -> None:
         if not self.class_names:

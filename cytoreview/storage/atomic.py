@@ -71,9 +71,13 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
         else:
             _publish_without_overwrite(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno and exc.filename is None:
+            # write() and fsync() name no file (a full disk: "[Errno 28] No space left on
+            # device"); the person needs to know which file could not be written.
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

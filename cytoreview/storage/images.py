@@ -23,6 +23,7 @@ import tifffile
 from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from cytoreview.errors import ImageReadError, InputFileError, MaskFileError
+from cytoreview.storage.png_chunks import pixel_chunks_only
 from cytoreview.types import VALID_LABELS
 
 #: File name extensions (lower case, with the dot) scanned for images when importing a folder.
@@ -414,6 +415,11 @@ def _decode_other(
     # OpenCV 4 decodes a truncated JPEG with grey fill and only a warning on stderr.
     if fmt == "jpeg" and not _jpeg_complete(data):
         raise ImageReadError(path, "truncated or corrupt JPEG")
+    if fmt == "png":  # checked first: libpng prints its own complaints to stderr
+        pixels, damage = pixel_chunks_only(data)
+        if pixels is None:
+            raise ImageReadError(path, damage or "truncated or corrupt PNG")
+        data = pixels
     # IMREAD_UNCHANGED keeps 16-bit PNGs 16-bit and keeps alpha.
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:

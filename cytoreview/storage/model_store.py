@@ -206,6 +206,12 @@ class ModelStore:
 
 def _run_from_row(row: Any) -> TrainingRun:
     data = dict(row)
-    data["config"] = json.loads(data["config"])
-    data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else {}
+    try:
+        data["config"] = json.loads(data["config"])
+        data["metrics"] = json.loads(data["metrics"]) if data["metrics"] else {}
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise ProjectError(
+            f"training run {data.get('id')} ({data.get('model_id')}) in the catalog is damaged: "
+            f"its settings or scores are not JSON ({exc})"
+        ) from None
     return TrainingRun(**data)

@@ -18,6 +18,7 @@ import numpy as np
 from cytoreview.errors import ProjectError
 from cytoreview.storage.atomic import atomic_write_bytes
 from cytoreview.storage.catalog import Catalog, utc_now
+from cytoreview.storage.png_chunks import pixel_chunks_only
 from cytoreview.storage.project import Project
 
 #: Heatmaps are stored as 8-bit PNGs: 1/255 of relevance is finer than any colormap shows.
@@ -242,7 +243,17 @@ class PredictionStore:
     def load_heatmap(self, record: HeatmapRecord) -> np.ndarray | None:
         """The heatmap as float32 in [0, 1], or None when its file is missing or unreadable."""
         path = self.project.root / record.path
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        # Checked first: libpng would print a damaged file's defect to stderr by itself.
+        png, _ = pixel_chunks_only(raw)
+        data = (
+            None
+            if png is None
+            else cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        )
         if data is None or data.ndim != 2:
             return None
         return data.astype(np.float32) / HEATMAP_LEVELS

@@ -5,13 +5,22 @@ early epochs, which last a second or two: writing each improvement made the disk
 network, set the pace. The writer keeps the newest best weights in memory and writes them when
 the last write is at least ``min_interval_s`` old, and always at the end (:meth:`flush`, also
 after a failure), so a crash loses at most that interval of improvements.
+
+Reading a model's stored ONNX export back (:func:`stored_onnx`) lives here too: a damaged
+export is made again from the checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from cytoreview.inference.onnx_export import onnx_model_problem
+from cytoreview.storage.model_store import ModelStore
+
+log = logging.getLogger(__name__)
 
 Stats = TypeVar("Stats")
 
@@ -67,3 +76,20 @@ class BestWeightsWriter(Generic[Stats]):
         self._write(state, stats)
         self._last = self._clock()
         self.writes += 1
+
+
+def stored_onnx(store: ModelStore, model_id: str) -> bytes | None:
+    """The stored ONNX export of ``model_id``, or None when there is none or it is damaged.
+
+    The export is derived from the checkpoint, so a damaged one (a disk error, a hand edit) is
+    not an error: it is named in a warning and the caller exports the weights again, which
+    replaces it.
+    """
+    data = store.load_onnx(model_id)
+    if data is None:
+        return None
+    problem = onnx_model_problem(data)
+    if problem is not None:
+        log.warning("%s: %s; exporting the model again", store.onnx_path(model_id), problem)
+        return None
+    return data

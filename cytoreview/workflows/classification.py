@@ -38,6 +38,7 @@ from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
 from cytoreview.training.classification import ClsEpochStats, ClsTrainConfig, train_classifier
 from cytoreview.types import CancelToken, ClassScheme, Progress
+from cytoreview.workflows.checkpointing import stored_onnx
 
 #: Class names of the binary task, in head order (index 1 is the "needs review" call).
 BINARY_CLASSES: tuple[str, ...] = ("not-revisable", "revisable")
@@ -410,7 +411,7 @@ def load_classifier(
     model.eval()
     onnx_bytes, onnx_key = None, None
     if engine == "onnx":
-        onnx_bytes = store.load_onnx(model_id)
+        onnx_bytes = stored_onnx(store, model_id)
         if onnx_bytes is None or not has_cam_outputs(onnx_bytes):
             onnx_bytes = export_classifier_onnx(model, int(config["input_size"]))
             store.save_onnx(model_id, onnx_bytes)

@@ -186,7 +186,9 @@ def run_demo(
             yield from export_predictions(project, predictions_csv, cancel=cancel)
         exported = yield from export_masks(project, root / "exports" / "masks", cancel=cancel)
         if not (cancel and cancel.cancelled):
-            written = yield from write_report(project, root / "report", cancel=cancel)
+            written = yield from write_report(
+                project, root / "report", seg_truth_dir=root / "source" / "masks", cancel=cancel
+            )
             report_html = written.out / "report.html"
         overview = write_png(root / "overview.png", _overview(project, seed_images))
         yield Progress("overview", 1, 1, f"overview written to {overview}")

@@ -35,7 +35,8 @@ class ClsEvaluation:
     problems: list[str] = field(default_factory=list)
     roc: dict[str, tuple[list[float], list[float], float | None]] = field(default_factory=dict)
     binary_roc: tuple[list[float], list[float], float | None] | None = None
-    on_training_images: int = 0  # matched images the model was trained on (optimistic)
+    on_training_images: int = 0  # scored images the model was trained on (optimistic)
+    source_is_csv: bool = False  # the truth came from a CSV, not the project's labels
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -49,6 +50,21 @@ class ClsEvaluation:
             "multiclass": None if self.multiclass is None else self.multiclass.to_dict(),
             "binary": None if self.binary is None else self.binary.to_dict(),
         }
+
+
+def training_images_note(evaluation: ClsEvaluation) -> str:
+    """The warning when scored images were used to train the model (empty when none were)."""
+    n = evaluation.on_training_images
+    if not n:
+        return ""
+    scored = f"the {max(evaluation.n_matched, n)} scored images"
+    advice = "score on images it never saw"
+    if not evaluation.source_is_csv:
+        advice = "give held-out truth with --truth"
+    return (
+        f"{n} of {scored} were used to train or validate the classifier: these scores are "
+        f"optimistic; {advice}"
+    )
 
 
 def _truth(
@@ -100,8 +116,9 @@ def evaluate_classification(
     truth_csv
         CSV with an image column (name, stem or path) and a class column. Without it the
         labels of the project's ``test`` split are used (held out from training); a project
-        without a test split is scored on all its labels, and the images the model trained on
-        are counted in ``on_training_images`` so the report can say the figures are optimistic.
+        without a test split is scored on all its labels. Either way, scored images the model
+        was trained or validated on are counted in ``on_training_images``, so the CLI, the
+        window and the report can say the figures are optimistic.
     model_id
         Score this model's predictions only (default: the newest prediction of each image).
     """
@@ -125,7 +142,7 @@ def evaluate_classification(
         model_ids=sorted({preds[i].model_id for i in matched} | {binary[i].model_id for i in truth
                                                                 if i in binary}),
         multiclass=None, binary=None, n_matched=len(matched), unmatched=unmatched,
-        problems=problems,
+        problems=problems, source_is_csv=truth_csv is not None,
     )  # fmt: skip
     if matched:
         probs = np.array([_probs(preds[i], classes) for i in matched])
@@ -146,9 +163,11 @@ def evaluate_classification(
         if any(y_bin) and not all(y_bin):
             fpr, tpr, _ = roc_curve(y_bin, p_rev)
             evaluation.binary_roc = (fpr.tolist(), tpr.tolist(), evaluation.binary.auc)
-    if truth_csv is None:
-        seen = _trained_on(project, set(evaluation.model_ids))
-        evaluation.on_training_images = sum(1 for i in matched if names[i] in seen)
+    # Whatever the truth's source: a truth CSV can list training images too (a whole data set
+    # exported with its labels), and then the scores are just as optimistic.
+    seen = _trained_on(project, set(evaluation.model_ids))
+    scored = matched or with_binary
+    evaluation.on_training_images = sum(1 for i in scored if names[i] in seen)
     return evaluation
 
 

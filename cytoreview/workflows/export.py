@@ -107,22 +107,21 @@ def export_predictions(
             report.without_prediction += 1
         else:
             row.update(pred_class=pred.pred_class, model_id=pred.model_id)
-            row["uncertainty"] = _fmt(pred.uncertainty)
+            row["uncertainty"] = pred.uncertainty
             for c in classes:
-                row[f"prob_{c}"] = _fmt(pred.probabilities.get(c))
+                row[f"prob_{c}"] = pred.probabilities.get(c)
         call = binary.get(record.id)
         if call is not None:
             row["pred_binary"] = call.pred_class
-            row["prob_revisable"] = _fmt(call.probabilities.get("revisable"))
+            row["prob_revisable"] = call.probabilities.get("revisable")
         found = project.current_mask(record.id) if record.id in current else None
         if found is None:
             report.without_mask += 1
         else:
             row["mask_source"] = found[0].provenance.value
             image = project.load_image(record).rgb
-            values = measure_image(found[1], image, project.pixel_size(record)).row()
-            row.update({k: _fmt(v) for k, v in values.items()})
-        writer.writerow(row)
+            row.update(measure_image(found[1], image, project.pixel_size(record)).row())
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
         report.rows += 1
         if step % 20 == 0 or step == len(records):
             yield Progress("export", step, len(records), f"{step} rows")
@@ -130,10 +129,29 @@ def export_predictions(
     return report
 
 
-def _fmt(value: Any) -> Any:
-    """Numbers with 6 significant digits (enough for areas and probabilities), None as empty."""
-    if value is None:
-        return ""
+#: What a spreadsheet reads as the start of a formula (OWASP "CSV injection"): "=", "+", "-",
+#: "@", and tab or carriage return, which some programs skip before looking for one.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell that a spreadsheet shows, never runs.
+
+    Numbers get 6 significant digits (enough for areas and probabilities); None and NaN are
+    empty. Text comes from people (image and class names, paths): one that a spreadsheet would
+    take for a formula (``=HYPERLINK(...)``, ``+cmd``, ``@SUM``) gets a leading apostrophe, which
+    spreadsheets read as "this is text" and do not show. Numbers are never changed, so -0.5
+    stays a number.
+
+    Examples
+    --------
+    >>> csv_cell("=1+1"), csv_cell("-cell"), csv_cell(-0.5), csv_cell("NILM"), csv_cell(None)
+    ("'=1+1", "'-cell", '-0.5', 'NILM', '')
+    """
+    if value is None or isinstance(value, bool):
+        return "" if value is None else value
     if isinstance(value, float):
         return "" if value != value else f"{value:.6g}"  # NaN -> empty
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
     return value

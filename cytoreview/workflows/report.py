@@ -33,8 +33,14 @@ from cytoreview.storage.model_store import ModelStore, TrainingRun
 from cytoreview.storage.predictions import PredictionRecord, PredictionStore
 from cytoreview.storage.project import Project
 from cytoreview.types import CancelToken, Progress
-from cytoreview.workflows.evaluate_cls import ClsEvaluation, evaluate_classification
+from cytoreview.workflows.classification import BINARY_CLASSES
+from cytoreview.workflows.evaluate_cls import (
+    ClsEvaluation,
+    evaluate_classification,
+    training_images_note,
+)
 from cytoreview.workflows.review_data import measure_project
+from cytoreview.workflows.segmentation import SegEvaluation, evaluate_segmentation
 
 #: Columns of the morphometry table in the report (a subset of the CSV export's).
 _MORPH_COLUMNS = (
@@ -92,7 +98,9 @@ def _seg_section(store: ModelStore) -> SegmentationSection | None:
     if run is None or not run.metrics or "best_epoch" not in run.metrics:
         return None
     m = run.metrics
-    mean = {
+    # Validation scores are pooled over the pixels of all validation images, at the model's
+    # input size (cytoreview.training.segmentation._validate): never a mean over images.
+    pooled = {
         region: {"dice": m.get(f"dice_{region}"), "iou": m.get(f"iou_{region}")}
         for region in ("cytoplasm", "nucleus")
     }
@@ -111,11 +119,37 @@ def _seg_section(store: ModelStore) -> SegmentationSection | None:
             best_epoch=m.get("best_epoch"),
         )
     n_val = int(m.get("n_val") or len(run.config.get("data", {}).get("val", [])))
+    size = run.config.get("input_size")
+    at = f"at the model's input size of {size} px" if size else "at the model's input size"
     return SegmentationSection(
-        n_images=n_val, mean=mean, evaluated_on=f"validation images of the training run "
-        f"(best epoch {m['best_epoch']} of {m.get('epochs_run', '?')})", model_id=run.model_id,
-        arch=f"U-Net, {run.config.get('encoder', '?')} encoder", curve=curve,
+        n_images=n_val, pooled=pooled, evaluated_on=f"validation images of the training run, "
+        f"{at}, pooled over pixels; best epoch {m['best_epoch']} of {m.get('epochs_run', '?')}",
+        model_id=run.model_id, arch=f"U-Net, {run.config.get('encoder', '?')} encoder",
+        curve=curve, title=f"Validation during training ({run.model_id})",
     )  # fmt: skip
+
+
+_PROVENANCE_TITLES = {
+    "auto": "Auto masks (made by a segmenter)",
+    "corrected": "Corrected masks (auto masks a person edited)",
+    "approved": "Approved masks",
+    "manual": "Manual masks (painted by a person)",
+}
+
+
+def _mask_quality(evaluation: SegEvaluation, truth_dir: Path) -> list[SegmentationSection]:
+    """The ``evaluate-seg`` scores as report sections: one per kind of mask, auto first."""
+    where = f"against the ground truth in {truth_dir}, at each image's own size"
+    order = [k for k in _PROVENANCE_TITLES if k in evaluation.by_provenance]
+    order += [k for k in evaluation.by_provenance if k not in order]
+    return [
+        SegmentationSection.from_metrics_dict(
+            evaluation.by_provenance[kind].to_dict(),
+            evaluated_on=where,
+            title=_PROVENANCE_TITLES.get(kind, f"{kind.capitalize()} masks"),
+        )
+        for kind in order
+    ]
 
 
 def _cls_curve(run: TrainingRun | None) -> TrainingCurve | None:
@@ -221,10 +255,22 @@ def build_report_data(
     project: Project,
     *,
     truth_csv: str | Path | None = None,
+    seg_truth_dir: str | Path | None = None,
+    seg_ignore_dir: str | Path | None = None,
     max_gallery: int = 24,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ReportData]:
-    """Collect the report's content from the project (no training, no inference)."""
+    """Collect the report's content from the project (no training, no inference).
+
+    Parameters
+    ----------
+    truth_csv
+        Held-out true classes to score the classifier against (default: the project's own).
+    seg_truth_dir, seg_ignore_dir
+        Ground-truth label masks (and optional ignore masks) named like the images: the
+        current masks are scored against them at native resolution, as ``evaluate-seg`` does.
+        Without them the report can show only the training run's validation scores.
+    """
     store = ModelStore(project)
     pstore = PredictionStore(project)
     preds = pstore.latest_predictions("bethesda")
@@ -236,6 +282,17 @@ def build_report_data(
     if empty:
         notes.append(f"classes with no images: {', '.join(empty)} (no model can learn them)")
     segmentation = _seg_section(store)
+    mask_quality: list[SegmentationSection] = []
+    if seg_truth_dir is not None:
+        try:
+            seg_eval = yield from evaluate_segmentation(
+                project, seg_truth_dir, ignore_dir=seg_ignore_dir, cancel=cancel
+            )
+        except NotEnoughDataError as exc:
+            notes.append(f"masks not scored: {exc}")
+        else:
+            mask_quality = _mask_quality(seg_eval, Path(seg_truth_dir))
+            notes.extend(f"mask not scored: {p}" for p in seg_eval.problems)
     yield Progress("report", 2, 5, "scoring the predictions")
     classification = None
     cls_run = _latest_run(store, "classification-bethesda")
@@ -247,11 +304,7 @@ def build_report_data(
         else:
             classification = _cls_section(evaluation, cls_run, sorted(project.scheme.not_revisable))
             if evaluation.on_training_images:
-                notes.append(
-                    f"{evaluation.on_training_images} of {evaluation.n_matched} scored images "
-                    "were used to train the classifier: its scores here are optimistic "
-                    "(give held-out truth with --truth)"
-                )
+                notes.append(training_images_note(evaluation))
     heatmaps = pstore.heatmap_records()
     flagged = {i for i, h in heatmaps.items() if h.quality.get("looks_at_background")}
     if flagged:
@@ -297,6 +350,7 @@ def build_report_data(
         heat_rec = heatmaps.get(image_id)
         heat = pstore.load_heatmap(heat_rec) if heat_rec is not None else None
         pred = preds.get(image_id)
+        call = binary.get(image_id)
         flags = []
         if image_id in flagged:
             flags.append("looks at background")
@@ -318,6 +372,8 @@ def build_report_data(
                 "Cytoplasm area (px²)": main.get("cytoplasm_area_px"),
                 "Cells": main.get("cell_count"),
             } if main else {},
+            needs_review=None if call is None else call.pred_class == BINARY_CLASSES[1],
+            p_review=None if call is None else call.probabilities.get(BINARY_CLASSES[1]),
         ))  # fmt: skip
     yield Progress("report", 5, 5, "rendering")
     return ReportData(
@@ -325,7 +381,7 @@ def build_report_data(
         project_name=project.root.name, created_at=datetime.now(UTC),
         software_version=__version__, normal_classes=sorted(project.scheme.not_revisable),
         data_summary=summary, segmentation=segmentation, classification=classification,
-        gallery=gallery, morphometry=morphometry, notes=notes,
+        gallery=gallery, morphometry=morphometry, notes=notes, mask_quality=mask_quality,
     )  # fmt: skip
 
 
@@ -334,20 +390,26 @@ def write_report(
     out: str | Path,
     *,
     truth_csv: str | Path | None = None,
+    seg_truth_dir: str | Path | None = None,
+    seg_ignore_dir: str | Path | None = None,
     max_gallery: int = 24,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ReportResult]:
-    """Build the report and write ``report.html`` (self-contained) and its plots under ``out``."""
+    """Build the report and write ``report.html`` (self-contained) and its plots under ``out``.
+
+    The parameters are those of :func:`build_report_data`.
+    """
     data = yield from build_report_data(
-        project, truth_csv=truth_csv, max_gallery=max_gallery, cancel=cancel
-    )
+        project, truth_csv=truth_csv, seg_truth_dir=seg_truth_dir,
+        seg_ignore_dir=seg_ignore_dir, max_gallery=max_gallery, cancel=cancel,
+    )  # fmt: skip
     files = render_report(data)
     result = ReportResult(out=Path(out), notes=list(data.notes), gallery=len(data.gallery))
     result.sections = [
         name
         for name, present in (
             ("data summary", True),
-            ("segmentation", data.segmentation is not None),
+            ("segmentation", data.segmentation is not None or bool(data.mask_quality)),
             ("classification", data.classification is not None),
             ("gallery", bool(data.gallery)),
             ("morphometry", data.morphometry is not None),

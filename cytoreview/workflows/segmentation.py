@@ -23,7 +23,13 @@ from cytoreview.data.geometry import FIELD_TILE, Geometry, choose_geometry
 from cytoreview.data.sampling import stratified_split
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cytoreview.defaults import SEG
-from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
+from cytoreview.errors import (
+    CheckpointError,
+    ConfigError,
+    InputFileError,
+    NotEnoughDataError,
+    ProjectError,
+)
 from cytoreview.inference.onnx_export import export_onnx, onnx_providers
 from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
 from cytoreview.inference.segment import SegmenterSpec, segment_images, with_tta
@@ -35,7 +41,7 @@ from cytoreview.training.losses import classes_present
 from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_segmenter
 from cytoreview.training.semi import SemiConfig
 from cytoreview.types import LABEL_NAMES, CancelToken, Progress, Provenance
-from cytoreview.workflows.checkpointing import BestWeightsWriter
+from cytoreview.workflows.checkpointing import BestWeightsWriter, stored_onnx
 from cytoreview.workflows.pipeline import prefetched
 from cytoreview.workflows.precision import cpu_onnx_predictor
 
@@ -363,8 +369,8 @@ def load_predictor(
         return model_id, TorchPredictor(model, device=device), spec
     if engine != "onnx":
         raise ConfigError(f"unknown engine {engine!r}; valid: onnx, torch")
-    data = store.load_onnx(model_id)
-    if data is None:  # e.g. a cancelled run before its export: export now
+    data = stored_onnx(store, model_id)
+    if data is None:  # e.g. a cancelled run before its export, or a damaged one: export now
         model = build_segmenter(config)
         model.load_state_dict(state)
         data = export_onnx(model, spec.input_size)
@@ -517,10 +523,9 @@ def evaluate_segmentation(
                 ignore_path = _find_by_stem(Path(ignore_dir), image.name)
                 if ignore_path is not None:
                     ignore = read_ignore_mask(ignore_path, (image.height, image.width))
-        except ProjectError as exc:
-            problems.append(str(exc))
-            continue
-        except Exception as exc:  # noqa: BLE001 - reported per file, the rest is scored
+        except InputFileError as exc:  # a bad truth or ignore file: named, the rest is scored
+            # Only what a bad file raises: a bug (TypeError, IndexError...) must stop the run,
+            # not pass for one more "problem" beside the scores.
             problems.append(str(exc))
             continue
         found = project.current_mask(image.id)

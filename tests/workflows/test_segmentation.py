@@ -6,6 +6,7 @@ two CPU cores at a 64 px input size.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ import torch
 
 from cytoreview.data.synthetic import synth_cell, synth_dataset
 from cytoreview.errors import CheckpointError
+from cytoreview.inference.onnx_export import onnx_model_problem
 from cytoreview.inference.segment import SegmenterSpec, segment_images
 from cytoreview.models.segmenters import build_segmenter
 from cytoreview.storage.model_store import ModelStore
@@ -241,3 +243,40 @@ def test_init_from_plain_encoder_weights(trained, tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match=r"junk\.pth"):
         _initial_model(ModelStore(project), SegTrainRequest(init=str(tmp_path / "junk.pth")))
+
+
+def test_damaged_onnx_export_is_named_and_made_again(trained, caplog) -> None:
+    project, report, _, _ = trained
+    path = ModelStore(project).onnx_path(report.model_id)
+    garbage = b"\x00not onnx" * 100
+    path.write_bytes(garbage)
+    with caplog.at_level(logging.WARNING):
+        _, predictor, spec = load_predictor(
+            project, report.model_id, engine="onnx", precision="fp32"
+        )
+    assert f"{path}: not a valid ONNX file" in caplog.text
+    assert path.read_bytes() != garbage and onnx_model_problem(path.read_bytes()) is None
+    [result] = segment_images([synth_cell("NILM", 1, 64).image], predictor, spec)
+    assert result.mask.shape == (64, 64)
+
+
+def test_evaluate_names_bad_truth_files_but_lets_bugs_through(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, _, _, truth = trained
+    copy = tmp_path / "truth"
+    copy.mkdir()
+    files = sorted(truth.glob("*.png"))
+    for f in files:
+        (copy / f.name).write_bytes(f.read_bytes())
+    (copy / files[0].name).write_bytes(b"not a mask")
+    _, evaluation = drive(evaluate_segmentation(project, copy))
+    assert len(evaluation.problems) == 1 and files[0].name in evaluation.problems[0]
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug in the reader")
+
+    # A programming error is not "a bad file": it stops the run instead of hiding in the list.
+    monkeypatch.setattr("cytoreview.storage.images.read_label_mask", bug)
+    with pytest.raises(TypeError, match="a bug in the reader"):
+        drive(evaluate_segmentation(project, copy))
