@@ -138,9 +138,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
             cancel=token,
         )
         report = drive(job, token, verbose=args.verbose)
-    console.print(report.summary)
-    for warning in report.warnings:
-        console.print(f"[yellow]note:[/] {warning}", soft_wrap=True)
+    console.print(report.summary)  # each warning was shown once, as it happened
     if report.cancelled:
         return EXIT_CANCELLED
     if report.problems and not (report.added or report.already_present):
