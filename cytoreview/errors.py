@@ -62,6 +62,10 @@ class SchemaVersionError(ProjectError):
     """The project was written by a newer CytoReview than this one."""
 
 
+class UnsafePathError(ProjectError):
+    """A name or path read from the catalog would lead outside its folder (damaged catalog)."""
+
+
 class UnknownClassError(CytoReviewError):
     """A class name is not part of the project's class scheme."""
 

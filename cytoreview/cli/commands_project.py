@@ -162,9 +162,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
             cancel=token,
         )
         report = drive(job, token, verbose=args.verbose)
-    console.print(report.summary, markup=False)
-    for warning in report.warnings:
-        warn(warning, "note")
+    console.print(report.summary, markup=False)  # each warning was shown as it happened
     if report.cancelled:
         return EXIT_CANCELLED
     if report.problems and not (report.added or report.already_present):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import time
@@ -11,6 +12,11 @@ from pathlib import Path
 #: Suffix of temporary files; a crash can leave them behind and :func:`remove_stale_temps`
 #: clears them.
 TEMP_SUFFIX = ".partial"
+#: Temp names are "." + 8 random characters + TEMP_SUFFIX whatever the target's name: a temp name
+#: built from a long target name (240 characters is a valid file name) would exceed the 255-byte
+#: limit of the file system and refuse a file that can be stored.
+_TEMP_PREFIX = "."
+_CHUNK = 1 << 20
 
 
 def _current_umask() -> int:
@@ -55,22 +61,13 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path}: refusing to overwrite an existing version")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = _make_temp(path.parent)
     try:
-        # mkstemp makes the file private (0600); the result should have the permissions of any
-        # file the user creates (a report shared with a colleague must be readable).
-        if os.name != "nt":
-            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _publish_without_overwrite(tmp, path)
-        fsync_dir(path.parent)
+        publish(tmp, path, overwrite=overwrite)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -79,6 +76,77 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
             # device"); the person needs to know which file could not be written.
             raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def copy_to_temp(source: Path, directory: Path) -> tuple[Path, str]:
+    """Copy a file to a new temp file in ``directory``, flushed to disk; hash it on the way.
+
+    The copy is published later with :func:`publish`, once the caller has decided its name
+    (for an image: inside the catalog's write transaction).
+
+    Parameters
+    ----------
+    source
+        File to copy (a regular file: the caller has checked it).
+    directory
+        Folder of the final file, created if needed; the temp file is made there so that
+        publishing it is a rename within one file system.
+
+    Returns
+    -------
+    tuple of (Path, str)
+        The temp file (the caller removes it if it is not published) and the hex SHA-256 of
+        the bytes copied, which may differ from an earlier hash if the source changed since.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _make_temp(directory)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            while chunk := src.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp, digest.hexdigest()
+
+
+def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
+    """Give a complete temp file its final name, atomically, and flush the folder entry.
+
+    Parameters
+    ----------
+    tmp
+        A flushed temp file in the same folder as ``path`` (it is gone afterwards).
+    path
+        The final name.
+    overwrite
+        With False, refuse (FileExistsError, ``tmp`` left in place) when ``path`` exists.
+    """
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        _publish_without_overwrite(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _make_temp(directory: Path) -> tuple[int, Path]:
+    """A new, empty temp file in ``directory`` with the usual permissions: (descriptor, path)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
+    # mkstemp makes the file private (0600); the result should have the permissions of any
+    # file the user creates (a report shared with a colleague must be readable).
+    if os.name != "nt":
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        except BaseException:
+            os.close(fd)
+            Path(tmp_name).unlink()
+            raise
+    return fd, Path(tmp_name)
 
 
 def _publish_without_overwrite(tmp: Path, path: Path) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -73,6 +75,10 @@ class ImageInfo:
     pixel_size_um
         Micrometres per pixel from the TIFF resolution tags, when they hold a microscopy
         scale; None otherwise (screen DPI such as 72 or 96 is not a pixel size).
+    orientation
+        The EXIF orientation (1-8) of a JPEG, already applied: ``width``, ``height`` and the
+        pixels are as the photo is meant to be seen (a mask must match that). 1 when there is
+        none or it was not applied.
     """
 
     width: int
@@ -82,6 +88,7 @@ class ImageInfo:
     n_pages: int
     format: str
     pixel_size_um: float | None = None
+    orientation: int = 1
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,9 @@ class LoadedImage:
 
 
 # --- Public API -------------------------------------------------------------------------------
-def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+def probe_image(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, exif_orientation: bool = True
+) -> ImageInfo:
     """Read an image's header, without decoding its pixels.
 
     Parameters
@@ -113,6 +122,8 @@ def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
         Image file (TIFF, PNG, BMP or JPEG, recognised by content).
     max_pixels
         Largest accepted width x height.
+    exif_orientation
+        Report a JPEG's size as its EXIF orientation shows it (default), or as stored.
 
     Returns
     -------
@@ -134,12 +145,14 @@ def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
                 info = _tiff_layout(path, tif)[0]
         else:
             with path.open("rb") as fh:
-                info = _pil_header(fh, fmt)
+                info = _pil_header(fh, fmt, exif_orientation)
     _check_image(path, info, max_pixels)
     return info
 
 
-def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def read_image(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, *, exif_orientation: bool = True
+) -> LoadedImage:
     """Decode an image file for display and analysis.
 
     Parameters
@@ -148,6 +161,9 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Loaded
         Image file (TIFF, PNG, BMP or JPEG, recognised by content).
     max_pixels
         Largest accepted width x height, checked from the header before decoding.
+    exif_orientation
+        Turn a JPEG as its EXIF orientation says (default), or keep the pixels as stored
+        (images catalogued before CytoReview honoured the orientation).
 
     Returns
     -------
@@ -161,7 +177,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Loaded
         of an unsupported pixel type or channel count.
     """
     path = Path(path)
-    original, info = _decode(path, lambda i: _check_image(path, i, max_pixels))
+    original, info = _decode(path, lambda i: _check_image(path, i, max_pixels), exif_orientation)
     try:
         rgb = to_display_rgb(original)
     except ValueError as exc:  # a layout the header did not reveal
@@ -297,14 +313,38 @@ def read_ignore_mask(path: str | Path, expected_shape: tuple[int, int]) -> np.nd
 
 
 # --- File access and checks -------------------------------------------------------------------
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read as an image, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not an image file"
+    kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device or socket"
+    return f"is {kind}, not a regular file; not opened"
+
+
 def _sniff(path: Path) -> str:
-    """Return the format from the file's first bytes, or raise a clear error."""
+    """Return the format from the file's first bytes, or raise a clear error.
+
+    Only regular files are opened: reading a named pipe would wait forever for a writer, and
+    a device could be endless. The type is checked before opening and again on the open file
+    (non-blocking), so a pipe swapped in between cannot hang the import either.
+    """
     try:
-        if path.is_dir():
-            raise ImageReadError(path, "is a folder, not an image file")
-        with path.open("rb") as fh:
-            head = fh.read(16)
+        reason = _not_regular(path.stat().st_mode)
+        if reason:
+            raise ImageReadError(path, reason)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            reason = _not_regular(os.fstat(fd).st_mode)
+            head = b"" if reason else os.read(fd, 16)
+        finally:
+            os.close(fd)
+        if reason:
+            raise ImageReadError(path, reason)
     except FileNotFoundError:
+        if path.is_symlink():
+            raise ImageReadError(path, "broken symbolic link (its target is missing)") from None
         raise ImageReadError(path, "file not found") from None
     except PermissionError:
         raise ImageReadError(path, "cannot read file (permission denied)") from None
@@ -368,14 +408,16 @@ def _check_image(path: Path, info: ImageInfo, max_pixels: int) -> None:
         raise ImageReadError(path, reason)
 
 
-def _decode(path: Path, check: Callable[[ImageInfo], None]) -> tuple[np.ndarray, ImageInfo]:
+def _decode(
+    path: Path, check: Callable[[ImageInfo], None], exif_orientation: bool = False
+) -> tuple[np.ndarray, ImageInfo]:
     """Decode the first plane; ``check`` sees the header info first and may refuse it."""
     fmt = _sniff(path)
     with _guard(path, fmt):
         if fmt == "tiff":
             array, info = _decode_tiff(path, check)
         else:
-            array, info = _decode_other(path, fmt, check)
+            array, info = _decode_other(path, fmt, check, exif_orientation)
     if array.shape[:2] != (info.height, info.width):
         raise ImageReadError(path, f"decoded size {array.shape[:2]} differs from the header")
     channels = array.shape[2] if array.ndim == 3 else 1
@@ -383,9 +425,9 @@ def _decode(path: Path, check: Callable[[ImageInfo], None]) -> tuple[np.ndarray,
 
 
 # --- PNG, BMP, JPEG: header by Pillow, pixels by OpenCV ---------------------------------------
-def _pil_header(fh: BinaryIO, fmt: str) -> ImageInfo:
+def _pil_header(fh: BinaryIO, fmt: str, exif_orientation: bool = False) -> ImageInfo:
     im = _PIL_OPENERS[fmt](fh)
-    channels = _MODE_CHANNELS.get(im.mode, 3)
+    channels = _MODE_CHANNELS.get(im.mode, 3)  # CMYK JPEGs are decoded to RGB by OpenCV
     dtype = "uint8"
     if fmt == "png":
         # Pillow reports 16-bit RGB PNGs as 8-bit "RGB"; the IHDR bit depth is the truth.
@@ -393,7 +435,43 @@ def _pil_header(fh: BinaryIO, fmt: str) -> ImageInfo:
         dtype = "uint16" if fh.read(1) == b"\x10" else "uint8"
         if channels == 3 and "transparency" in im.info:  # OpenCV adds the tRNS alpha
             channels = 4
-    return ImageInfo(im.width, im.height, channels, dtype, getattr(im, "n_frames", 1), fmt)
+    orientation = _exif_orientation(im) if fmt == "jpeg" and exif_orientation else 1
+    width, height = (im.height, im.width) if orientation >= 5 else (im.width, im.height)
+    n_frames = getattr(im, "n_frames", 1)
+    return ImageInfo(width, height, channels, dtype, n_frames, fmt, orientation=orientation)
+
+
+def _exif_orientation(im: Any) -> int:
+    """The EXIF orientation tag (1-8) of an opened Pillow image; 1 when absent or unreadable."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - damaged EXIF: show the pixels as stored, not refuse them
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels as EXIF ``orientation`` says (same result as Pillow's exif_transpose).
+
+    2 mirrors left-right, 3 turns 180 degrees, 4 mirrors top-bottom, 5 transposes, 6 turns 90
+    degrees clockwise, 7 transposes across the other diagonal, 8 turns 90 degrees
+    anticlockwise.
+    """
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 3:
+        array = array[::-1, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    elif orientation == 5:
+        array = array.swapaxes(0, 1)
+    elif orientation == 6:
+        array = np.rot90(array, -1)
+    elif orientation == 7:
+        array = array[::-1, ::-1].swapaxes(0, 1)
+    elif orientation == 8:
+        array = np.rot90(array, 1)
+    return np.ascontiguousarray(array)
 
 
 def _jpeg_complete(data: bytes) -> bool:
@@ -407,10 +485,10 @@ def _jpeg_complete(data: bytes) -> bool:
 
 
 def _decode_other(
-    path: Path, fmt: str, check: Callable[[ImageInfo], None]
+    path: Path, fmt: str, check: Callable[[ImageInfo], None], exif_orientation: bool = False
 ) -> tuple[np.ndarray, ImageInfo]:
     data = path.read_bytes()
-    info = _pil_header(io.BytesIO(data), fmt)
+    info = _pil_header(io.BytesIO(data), fmt, exif_orientation)
     check(info)
     # OpenCV 4 decodes a truncated JPEG with grey fill and only a warning on stderr.
     if fmt == "jpeg" and not _jpeg_complete(data):
@@ -431,7 +509,7 @@ def _decode_other(
     elif array.ndim == 3:
         code = cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
         array = cv2.cvtColor(array, code)
-    return array, info
+    return _apply_orientation(array, info.orientation), info
 
 
 # --- TIFF: tifffile, first plane of the first series ------------------------------------------
@@ -459,6 +537,10 @@ def _tiff_layout(path: Path, tif: tifffile.TiffFile) -> tuple[ImageInfo, list[in
     dtype = series.dtype.name
     if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
         channels, dtype = 3, "uint8"  # indices are shown through their colour map
+    if _is_cmyk(path, page):
+        if chan != "S" or channels < 4:
+            raise ImageReadError(path, f"CMYK TIFF with {channels} ink(s); expected 4")
+        channels = 3  # converted to RGB when read
     width, height = shape[axes.index("X")], shape[axes.index("Y")]
     info = ImageInfo(width, height, channels, dtype, n_pages, "tiff", _tiff_pixel_size(page))
     return info, keys, page_axes
@@ -511,7 +593,35 @@ def _decode_tiff(path: Path, check: Callable[[ImageInfo], None]) -> tuple[np.nda
     kept = [a for a in axes if a in "KYXS"]
     planes = planes.transpose([kept.index(a) for a in "YXSK" if a in kept])
     planes = planes.reshape(planes.shape[0], planes.shape[1], -1)  # S or K, one is 1 long
+    if _is_cmyk(path, page):
+        return _cmyk_to_rgb(planes[..., :4]), info  # extra samples (alpha) are dropped
     return np.ascontiguousarray(planes[..., 0] if planes.shape[2] == 1 else planes), info
+
+
+def _is_cmyk(path: Path, page: Any) -> bool:
+    """Tell whether a TIFF page holds CMYK inks (photometric SEPARATED, ink set CMYK)."""
+    if page.photometric != tifffile.PHOTOMETRIC.SEPARATED:
+        return False
+    inkset = page.tags.get("InkSet")  # 1 CMYK (also the default), 2 other inks
+    if inkset is not None and int(inkset.value) != 1:
+        raise ImageReadError(path, "separated TIFF with inks other than CMYK is not supported")
+    return True
+
+
+def _cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    """(H, W, 4) CMYK to (H, W, 3) RGB of the same dtype: R = (1 - C)(1 - K), and so on.
+
+    The same formula as Pillow's and libjpeg's; without a colour profile it is what every
+    viewer shows for an untagged CMYK file.
+    """
+    if cmyk.dtype.kind == "f":
+        full = 1.0
+        rgb = (full - cmyk[..., :3]) * (full - cmyk[..., 3:4])
+        return np.ascontiguousarray(rgb.astype(cmyk.dtype))
+    top = int(np.iinfo(cmyk.dtype).max)
+    inv = top - cmyk.astype(np.int64)
+    rgb = (inv[..., :3] * inv[..., 3:4] + top // 2) // top  # rounded, exact in integers
+    return np.ascontiguousarray(np.clip(rgb, 0, top).astype(cmyk.dtype))
 
 
 def _tiff_via_pillow(path: Path, exc: Exception, compression: str, keys: list[int]) -> np.ndarray:
@@ -523,7 +633,7 @@ def _tiff_via_pillow(path: Path, exc: Exception, compression: str, keys: list[in
         with path.open("rb") as fh:
             im = TiffImagePlugin.TiffImageFile(fh)
             im.load()
-            if im.mode == "P":
+            if im.mode in ("P", "CMYK"):
                 im = im.convert("RGB")
             array = np.asarray(im)
     except Exception as pil_exc:  # Pillow was the last resort

@@ -17,6 +17,7 @@ import torch
 from cytoreview.errors import ProjectError
 from cytoreview.storage.catalog import Catalog, utc_now
 from cytoreview.storage.checkpoints import load_checkpoint, save_checkpoint, write_bytes
+from cytoreview.storage.names import name_component
 from cytoreview.storage.project import Project
 from cytoreview.storage.run_guard import remove_run_lock, write_run_lock
 
@@ -66,13 +67,23 @@ class ModelStore:
         (self.root / model_id).mkdir(parents=True)
         return model_id
 
+    def model_dir(self, model_id: str) -> Path:
+        """The folder of ``model_id``; an id that would lead outside ``models/`` is refused.
+
+        Raises
+        ------
+        UnsafePathError
+            If the id (from the catalog or a user) is not a plain folder name.
+        """
+        return self.root / name_component(model_id, "model id")
+
     def checkpoint_path(self, model_id: str) -> Path:
         """Where the weights of ``model_id`` live."""
-        return self.root / model_id / CHECKPOINT_NAME
+        return self.model_dir(model_id) / CHECKPOINT_NAME
 
     def onnx_path(self, model_id: str) -> Path:
         """Where the ONNX export of ``model_id`` lives."""
-        return self.root / model_id / ONNX_NAME
+        return self.model_dir(model_id) / ONNX_NAME
 
     def save_weights(
         self, model_id: str, state: dict[str, torch.Tensor], config: dict[str, Any]
@@ -89,11 +100,11 @@ class ModelStore:
 
     def int8_onnx_path(self, model_id: str) -> Path:
         """Where the int8 variant of ``model_id``'s ONNX export lives."""
-        return self.root / model_id / INT8_ONNX_NAME
+        return self.model_dir(model_id) / INT8_ONNX_NAME
 
     def precision_path(self, model_id: str) -> Path:
         """Where the CPU precision decision of ``model_id`` lives (JSON beside the model)."""
-        return self.root / model_id / PRECISION_NAME
+        return self.model_dir(model_id) / PRECISION_NAME
 
     def save_onnx(self, model_id: str, data: bytes) -> Path:
         """Write the ONNX export of ``model_id`` atomically."""

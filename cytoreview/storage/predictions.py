@@ -15,9 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cytoreview.errors import ProjectError
+from cytoreview.errors import ProjectError, UnsafePathError
 from cytoreview.storage.atomic import atomic_write_bytes
 from cytoreview.storage.catalog import Catalog, utc_now
+from cytoreview.storage.names import name_component, path_inside
 from cytoreview.storage.png_chunks import pixel_chunks_only
 from cytoreview.storage.project import Project
 
@@ -192,9 +193,10 @@ class PredictionStore:
         ok, encoded = cv2.imencode(".png", quantised)
         if not ok:
             raise ProjectError(f"{record.name}: could not encode the heatmap")
-        safe_method = method.replace("+", "pp")
-        rel = f"heatmaps/{model_id}/{safe_method}/{record.name}.png"
-        atomic_write_bytes(self.project.root / rel, encoded.tobytes())
+        safe_method = name_component(method.replace("+", "pp"), "method")
+        rel = f"heatmaps/{name_component(model_id, 'model id')}/{safe_method}/"
+        rel += f"{name_component(record.name)}.png"
+        atomic_write_bytes(path_inside(self.project.root, rel), encoded.tobytes())
         with self.project.catalog.write() as conn:
             conn.execute(
                 "INSERT INTO heatmaps (image_id, model_id, method, target_class, path, quality, "
@@ -242,7 +244,10 @@ class PredictionStore:
 
     def load_heatmap(self, record: HeatmapRecord) -> np.ndarray | None:
         """The heatmap as float32 in [0, 1], or None when its file is missing or unreadable."""
-        path = self.project.root / record.path
+        try:
+            path = path_inside(self.project.root, record.path)
+        except UnsafePathError:
+            return None  # a damaged catalog row: treated like a missing file
         try:
             raw = path.read_bytes()
         except OSError:

@@ -15,28 +15,38 @@ disk, and an automatic mask is refused when a person's mask is already current.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import shutil
+import sqlite3
+import stat
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from cytoreview.errors import (
     CatalogDamagedError,
+    ImageReadError,
     ProjectError,
     ProjectExistsError,
     ProjectNotFoundError,
+    UnsafePathError,
 )
 from cytoreview.settings import DEFAULT_BUSY_TIMEOUT_S
-from cytoreview.storage.atomic import atomic_write_bytes, fsync_dir, remove_stale_temps
+from cytoreview.storage.atomic import (
+    atomic_write_bytes,
+    copy_to_temp,
+    publish,
+    remove_stale_temps,
+)
 from cytoreview.storage.catalog import Catalog, utc_now
-from cytoreview.storage.hashing import bytes_sha256
+from cytoreview.storage.hashing import bytes_sha256, file_sha256
 from cytoreview.storage.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, read_image
 from cytoreview.storage.mask_codec import decode_mask_png, encode_mask_png, validate_label_mask
+from cytoreview.storage.names import name_component, path_inside, safe_image_name
 from cytoreview.storage.records import AuditEntry, ImageRecord, MaskVersion
 from cytoreview.storage.run_guard import recover_interrupted_runs
 from cytoreview.types import CLASS_SCHEMES, DEFAULT_SCHEME, ClassScheme, Provenance
@@ -56,6 +66,27 @@ masks/             label masks (0 background, 1 cytoplasm, 2 nucleus), one PNG p
 Copy or back up the whole folder. Do not edit files inside it by hand: open it with
 `cytoreview status PROJECT` or `cytoreview gui PROJECT`.
 """
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What :meth:`Project.import_file` did with one file.
+
+    Attributes
+    ----------
+    record
+        The catalogued image (the one already there when ``status`` is not ``"added"``).
+    status
+        ``"added"``: a new image; ``"present"``: the same content was already catalogued and
+        intact; ``"restored"``: it was catalogued but its file was missing or damaged (or its
+        linked source gone), and this file put it back.
+    detail
+        For ``"restored"``, what was wrong before.
+    """
+
+    record: ImageRecord
+    status: Literal["added", "present", "restored"]
+    detail: str = ""
 
 
 class Project:
@@ -176,18 +207,64 @@ class Project:
         return ImageRecord.from_row(rows[0])
 
     def image_path(self, record: ImageRecord) -> Path:
-        """The file to read the image from: the project's copy, else the linked source."""
+        """The file to read the image from: the project's copy, else the linked source.
+
+        Raises
+        ------
+        UnsafePathError
+            If the catalogued copy's path leads outside the project (a damaged catalog).
+        """
         if record.stored_path:
-            return self.root / record.stored_path
+            return path_inside(self.root, record.stored_path)
         return Path(record.source_path)
 
-    def load_image(self, record: ImageRecord) -> LoadedImage:
-        """Read an image of the project (display RGB plus the original pixels)."""
-        return read_image(self.image_path(record), max_pixels=self.max_pixels)
+    def image_problem(self, record: ImageRecord) -> str | None:
+        """Why an image's file cannot be trusted now, or None when it is intact.
 
-    def _unique_name(self, stem: str, sha256: str) -> str:
-        taken = self.catalog.query("SELECT 1 FROM images WHERE name = ?", (stem,))
-        return f"{stem}__{sha256[:8]}" if taken else stem
+        The file is hashed and compared with the catalog: a project copy that went missing or
+        changed on disk, and a linked source that was moved, deleted or edited since import
+        are all found here, before their pixels are used.
+        """
+        linked = not record.stored_path
+        try:
+            path = self.image_path(record)
+            mode = path.stat().st_mode
+            if not stat.S_ISREG(mode):
+                return "is not a regular file"
+            same = file_sha256(path) == record.sha256
+        except UnsafePathError as exc:
+            return str(exc)
+        except FileNotFoundError:
+            if linked:
+                return "linked source file is missing (moved or deleted?); import it again"
+            return "image file is missing from the project; import its source again to restore it"
+        except OSError as exc:
+            return f"cannot read the image file ({exc.strerror or exc})"
+        if same:
+            return None
+        if linked:
+            return "linked source file changed since it was imported; import it again"
+        return "image file is damaged (it no longer matches its import); import its source again"
+
+    def load_image(self, record: ImageRecord) -> LoadedImage:
+        """Read an image of the project (display RGB plus the original pixels).
+
+        Raises
+        ------
+        ImageReadError
+            If the file is missing, damaged, changed since import (linked images) or unreadable;
+            the message names the file and says how to restore it.
+        """
+        try:
+            path = self.image_path(record)
+        except UnsafePathError as exc:
+            raise ImageReadError(record.stored_path or record.source_path, str(exc)) from None
+        problem = self.image_problem(record)
+        if problem is not None:
+            raise ImageReadError(path, f"{problem} (image {record.name!r})")
+        return read_image(
+            path, max_pixels=self.max_pixels, exif_orientation=record.orientation is not None
+        )
 
     def add_image(
         self,
@@ -200,47 +277,183 @@ class Project:
         split: str | None = None,
         copy: bool = True,
     ) -> ImageRecord:
+        """Catalogue an image checked by the reader (see :meth:`import_file`); return its row.
+
+        If the same content is already catalogued, that image is returned (and restored when
+        its file was missing or damaged).
+        """
+        return self.import_file(
+            source, info, sha256, actor=actor, class_label=class_label, split=split, copy=copy
+        ).record
+
+    def import_file(
+        self,
+        source: Path,
+        info: ImageInfo,
+        sha256: str,
+        *,
+        actor: str,
+        class_label: str | None = None,
+        split: str | None = None,
+        copy: bool = True,
+    ) -> ImportOutcome:
         """Catalogue an image already checked by the reader; copy it into the project.
 
-        The caller has verified that no image with ``sha256`` exists. A class name is resolved
-        against the project's scheme (``UnknownClassError`` if it is not part of it).
+        Safe with other processes importing into the same project at the same moment: the
+        file is first copied under a temporary name (outside the lock: the slow part); then one
+        ``BEGIN IMMEDIATE`` transaction checks for the same content, picks a free name,
+        publishes the copy under that name without ever replacing a file, and inserts the row.
+        A crash leaves at most a temp file (swept on open) or a file no row refers to.
+
+        Parameters
+        ----------
+        source
+            The image file.
+        info
+            Its header facts, from :func:`~cytoreview.storage.images.read_image`.
+        sha256
+            Hex SHA-256 of its bytes, computed by the caller; the copy is checked against it.
+        actor
+            Who imports (audited).
+        class_label
+            Resolved against the project's scheme (``UnknownClassError`` if not part of it).
+        split
+            ``train``, ``val``, ``test`` or None.
+        copy
+            Copy into ``images/`` (default) or only link to ``source``.
+
+        Raises
+        ------
+        ImageReadError
+            If the source changed between the caller's hash and the copy.
         """
         label = self.scheme.resolve(class_label) if class_label else None
-        source = Path(source).resolve()
-        name = self._unique_name(source.stem, sha256)
-        stored: str | None = None
+        given = Path(source)  # the name comes from the path given (a link's own name)...
+        source = given.resolve()  # ...the catalog records the file it leads to
+        tmp: Path | None = None
         if copy:
-            stored = f"images/{name}{source.suffix.lower()}"
-            _atomic_copy(source, self.root / stored)
-        with self.catalog.write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO images (name, source_path, stored_path, sha256, width, height, "
-                "channels, dtype, n_pages, format, class_label, split, imported_at, imported_by, "
-                "pixel_size_um) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    str(source),
-                    stored,
-                    sha256,
-                    info.width,
-                    info.height,
-                    info.channels,
-                    info.dtype,
-                    info.n_pages,
-                    info.format,
-                    label,
-                    split,
-                    utc_now(),
-                    actor,
-                    info.pixel_size_um,
-                ),
+            tmp = self._copy_in(source, sha256)
+        try:
+            with self._publishing() as published, self.catalog.write() as conn:
+                row = conn.execute("SELECT * FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+                if row is not None:
+                    existing = ImageRecord.from_row(row)
+                    return self._keep_or_restore(conn, existing, source, tmp, actor)
+                base, suffix = safe_image_name(given.stem), given.suffix.lower()
+                name, stored = self._place(conn, base, sha256, suffix, tmp, published)
+                cursor = conn.execute(
+                    "INSERT INTO images (name, source_path, stored_path, sha256, width, height, "
+                    "channels, dtype, n_pages, format, class_label, split, imported_at, "
+                    "imported_by, pixel_size_um, orientation) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name, str(source), stored, sha256, info.width, info.height,
+                        info.channels, info.dtype, info.n_pages, info.format, label, split,
+                        utc_now(), actor, info.pixel_size_um, info.orientation,
+                    ),
+                )  # fmt: skip
+                image_id = int(cursor.lastrowid or 0)
+                Catalog.audit(
+                    conn, actor, "import", "image", image_id, name=name, source=str(source),
+                    sha256=sha256, class_label=label, copied=copy,
+                )  # fmt: skip
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)  # published copies were renamed away
+        return ImportOutcome(self.image(image_id), "added")
+
+    def _copy_in(self, source: Path, sha256: str) -> Path:
+        """Copy ``source`` to a temp file in ``images/`` and check it holds ``sha256``."""
+        tmp, copied = copy_to_temp(source, self.root / "images")
+        if copied != sha256:
+            tmp.unlink(missing_ok=True)
+            raise ImageReadError(source, "file changed while it was being imported; try again")
+        return tmp
+
+    @contextlib.contextmanager
+    def _publishing(self) -> Iterator[list[Path]]:
+        """Collect files published inside a transaction; remove them if it does not commit."""
+        published: list[Path] = []
+        try:
+            yield published
+        except BaseException:
+            for path in published:
+                path.unlink(missing_ok=True)
+            raise
+
+    def _place(
+        self,
+        conn: sqlite3.Connection,
+        base: str,
+        sha256: str,
+        suffix: str,
+        tmp: Path | None,
+        published: list[Path],
+    ) -> tuple[str, str | None]:
+        """Pick a free name inside the write transaction and publish the copy under it.
+
+        Returns (name, stored path relative to the project, None when linked). A name is free
+        when no row has it and, for a copy, no file has its path: an existing file is never
+        replaced (it may be a crash leftover or belong to a name that differs only in case).
+        """
+        tag = sha256[:8]
+        candidates = [base, f"{base}__{tag}", *(f"{base}__{tag}_{k}" for k in range(2, 1000))]
+        for name in candidates:
+            if conn.execute("SELECT 1 FROM images WHERE name = ?", (name,)).fetchone():
+                continue
+            if tmp is None:
+                return name, None
+            stored = f"images/{name}{suffix}"
+            target = path_inside(self.root, stored)
+            try:
+                publish(tmp, target, overwrite=False)
+            except FileExistsError:
+                continue
+            published.append(target)
+            return name, stored
+        raise ProjectError(f"{self.root}: no free name for {base!r}; the images folder is full")
+
+    def _keep_or_restore(
+        self,
+        conn: sqlite3.Connection,
+        existing: ImageRecord,
+        source: Path,
+        tmp: Path | None,
+        actor: str,
+    ) -> ImportOutcome:
+        """The same content is catalogued: restore its file if it is missing or damaged."""
+        problem = self.image_problem(existing)
+        if problem is None:
+            return ImportOutcome(existing, "present")
+        if existing.stored_path:
+            target = path_inside(self.root, existing.stored_path)
+            own = tmp is None  # a linking import restores a copied image as a copy
+            copied = self._copy_in(source, existing.sha256) if tmp is None else tmp
+            try:
+                # Overwriting is right here: the file on disk no longer matches its row.
+                target.parent.mkdir(parents=True, exist_ok=True)
+                publish(copied, target, overwrite=True)
+            finally:
+                if own:
+                    copied.unlink(missing_ok=True)
+        else:
+            conn.execute(
+                "UPDATE images SET source_path = ? WHERE id = ?", (str(source), existing.id)
             )
-            image_id = int(cursor.lastrowid or 0)
-            Catalog.audit(
-                conn, actor, "import", "image", image_id, name=name, source=str(source),
-                sha256=sha256, class_label=label, copied=copy,
-            )  # fmt: skip
-        return self.image(image_id)
+        Catalog.audit(
+            conn,
+            actor,
+            "restore_image",
+            "image",
+            existing.id,
+            name=existing.name,
+            source=str(source),
+            problem=problem,
+        )
+        record = ImageRecord.from_row(
+            conn.execute("SELECT * FROM images WHERE id = ?", (existing.id,)).fetchone()
+        )
+        return ImportOutcome(record, "restored", problem)
 
     def set_class(self, image_id: int, class_label: str | None, *, actor: str) -> None:
         """Set or clear the expert class label of an image."""
@@ -340,11 +553,10 @@ class Project:
                 )
             version = (current["version"] if current is not None else 0) + 1
             # A random tag keeps names unique even where a crash left an uncommitted file.
-            rel = (
-                f"masks/{record.name}/v{version:04d}-{provenance.value}-{uuid.uuid4().hex[:8]}.png"
-            )
+            folder = name_component(record.name)
+            rel = f"masks/{folder}/v{version:04d}-{provenance.value}-{uuid.uuid4().hex[:8]}.png"
             # The file is complete on disk before the row that makes it current is committed.
-            atomic_write_bytes(self.root / rel, data, overwrite=False)
+            atomic_write_bytes(path_inside(self.root, rel), data, overwrite=False)
             cursor = conn.execute(
                 "INSERT INTO mask_versions (image_id, version, path, sha256, provenance, "
                 "author, created_at, source_model, uncertainty, note) "
@@ -388,11 +600,10 @@ class Project:
         return [MaskVersion.from_row(r) for r in rows]
 
     def read_mask_version(self, version: MaskVersion) -> np.ndarray | None:
-        """The label image of one version; None if its file is missing or damaged."""
-        path = self.root / version.path
+        """The label image of one version; None if its file is missing, damaged or misplaced."""
         try:
-            data = path.read_bytes()
-        except OSError:
+            data = path_inside(self.root, version.path).read_bytes()
+        except (OSError, UnsafePathError):
             return None
         if bytes_sha256(data) != version.sha256:
             return None
@@ -435,18 +646,3 @@ class Project:
     def write_export(self, path: Path, data: bytes) -> None:
         """Write one exported file atomically (exports may go outside the project folder)."""
         atomic_write_bytes(Path(path), data)
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    """Copy a file so that ``target`` is complete or absent, never half-written."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -31,6 +31,9 @@ class ImageRecord:
     imported_at: str
     imported_by: str
     pixel_size_um: float | None = None  # micrometres per pixel, when known
+    #: EXIF orientation (1-8) applied when the image is read; None for images imported before
+    #: CytoReview honoured it, which are read as stored so that their masks still fit.
+    orientation: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ImageRecord:

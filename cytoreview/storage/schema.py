@@ -137,6 +137,12 @@ CREATE TABLE trainee_answers (
 CREATE INDEX trainee_answers_trainee ON trainee_answers (trainee);
 """
 
+# Version 3: the EXIF orientation an image is shown in. NULL for images imported before it was
+# honoured: their pixels stay as stored, so the masks painted on them still fit.
+_V3 = """
+ALTER TABLE images ADD COLUMN orientation INTEGER CHECK (orientation BETWEEN 1 AND 8);
+"""
+
 #: Ordered migrations; the schema version of a catalog is the number applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION: int = len(MIGRATIONS)

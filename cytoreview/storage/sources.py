@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cytoreview.errors import InputFileError, ManifestError
+from cytoreview.errors import InputFileError, ManifestError, MaskFileError
 from cytoreview.storage.images import IMAGE_EXTENSIONS
 
 #: Files every OS scatters around that are never images a person meant to import.
 _IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 _MASK_EXTENSIONS = frozenset({".png", ".tif", ".tiff"})
+_LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 _SPLITS = frozenset({"train", "val", "test"})
+#: Separators a manifest may use; others are named in the message when nothing else fits.
+_DELIMITERS = ",;\t"
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,42 @@ def _ignored(path: Path) -> bool:
     return path.name.startswith(".") or path.name.lower() in _IGNORED_NAMES
 
 
+def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
+    """Every entry under ``root`` that is not hidden, with why it is not read (None: read it).
+
+    Regular files come with None. Folders are entered, not reported, unless named like an
+    image; broken links, links to folders, pipes and devices come with their reason.
+
+    Nothing is opened here: a named pipe would block the import, so only its type is looked at.
+    """
+    for path in sorted(root.rglob("*")):
+        if any(_ignored(Path(part)) for part in path.relative_to(root).parts):
+            continue
+        if path.is_symlink() and not path.exists():
+            yield path, "broken symbolic link (its target is missing); skipped"
+        elif path.is_dir():
+            if path.is_symlink():
+                yield path, "symbolic link to a folder; not followed (import that folder itself)"
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                yield path, "is a folder named like an image, not an image file"
+        elif not path.is_file():
+            yield path, "is not a regular file (a named pipe, socket or device); not opened"
+        else:
+            yield path, None
+
+
 def scan_folder(root: Path) -> SourceScan:
     """Images under ``root``; the first-level sub-folder an image lies in names its class.
 
-    Files directly in ``root`` get no class. Files that are not images by extension are
-    reported, hidden files and OS clutter are skipped silently.
+    Files directly in ``root`` get no class. Files that are not images by extension, broken
+    links, pipes and folders named like images are reported; hidden files and OS clutter are
+    skipped silently.
     """
     scan = SourceScan()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path, problem in _walk(root):
         rel = path.relative_to(root)
-        if any(_ignored(Path(part)) for part in rel.parts):
+        if problem is not None:
+            scan.problems.append(InputFileError(path, problem))
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             scan.problems.append(
@@ -73,8 +103,8 @@ def _resolve_listed(value: str, base: Path) -> Path:
     return path
 
 
-def _open_table(csv_path: Path, what: str) -> tuple[csv.DictReader, list[str]]:
-    """A CSV (comma, semicolon or tab; UTF-8, an Excel BOM is fine) as a reader and its columns.
+def _open_table(csv_path: Path, what: str) -> tuple[csv.DictReader, _LineCounter, list[str]]:
+    """A CSV (comma, semicolon or tab; UTF-8, an Excel BOM is fine): reader, line counter, columns.
 
     Raises
     ------
@@ -89,14 +119,81 @@ def _open_table(csv_path: Path, what: str) -> tuple[csv.DictReader, list[str]]:
         raise ManifestError(csv_path, f"cannot read the file ({exc.strerror or exc})") from exc
     if not text.strip():
         raise ManifestError(csv_path, f"{what} is empty")
+    lines = text.splitlines()
+    if "\x00" in lines[0]:
+        raise ManifestError(
+            csv_path,
+            "holds NUL bytes: not a plain-text CSV (saved as UTF-16, or a binary file?); "
+            "save it as 'CSV UTF-8'",
+        )
     try:
-        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=_DELIMITERS)
     except csv.Error:
         dialect = csv.excel  # one column: nothing to sniff
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
-    columns = [c.strip() for c in (reader.fieldnames or [])]
+    counter = _LineCounter(lines)
+    reader = csv.DictReader(counter, dialect=dialect)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise ManifestError(csv_path, f"line 1: {_csv_reason(exc)}") from None
+    columns = [c.strip() for c in header]
     reader.fieldnames = columns
-    return reader, columns
+    return reader, counter, columns
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    """A CSV parser error in words a person can act on."""
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a cell is longer than {csv.field_size_limit()} characters: not a list of images"
+    return text
+
+
+class _LineCounter:
+    """An iterator over text lines that counts how many were handed out (for line numbers)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = iter(lines)
+        self.count = 0
+
+    def __iter__(self) -> _LineCounter:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        return line
+
+
+def _rows(
+    reader: csv.DictReader, lines: _LineCounter, csv_path: Path, problems: list[InputFileError]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of ``reader`` with the line each starts on; unparsable rows become problems."""
+    rows = iter(reader)
+    while True:
+        line = lines.count + 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the parser starts afresh on the next line
+            problems.append(InputFileError(csv_path, f"line {line}: {_csv_reason(exc)}; skipped"))
+            continue
+        if any("\x00" in v for v in row.values() if isinstance(v, str)):
+            problems.append(InputFileError(csv_path, f"line {line}: holds a NUL byte; skipped"))
+            continue
+        yield line, row
+
+
+def _missing_column(column: str, columns: list[str], expected: str) -> str:
+    """The message for a missing column: what was found, what was expected, and a hint."""
+    found = ", ".join(columns) or "none"
+    hint = ""
+    if len(columns) == 1:
+        odd = next((c for c in "|:,;\t " if c in columns[0]), None)
+        if odd is not None:
+            hint = f"; the separator {odd!r} is not recognised: use comma, semicolon or tab"
+    return f"no {column!r} column (columns found: {found}); expected {expected}{hint}"
 
 
 def scan_manifest(
@@ -126,19 +223,18 @@ def scan_manifest(
         If the CSV cannot be read, is empty or lacks the path column.
     """
     base = Path(image_dir) if image_dir else csv_path.parent
-    reader, columns = _open_table(csv_path, "the manifest")
+    reader, lines, columns = _open_table(csv_path, "the manifest")
+    expected = f"{path_column!r}, optional {class_column!r} and 'split'"
     if path_column not in columns:
         raise ManifestError(
             csv_path,
-            f"no {path_column!r} column (columns found: {', '.join(columns) or 'none'}); "
-            "name the image column with --path-column",
+            _missing_column(path_column, columns, expected)
+            + "; name the image column with --path-column",
         )
     if class_column != "class" and class_column not in columns:
-        raise ManifestError(
-            csv_path, f"no {class_column!r} column (columns found: {', '.join(columns)})"
-        )
+        raise ManifestError(csv_path, _missing_column(class_column, columns, expected))
     scan = SourceScan()
-    for line, row in enumerate(reader, start=2):
+    for line, row in _rows(reader, lines, csv_path, scan.problems):
         origin = f"{csv_path.name} line {line}"
         value = (row.get(path_column) or "").strip()
         if not value:
@@ -178,14 +274,27 @@ def scan_source(
 
 
 def index_masks(folder: Path) -> tuple[dict[str, Path], list[InputFileError]]:
-    """Mask files under ``folder`` by file stem; duplicated stems are reported, not guessed."""
+    """Mask files under ``folder`` by file stem; duplicated stems are reported, not guessed.
+
+    Files that cannot be label masks are reported too: JPEG (lossy compression changes the
+    label values), other types, broken links and pipes.
+    """
     found: dict[str, Path] = {}
     problems: list[InputFileError] = []
     if not folder.is_dir():
         raise ManifestError(folder, "mask folder does not exist")
     duplicated: set[str] = set()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if _ignored(path) or path.suffix.lower() not in _MASK_EXTENSIONS:
+    for path, problem in _walk(folder):
+        suffix = path.suffix.lower()
+        if problem is None and suffix in _LOSSY_EXTENSIONS:
+            problem = (
+                "JPEG mask refused: lossy compression changes the label values; "
+                "save masks as PNG or TIFF"
+            )
+        elif problem is None and suffix not in _MASK_EXTENSIONS:
+            problem = f"not a mask file type ({suffix or 'no extension'}); masks are PNG or TIFF"
+        if problem is not None:
+            problems.append(MaskFileError(path, problem))
             continue
         if path.stem in found or path.stem in duplicated:
             # Two candidates for one image: guessing could attach the wrong cell's mask.
@@ -223,7 +332,7 @@ def read_truth_table(
         If the file cannot be read, is empty, or has no recognisable image or class column.
     """
     csv_path = Path(csv_path)
-    reader, columns = _open_table(csv_path, "the truth table")
+    reader, lines, columns = _open_table(csv_path, "the truth table")
     lower = {c.lower(): c for c in columns}
 
     def pick(given: str | None, candidates: tuple[str, ...], what: str) -> str:
@@ -246,7 +355,7 @@ def read_truth_table(
     class_col = pick(class_column, _TRUTH_CLASS_COLUMNS, "class")
     truth: dict[str, str] = {}
     problems: list[InputFileError] = []
-    for line, row in enumerate(reader, start=2):
+    for line, row in _rows(reader, lines, csv_path, problems):
         value = (row.get(image_col) or "").strip()
         label = (row.get(class_col) or "").strip()
         if not value or not label:

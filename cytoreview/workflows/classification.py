@@ -23,7 +23,13 @@ from cytoreview.choices import TASKS  # torch-free home: the CLI parser lists it
 from cytoreview.data.datasets import choose_input_size
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cytoreview.defaults import CLS
-from cytoreview.errors import CheckpointError, ConfigError, NotEnoughDataError, ProjectError
+from cytoreview.errors import (
+    CheckpointError,
+    ConfigError,
+    ImageReadError,
+    NotEnoughDataError,
+    ProjectError,
+)
 from cytoreview.inference.classify import export_classifier_onnx, has_cam_outputs
 from cytoreview.metrics.classification import classification_report
 from cytoreview.models.classifiers import (
@@ -110,9 +116,14 @@ def collect_examples(
         if found is None and needs_mask:
             out.skipped.append(f"{record.name}: no mask yet (paint it or run `cytoreview segment`)")
             continue
+        try:
+            rgb = project.load_image(record).rgb
+        except ImageReadError as exc:  # named and skipped; one bad file never stops training
+            out.skipped.append(f"{exc}; skipped")
+            continue
         out.names.append(record.name)
         out.image_ids.append(record.id)
-        out.images.append(project.load_image(record).rgb)
+        out.images.append(rgb)
         out.masks.append(None if found is None else found[1])
         out.labels.append(task_label(project.scheme, record.class_label or "", task))
         out.mask_sources.append("none" if found is None else found[0].provenance.value)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cytoreview.errors import ImageReadError, UnsafePathError
 from cytoreview.morphometry.measure import measure_image, morphometry_columns
 from cytoreview.storage.files import write_png
+from cytoreview.storage.names import name_component
 from cytoreview.storage.predictions import PredictionStore
 from cytoreview.storage.project import Project
 from cytoreview.types import CancelToken, Progress
@@ -49,7 +51,13 @@ def export_masks(
             yield Progress("export", step, len(images), message, level="warning")
             continue
         version, mask = found
-        write_png(report.out / f"{image.name}.png", mask)
+        try:
+            target = report.out / f"{name_component(image.name)}.png"
+        except UnsafePathError as exc:  # a damaged catalog: never write outside --out
+            report.problems.append(f"{exc}; not exported")
+            yield Progress("export", step, len(images), report.problems[-1], level="warning")
+            continue
+        write_png(target, mask)
         report.written += 1
         key = version.provenance.value
         report.provenance_counts[key] = report.provenance_counts.get(key, 0) + 1
@@ -68,6 +76,8 @@ class PredictionsExport:
     without_prediction: int = 0
     without_mask: int = 0
     cancelled: bool = False
+    #: Images whose file is missing or damaged: their row has no measurements; one line each.
+    problems: list[str] = field(default_factory=list)
 
 
 def prediction_columns(class_names: list[str]) -> list[str]:
@@ -119,8 +129,14 @@ def export_predictions(
             report.without_mask += 1
         else:
             row["mask_source"] = found[0].provenance.value
-            image = project.load_image(record).rgb
-            row.update(measure_image(found[1], image, project.pixel_size(record)).row())
+            try:
+                image = project.load_image(record).rgb
+            except ImageReadError as exc:  # the row stays, without measurements
+                report.problems.append(f"{exc}; its row has no measurements")
+                yield Progress("export", step, len(records), report.problems[-1], level="warning")
+                image = None
+            if image is not None:
+                row.update(measure_image(found[1], image, project.pixel_size(record)).row())
         writer.writerow({k: csv_cell(v) for k, v in row.items()})
         report.rows += 1
         if step % 20 == 0 or step == len(records):

@@ -26,6 +26,7 @@ class ImportReport:
 
     added: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
     masks_added: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -34,11 +35,16 @@ class ImportReport:
     @property
     def summary(self) -> str:
         """One line for a person."""
+        restored = f", {len(self.restored)} restored" if self.restored else ""
         text = (
             f"{len(self.added)} image(s) added, {len(self.already_present)} already in the "
-            f"project, {self.masks_added} mask(s) added, {len(self.problems)} problem(s)"
+            f"project{restored}, {self.masks_added} mask(s) added, {len(self.problems)} problem(s)"
         )
         return text + (" — cancelled; what was imported so far is kept" if self.cancelled else "")
+
+
+#: One line of output: (level, message), level "info" or "warning".
+_Line = tuple[str, str]
 
 
 def import_images(
@@ -54,6 +60,9 @@ def import_images(
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ImportReport]:
     """Import a folder tree or a CSV manifest; yield one progress event per file.
+
+    Every file that is refused, and every mask that is not attached, gets one warning-level
+    event naming the file and the reason (shown by the CLI and the GUI without verbose output).
 
     Parameters
     ----------
@@ -90,6 +99,7 @@ def import_images(
     if masks_dir is not None:
         masks, mask_problems = index_masks(Path(masks_dir))
         problems.extend(mask_problems)
+        problems.extend(_unmatched_masks(masks, scan.items, Path(source)))
     total = len(scan.items)
     for problem in problems:
         report.problems.append(str(problem))
@@ -99,15 +109,51 @@ def import_images(
             report.cancelled = True
             break
         try:
-            message = _import_one(project, item, masks.get(item.path.stem), actor, copy, report)
-            level = "warning" if message.startswith("!") else "info"
-            message = message.lstrip("!")
+            lines = _import_one(project, item, masks.get(item.path.stem), actor, copy, report)
         except (CytoReviewError, OSError) as exc:
             message = _describe(item, exc)
             report.problems.append(message)
-            level = "warning"
-        yield Progress("import", step, total, message, level=level)
+            lines = [("warning", message)]
+        for level, message in _events(lines):
+            yield Progress("import", step, total, message, level=level)
     return report
+
+
+def _events(lines: list[_Line]) -> list[_Line]:
+    """One info event per file (its notes joined), and one event per warning."""
+    info = "; ".join(message for level, message in lines if level == "info")
+    warnings = [line for line in lines if line[0] == "warning"]
+    return ([("info", info)] if info else []) + warnings
+
+
+def _unmatched_masks(
+    masks: dict[str, Path], items: list[SourceItem], source: Path
+) -> list[InputFileError]:
+    """Report, and drop from ``masks``, the masks that fit no image or more than one.
+
+    A stem shared by two images (``a.png`` and ``a.tif``, or one name in two class folders)
+    would attach one mask to both: the wrong cell's outline on one of them. A mask whose stem
+    names no image of this import is not used, and says so.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    for item in items:
+        by_stem.setdefault(item.path.stem, []).append(item.path)
+    problems: list[InputFileError] = []
+    for stem in sorted(masks):
+        paths = by_stem.get(stem, [])
+        if len(paths) == 1:
+            continue
+        mask = masks.pop(stem)
+        if paths:
+            names = ", ".join(str(p) for p in paths)
+            reason = (
+                f"matches {len(paths)} images with the stem {stem!r} ({names}); attached to "
+                "none: rename the mask or the images so that one name means one image"
+            )
+        else:
+            reason = f"no image named {stem!r} in {source}; mask not used"
+        problems.append(MaskFileError(mask, reason))
+    return problems
 
 
 def _describe(item: SourceItem, exc: BaseException) -> str:
@@ -122,8 +168,8 @@ def _import_one(
     actor: str,
     copy: bool,
     report: ImportReport,
-) -> str:
-    """Import one image (and its mask); return a message, prefixed with '!' for a warning."""
+) -> list[_Line]:
+    """Import one image (and its mask); return the lines to show, the image's line first."""
     label = None
     if item.class_label:
         try:
@@ -134,53 +180,82 @@ def _import_one(
     probe_image(item.path, max_pixels=project.max_pixels)
     sha = file_sha256(item.path)
     existing = project.find_by_sha(sha)
-    if existing is not None:
-        report.already_present.append(existing.name)
-        note = ""
-        if label is not None and existing.class_label != label:
-            note = f"; the source says {label} but the project keeps {existing.class_label}"
-            report.warnings.append(f"{item.path}: {note[2:]}")
-        mask_note = _attach_mask(project, existing, mask_path, actor, report)
-        prefix = "!" if note else ""
-        return (
-            f"{prefix}{item.path.name}: already in the project as {existing.name}{note}{mask_note}"
-        )
+    if existing is not None and project.image_problem(existing) is None:
+        return _already_present(project, item, existing, label, mask_path, actor, report)
     # A full decode catches truncated files that a header read misses.
     loaded = read_image(item.path, max_pixels=project.max_pixels)
-    record = project.add_image(
+    outcome = project.import_file(
         item.path, loaded.info, sha, actor=actor, class_label=label, split=item.split, copy=copy
     )
-    report.added.append(record.name)
-    mask_note = _attach_mask(project, record, mask_path, actor, report)
-    renamed = f" as {record.name}" if record.name != item.path.stem else ""
-    return f"{item.path.name}: added{renamed} ({label or 'no class'}){mask_note}"
+    record = outcome.record
+    if outcome.status == "present":  # another import catalogued it a moment ago
+        return _already_present(project, item, record, label, mask_path, actor, report)
+    lines: list[_Line] = []
+    if outcome.status == "restored":
+        report.restored.append(record.name)
+        message = f"{item.path}: restored {record.name} ({outcome.detail})"
+        report.warnings.append(message)
+        lines.append(("warning", message))
+    else:
+        report.added.append(record.name)
+        renamed = f" as {record.name}" if record.name != item.path.stem else ""
+        lines.append(("info", f"{item.path.name}: added{renamed} ({label or 'no class'})"))
+    if loaded.info.n_pages > 1:
+        message = (
+            f"{item.path}: holds {loaded.info.n_pages} planes or pages; only the first is "
+            "imported and shown"
+        )
+        report.warnings.append(message)
+        lines.append(("warning", message))
+    return lines + _attach_mask(project, record, mask_path, actor, report)
+
+
+def _already_present(
+    project: Project,
+    item: SourceItem,
+    existing: ImageRecord,
+    label: str | None,
+    mask_path: Path | None,
+    actor: str,
+    report: ImportReport,
+) -> list[_Line]:
+    report.already_present.append(existing.name)
+    if label is not None and existing.class_label != label:
+        note = f"the source says {label} but the project keeps {existing.class_label}"
+        report.warnings.append(f"{item.path}: {note}")
+        line: _Line = ("warning", f"{item.path}: already in the project as {existing.name}; {note}")
+    else:
+        line = ("info", f"{item.path.name}: already in the project as {existing.name}")
+    return [line, *_attach_mask(project, existing, mask_path, actor, report)]
 
 
 def _attach_mask(
     project: Project, record: ImageRecord, mask_path: Path | None, actor: str, report: ImportReport
-) -> str:
+) -> list[_Line]:
     """Add the imported mask as a manual version unless the image already has a mask."""
     if mask_path is None:
-        return ""
+        return []
     try:
         mask = read_label_mask(mask_path, expected_shape=(record.height, record.width))
     except MaskFileError as exc:
-        report.problems.append(f"{exc} (mask of {record.name}; the image was imported)")
-        return f"; mask refused: {exc.reason}"
+        message = f"{exc} (mask of {record.name}; the image was imported, the mask was not)"
+        report.problems.append(message)
+        return [("warning", message)]
     versions = project.mask_versions(record.id)
     if versions:
         sha = bytes_sha256(encode_mask_png(mask))
         if any(v.sha256 == sha for v in versions):
-            return "; mask already present"
+            return [("info", "mask already present")]
         # Bulk import never replaces what a person may have painted since.
         latest = versions[-1]
-        report.warnings.append(
+        message = (
             f"{mask_path}: {record.name} already has a mask (version {latest.version}, "
             f"{latest.provenance.value}); not replaced"
         )
-        return "; different mask already present, kept"
+        report.warnings.append(message)
+        return [("warning", message)]
     project.save_mask(
         record.id, mask, Provenance.MANUAL, actor=actor, note=f"imported from {mask_path}"
     )
     report.masks_added += 1
-    return "; mask imported"
+    return [("info", "mask imported")]

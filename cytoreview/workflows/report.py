@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cytoreview import __version__
-from cytoreview.errors import NotEnoughDataError
+from cytoreview.errors import ImageReadError, NotEnoughDataError
 from cytoreview.report.html import render_report
 from cytoreview.report.model import (
     BinarySection,
@@ -313,9 +313,13 @@ def build_report_data(
             "review those calls"
         )
     yield Progress("report", 3, 5, "measuring the cells")
-    measured = measure_project(project)
+    unreadable: list[str] = []
+    measured = measure_project(project, problems=unreadable)
+    for message in unreadable:  # named once each; the report goes on without them
+        notes.append(message)
+        yield Progress("report", 3, 5, message, level="warning")
     names = {r.id: r for r in project.images()}
-    without_mask = len(names) - len(measured)
+    without_mask = len(names) - len(measured) - len(unreadable)
     if without_mask:
         notes.append(f"{without_mask} image(s) have no mask yet: no measurements for them")
     unit_um = any(m.pixel_size_um for m in measured.values())
@@ -358,10 +362,18 @@ def build_report_data(
             flags.append("disagrees with the expert label")
         if pred is not None and (pred.uncertainty or 0) > 0.6:
             flags.append("uncertain")
+        try:
+            rgb = project.load_image(record).rgb
+        except ImageReadError as exc:
+            message = f"{exc}; not in the gallery"
+            if not any(str(exc) in note for note in notes):
+                notes.append(message)
+                yield Progress("report", 4, 5, message, level="warning")
+            continue
         m = measured.get(image_id)
         main = m.row() if m is not None else {}
         gallery.append(GalleryItem(
-            name=record.name, image=project.load_image(record).rgb,
+            name=record.name, image=rgb,
             true_class=record.class_label, pred_class=pred.pred_class if pred else None,
             probabilities=dict(pred.probabilities) if pred else {},
             mask=None if found is None else found[1], heatmap=heat,

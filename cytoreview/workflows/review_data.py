@@ -19,6 +19,7 @@ import numpy as np
 from cytoreview.choices import CAM_METHODS as CAM_METHODS
 from cytoreview.data.cls_dataset import make_input
 from cytoreview.data.transforms import letterbox_geometry
+from cytoreview.errors import ImageReadError
 from cytoreview.explain.cam import heatmap_to_image, upsample_heatmap
 from cytoreview.explain.quality import (
     flipping_auc,
@@ -118,7 +119,11 @@ def classify_project(
             if found is None and main.uses_mask:
                 report.skipped.append(f"{record.name}: no mask yet (run `cytoreview segment`)")
                 continue
-            images.append(project.load_image(record).rgb)
+            try:
+                images.append(project.load_image(record).rgb)
+            except ImageReadError as exc:  # named and skipped; the rest is classified
+                report.skipped.append(f"{exc}; not classified")
+                continue
             masks.append(None if found is None else found[1])
             versions.append(None if found is None else found[0].id)
             kept.append(record)
@@ -295,7 +300,12 @@ def explain_project(
             report.skipped.append(f"{record.name}: no mask yet (run `cytoreview segment`)")
             yield Progress("explain", step, len(records), report.skipped[-1], level="warning")
             continue
-        image = project.load_image(record).rgb
+        try:
+            image = project.load_image(record).rgb
+        except ImageReadError as exc:
+            report.skipped.append(f"{exc}; not explained")
+            yield Progress("explain", step, len(records), report.skipped[-1], level="warning")
+            continue
         heatmap, cls, quality = explain_image(
             loaded, image, None if found is None else found[1], method=method,
             flipping_steps=flipping_steps, device=device, engine=engine,
@@ -312,9 +322,16 @@ def explain_project(
 
 # -- measure -------------------------------------------------------------------------------------
 def measure_project(
-    project: Project, image_ids: Sequence[int] | None = None
+    project: Project,
+    image_ids: Sequence[int] | None = None,
+    *,
+    problems: list[str] | None = None,
 ) -> dict[int, ImageMeasurements]:
-    """Cell measurements of every image that has a mask, in µm where the pixel size is known."""
+    """Cell measurements of every image that has a mask, in µm where the pixel size is known.
+
+    An image whose file is missing or damaged is left out; its one-line reason is appended to
+    ``problems`` when given.
+    """
     current = project.current_versions()
     out: dict[int, ImageMeasurements] = {}
     for record in _selected(project, image_ids):
@@ -323,6 +340,11 @@ def measure_project(
         found = project.current_mask(record.id)
         if found is None:
             continue
-        image = project.load_image(record).rgb
+        try:
+            image = project.load_image(record).rgb
+        except ImageReadError as exc:
+            if problems is not None:
+                problems.append(f"{exc}; not measured")
+            continue
         out[record.id] = measure_image(found[1], image, project.pixel_size(record))
     return out

@@ -26,9 +26,11 @@ from cytoreview.defaults import SEG
 from cytoreview.errors import (
     CheckpointError,
     ConfigError,
+    ImageReadError,
     InputFileError,
     NotEnoughDataError,
     ProjectError,
+    UnsafePathError,
 )
 from cytoreview.inference.onnx_export import export_onnx, onnx_providers
 from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
@@ -36,6 +38,7 @@ from cytoreview.inference.segment import SegmenterSpec, segment_images, with_tta
 from cytoreview.models.segmenters import DEFAULT_ENCODER, build_segmenter
 from cytoreview.storage.checkpoints import load_weights
 from cytoreview.storage.model_store import ModelStore
+from cytoreview.storage.names import name_component
 from cytoreview.storage.project import Project
 from cytoreview.training.losses import classes_present
 from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_segmenter
@@ -93,6 +96,8 @@ class SegTrainReport:
     seconds: float
     parent_model: str | None = None
     init_note: str = ""
+    #: Images left out because their file is missing or damaged, one line each.
+    skipped: list[str] = field(default_factory=list)
 
 
 def human_masked(project: Project) -> list[tuple[Any, Any]]:
@@ -107,19 +112,25 @@ def human_masked(project: Project) -> list[tuple[Any, Any]]:
 
 def _load_training_data(
     project: Project,
-) -> tuple[list[str], list[str | None], list[np.ndarray], list[np.ndarray], str]:
-    names, labels, images, masks = [], [], [], []
+) -> tuple[list[str], list[str | None], list[np.ndarray], list[np.ndarray], str, list[str]]:
+    """Names, classes, images and masks to learn from, the data hash, and the images skipped."""
+    names, labels, images, masks, skipped = [], [], [], [], []
     digest = hashlib.sha256()
     for record, _version in human_masked(project):
         found = project.current_mask(record.id)
         if found is None:
             continue  # every version damaged: nothing trustworthy to learn from
+        try:
+            rgb = project.load_image(record).rgb
+        except ImageReadError as exc:  # one missing image must not stop the run
+            skipped.append(f"{exc}; left out of training")
+            continue
         names.append(record.name)
         labels.append(record.class_label)
-        images.append(project.load_image(record).rgb)
+        images.append(rgb)
         masks.append(found[1])
         digest.update(f"{record.sha256}:{found[0].sha256}\n".encode())
-    return names, labels, images, masks, digest.hexdigest()
+    return names, labels, images, masks, digest.hexdigest(), skipped
 
 
 def _load_unpainted(project: Project, limit: int, seed: int) -> list[np.ndarray]:
@@ -136,7 +147,7 @@ def _load_unpainted(project: Project, limit: int, seed: int) -> list[np.ndarray]
     for record in candidates:
         try:
             images.append(project.load_image(record).rgb)
-        except (ProjectError, OSError):
+        except ImageReadError:
             continue  # a damaged image only teaches nothing; segment reports it by name
     return images
 
@@ -201,7 +212,9 @@ def train_segmentation(
     project: Project, request: SegTrainRequest, *, actor: str, cancel: CancelToken | None = None
 ) -> Generator[Progress, None, SegTrainReport]:
     """Train a new segmenter on the project's human masks (fine-tune when ``request.init``)."""
-    names, labels, images, masks, data_hash = _load_training_data(project)
+    names, labels, images, masks, data_hash, skipped = _load_training_data(project)
+    for message in skipped:
+        yield Progress("load", 0, 0, message, level="warning")
     if len(images) < 2:
         raise NotEnoughDataError(
             f"{project.root}: {len(images)} image(s) with a manual, corrected or approved mask; "
@@ -313,6 +326,7 @@ def train_segmentation(
         model_id=model_id, run_id=run_id, status=status, stop_reason=result.stop_reason,
         best=result.best, history=result.history, n_train=len(train_idx), n_val=len(val_idx),
         device=result.device, seconds=result.seconds, parent_model=parent, init_note=note,
+        skipped=skipped,
     )  # fmt: skip
 
 
@@ -426,8 +440,8 @@ def segment_project(
         for image in chunk:
             try:
                 loaded.append((image, project.load_image(image).rgb))
-            except (ProjectError, OSError) as exc:
-                problems.append(str(exc))
+            except ImageReadError as exc:  # skipped and named; the rest is segmented
+                problems.append(f"{exc}; not segmented")
         results = segment_images([rgb for _, rgb in loaded], predict, spec) if loaded else []
         return loaded, problems, results
 
@@ -442,12 +456,18 @@ def segment_project(
             report.cancelled = True
             break
         report.problems += problems
+        for message in problems:
+            yield Progress("segment", done, len(todo), message, level="warning")
         for (image, _), result in zip(loaded, results, strict=True):
             try:
                 project.save_mask(
                     image.id, result.mask, Provenance.AUTO, actor=actor, source_model=model_id,
                     uncertainty=result.uncertainty,
                 )  # fmt: skip
+            except UnsafePathError as exc:  # a damaged catalog: never write outside the project
+                report.problems.append(f"{exc}; not segmented")
+                yield Progress("segment", done, len(todo), report.problems[-1], level="warning")
+                continue
             except ProjectError as exc:  # a person painted it meanwhile: theirs wins
                 report.skipped_human.append(image.name)
                 report.problems.append(str(exc))
@@ -551,6 +571,10 @@ def evaluate_segmentation(
 
 
 def _find_by_stem(folder: Path, stem: str) -> Path | None:
+    try:
+        name_component(stem)  # a damaged catalog's name must not reach outside ``folder``
+    except UnsafePathError:
+        return None
     for ext in (".png", ".tif", ".tiff", ".PNG", ".TIF"):
         candidate = folder / f"{stem}{ext}"
         if candidate.is_file():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 import zlib
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cytoreview.errors import ImageReadError, MaskFileError
 from cytoreview.storage.images import (
@@ -131,6 +132,57 @@ def test_jpeg(tmp_path: Path, mode: str) -> None:
     expected = np.asarray(src.convert("RGB")).astype(int)
     assert img.info.format == "jpeg" and img.info.channels == (3 if mode == "RGB" else 1)
     assert np.abs(img.rgb.astype(int) - expected).mean() < 4
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
+    """The pixels (and the size a mask must have) are those of the photo as meant to be seen."""
+    blocks = np.kron(RNG.integers(0, 256, (3, 4, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+    src = Image.fromarray(blocks)
+    exif = src.getexif()
+    exif[0x0112] = orientation
+    path = pil_write(tmp_path / "o.jpg", src, "JPEG", quality=98, exif=exif.tobytes())
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")).astype(int)
+    img = read_image(path)
+    assert img.info.orientation == orientation
+    assert (img.info.height, img.info.width) == shown.shape[:2] == img.rgb.shape[:2]
+    assert probe_image(path).width == img.info.width
+    assert np.abs(img.rgb.astype(int) - shown).mean() < 1  # same decoder, same turn
+    stored = read_image(path, exif_orientation=False)  # images catalogued before the fix
+    assert stored.rgb.shape == blocks.shape and stored.info.orientation == 1
+
+
+def test_cmyk_tiff_is_converted_to_rgb(tmp_path: Path) -> None:
+    cmyk = np.zeros((2, 3, 4), np.uint8)
+    cmyk[0] = [(0, 255, 255, 0), (255, 0, 255, 0), (255, 255, 0, 0)]  # red, green, blue
+    cmyk[1] = [(0, 0, 0, 0), (0, 0, 0, 255), (0, 0, 0, 128)]  # white, black, mid grey
+    tifffile.imwrite(tmp_path / "c.tif", cmyk, photometric="separated")
+    img = read_image(tmp_path / "c.tif")
+    expected = [[[255, 0, 0], [0, 255, 0], [0, 0, 255]], [[255] * 3, [0] * 3, [127] * 3]]
+    assert img.rgb.tolist() == expected and img.info.channels == 3
+    assert probe_image(tmp_path / "c.tif").channels == 3
+    deep = cmyk.astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "c16.tif", deep, photometric="separated")
+    img16 = read_image(tmp_path / "c16.tif")
+    assert img16.original.dtype == np.uint16 and img16.original[0, 0].tolist() == [65535, 0, 0]
+
+
+def test_cmyk_jpeg_colours(tmp_path: Path) -> None:
+    smooth = cv2.GaussianBlur(RGB, (9, 9), 3)
+    path = pil_write(
+        tmp_path / "c.jpg", Image.fromarray(smooth).convert("CMYK"), "JPEG", quality=95
+    )
+    assert np.abs(read_image(path).rgb.astype(int) - smooth.astype(int)).mean() < 4
+
+
+def test_other_inks_are_refused(tmp_path: Path) -> None:
+    tifffile.imwrite(
+        tmp_path / "i.tif",
+        np.zeros((4, 4, 4), np.uint8),
+        photometric="separated",
+        extratags=[(332, "H", 1, 2, True)],
+    )
+    expect_error(tmp_path / "i.tif", "inks other than CMYK")
 
 
 def test_extension_that_lies_is_ignored(tmp_path: Path) -> None:
@@ -347,6 +399,20 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     (tmp_path / "d.png").mkdir()
     expect_error(tmp_path / "d.png", "folder")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_named_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer forever: it must not be opened at all."""
+    os.mkfifo(tmp_path / "pipe.png")
+    expect_error(tmp_path / "pipe.png", "named pipe (FIFO)", "not opened")
+    with pytest.raises(ImageReadError, match="named pipe"):
+        probe_image(tmp_path / "pipe.png")
+
+
+def test_broken_link_is_named(tmp_path: Path) -> None:
+    (tmp_path / "link.png").symlink_to(tmp_path / "gone.png")
+    expect_error(tmp_path / "link.png", "broken symbolic link")
 
 
 def test_empty_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,75 @@ def test_index_masks_refuses_ambiguous_stems(tmp_path: Path) -> None:
     assert "more than one mask named 'a'" in str(problems[0])
     with pytest.raises(ManifestError, match="mask folder does not exist"):
         index_masks(tmp_path / "missing")
+
+
+def test_folder_names_links_pipes_and_folders_that_look_like_images(tmp_path: Path) -> None:
+    """Nothing under the source is skipped without a word, and nothing non-regular is opened."""
+    write_rgb_png(tmp_path / "NILM" / "good.png", RGB)
+    (tmp_path / "NILM" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "NILM" / "folder.tif").mkdir()
+    (tmp_path / "linked_class").symlink_to(tmp_path / "NILM")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "NILM" / "pipe.png")
+    scan = scan_folder(tmp_path)
+    assert [i.path.name for i in scan.items] == ["good.png"]
+    reasons = {p.path.name: p.reason for p in scan.problems}
+    assert "broken symbolic link" in reasons.pop("dangling.png")
+    assert "folder named like an image" in reasons.pop("folder.tif")
+    assert "not followed" in reasons.pop("linked_class")
+    if hasattr(os, "mkfifo"):
+        assert "named pipe" in reasons.pop("pipe.png")
+    assert reasons == {}
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "words"),
+    [
+        (b"path,class\na.png,NILM\nb\x00.png,NILM\n", 3, "NUL byte"),
+        (b"path,class\n" + b"x" * 140_000 + b".png,NILM\na.png,NILM\n", 2, "longer than 131072"),
+    ],
+)
+def test_manifest_rows_that_cannot_be_read_are_named(
+    tmp_path: Path, content: bytes, line: int, words: str
+) -> None:
+    csv = tmp_path / "m.csv"
+    csv.write_bytes(content)
+    scan = scan_manifest(csv)
+    assert len(scan.problems) == 1, scan.problems
+    assert str(scan.problems[0]).startswith(f"{csv}: line {line}: ")
+    assert words in str(scan.problems[0]) and "\n" not in str(scan.problems[0])
+    assert [i.path.name for i in scan.items] == ["a.png"]
+
+
+def test_manifest_in_utf16_or_binary_is_one_line(tmp_path: Path) -> None:
+    csv = tmp_path / "m.csv"
+    csv.write_bytes("path,class\na.png,NILM\n".encode("utf-16-le"))
+    with pytest.raises(ManifestError, match="NUL bytes: not a plain-text CSV"):
+        scan_manifest(csv)
+
+
+@pytest.mark.parametrize(("sep", "named"), [(";", None), ("\t", None), ("|", "'|'"), (":", "':'")])
+def test_manifest_separators(tmp_path: Path, sep: str, named: str | None) -> None:
+    csv = tmp_path / "m.csv"
+    csv.write_text(f"\ufeffpath{sep}class\na.png{sep}NILM\n")
+    if named is None:
+        assert [i.class_label for i in scan_manifest(csv).items] == ["NILM"]
+        return
+    with pytest.raises(ManifestError) as info:
+        scan_manifest(csv)
+    message = str(info.value)
+    assert f"separator {named} is not recognised" in message and "expected 'path'" in message
+
+
+def test_masks_folder_reports_what_cannot_be_a_mask(tmp_path: Path) -> None:
+    mask = np.zeros((4, 4), np.uint8)
+    write_label_png(tmp_path / "a.png", mask)
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff")
+    (tmp_path / "c.bmp").write_bytes(b"BM")
+    (tmp_path / "d.png").symlink_to(tmp_path / "gone.png")
+    found, problems = index_masks(tmp_path)
+    assert set(found) == {"a"}
+    reasons = {p.path.name: p.reason for p in problems}
+    assert "lossy" in reasons["b.jpg"] and "PNG or TIFF" in reasons["b.jpg"]
+    assert "not a mask file type (.bmp)" in reasons["c.bmp"]
+    assert "broken symbolic link" in reasons["d.png"]

@@ -207,3 +207,76 @@ def test_loose_class_matching_on_folders(project: Project, tmp_path: Path, label
     write_rgb_png(tmp_path / "src" / label / "a.png", rgb)
     run(import_images(project, tmp_path / "src", actor="t"))
     assert project.image("a").class_label == "NILM"
+
+
+def test_every_refused_mask_is_one_warning_event(project: Project, tmp_path: Path) -> None:
+    """A refused mask is shown without verbose output: a warning naming the file and reason."""
+    rgb, mask = cell_image()
+    for name, flip in (("a", 1), ("b", -1)):
+        write_rgb_png(tmp_path / "src" / f"{name}.png", rgb[::flip])
+    write_label_png(tmp_path / "m" / "a.png", mask * 100)  # values 0/100/200
+    write_label_png(tmp_path / "m" / "b.png", mask[:10])  # wrong size
+    events, report = run(
+        import_images(project, tmp_path / "src", actor="t", masks_dir=tmp_path / "m")
+    )
+    warnings = [e.message for e in events if e.level == "warning"]
+    assert len(warnings) == 2 and report.masks_added == 0
+    assert any(str(tmp_path / "m" / "a.png") in w and "0, 1 or 2" in w for w in warnings)
+    assert any(str(tmp_path / "m" / "b.png") in w and "image is" in w for w in warnings)
+
+
+def test_a_mask_matching_two_images_is_attached_to_none(project: Project, tmp_path: Path) -> None:
+    rgb, mask = cell_image()
+    write_rgb_png(tmp_path / "src" / "a.png", rgb)
+    tifffile.imwrite(tmp_path / "src" / "a.tif", rgb[::-1], photometric="rgb")
+    write_rgb_png(tmp_path / "src" / "b.png", rgb[:, ::-1])
+    write_label_png(tmp_path / "m" / "a.png", mask)
+    write_label_png(tmp_path / "m" / "b.png", mask)
+    events, report = run(
+        import_images(project, tmp_path / "src", actor="t", masks_dir=tmp_path / "m")
+    )
+    assert len(report.added) == 3 and report.masks_added == 1
+    assert project.current_versions().keys() == {project.image("b").id}
+    [warning] = [e.message for e in events if e.level == "warning"]
+    assert str(tmp_path / "m" / "a.png") in warning and "matches 2 images" in warning
+
+
+def test_orphan_and_jpeg_masks_are_reported(project: Project, tmp_path: Path) -> None:
+    rgb, mask = cell_image()
+    write_rgb_png(tmp_path / "src" / "a.png", rgb)
+    write_label_png(tmp_path / "m" / "a.png", mask)
+    write_label_png(tmp_path / "m" / "nobody.png", mask)
+    cv2.imwrite(str(tmp_path / "m" / "lossy.jpg"), mask)
+    events, report = run(
+        import_images(project, tmp_path / "src", actor="t", masks_dir=tmp_path / "m")
+    )
+    assert report.masks_added == 1
+    warnings = sorted(e.message for e in events if e.level == "warning")
+    assert len(warnings) == 2
+    assert "lossy.jpg" in warnings[0] and "lossy compression" in warnings[0]
+    assert "nobody.png" in warnings[1] and "no image named 'nobody'" in warnings[1]
+
+
+def test_reimport_restores_a_deleted_image_file(project: Project, image_folder: Path) -> None:
+    run(import_images(project, image_folder, actor="t"))
+    record = project.image("nilm_1")
+    project.image_path(record).unlink()
+    events, report = run(import_images(project, image_folder, actor="t"))
+    assert report.restored == ["nilm_1"] and len(report.already_present) == 5
+    assert "1 restored" in report.summary
+    [warning] = [e.message for e in events if e.level == "warning"]
+    assert "restored nilm_1" in warning and "missing" in warning
+    assert project.image_problem(record) is None
+
+
+def test_multi_page_file_says_only_the_first_plane_is_used(
+    project: Project, tmp_path: Path
+) -> None:
+    rgb, _ = cell_image()
+    (tmp_path / "src").mkdir()
+    tifffile.imwrite(
+        tmp_path / "src" / "stack.tif", np.stack([rgb[..., 0]] * 3), photometric="minisblack"
+    )
+    events, report = run(import_images(project, tmp_path / "src", actor="t"))
+    assert report.added == ["stack"]
+    assert any("3 planes" in e.message and e.level == "warning" for e in events)

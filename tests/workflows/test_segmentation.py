@@ -7,6 +7,7 @@ two CPU cores at a 64 px input size.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 
 import cv2
@@ -280,3 +281,37 @@ def test_evaluate_names_bad_truth_files_but_lets_bugs_through(
     monkeypatch.setattr("cytoreview.storage.images.read_label_mask", bug)
     with pytest.raises(TypeError, match="a bug in the reader"):
         drive(evaluate_segmentation(project, copy))
+
+
+def test_a_missing_or_hostile_image_is_skipped_named_and_restorable(trained) -> None:
+    """One image's file gone, one name that leads outside: the others are still segmented."""
+    project, _, _, truth = trained
+    src = (truth.parent / "src").resolve()
+    current = project.current_versions()
+    human = {i for i, v in current.items() if v.provenance.is_human}
+    unpainted = [
+        im
+        for im in project.images()
+        if im.id not in human and Path(im.source_path).is_relative_to(src)
+    ]
+    gone, hostile, fine = unpainted[:3]
+    project.image_path(gone).unlink()
+    catalog = sqlite3.connect(project.root / "cytoreview.sqlite")
+    with catalog:
+        catalog.execute("UPDATE images SET name = '../../escaped' WHERE id = ?", (hostile.id,))
+    try:
+        events, seg = drive(
+            segment_project(project, actor="bot", names=[gone.name, fine.name, "../../escaped"])
+        )
+        assert seg.segmented == [fine.name]
+        warnings = [e.message for e in events if e.level == "warning"]
+        assert len(warnings) == 2 and len(seg.problems) == 2
+        assert sum(gone.name in w and "missing" in w for w in warnings) == 1
+        assert sum("escaped" in w and "outside" in w for w in warnings) == 1
+        assert not (project.root.parent / "escaped").exists()
+    finally:
+        with catalog:
+            catalog.execute("UPDATE images SET name = ? WHERE id = ?", (hostile.name, hostile.id))
+        catalog.close()
+    _, report = drive(import_images(project, src, actor="dr_a"))
+    assert report.restored == [gone.name] and project.image_problem(gone) is None
