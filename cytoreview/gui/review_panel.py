@@ -262,6 +262,10 @@ class ReviewPanel(QWidget):
         if image_id is None:
             return None
         self.autosave.flush()  # the strokes just painted are what is approved
+        if self.autosave.is_pending(image_id):  # on disk is not what the person sees
+            reason = self.autosave.error(image_id) or "not saved yet"
+            self.state.message.emit("error", f"cannot accept: the edits are not saved ({reason})")
+            return None
         try:
             version_id = approve(self.state.require_project(), image_id, reviewer=self.state.actor)
         except CytoReviewError as exc:

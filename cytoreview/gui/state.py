@@ -18,6 +18,7 @@ from cytoreview.settings import current_user
 from cytoreview.storage.project import Project
 from cytoreview.types import ClassScheme
 from cytoreview.workflows.projects import create_project, open_project
+from cytoreview.workflows.seeds import first_image_to_paint
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class WorkbenchState(QObject):
         self._jobs: list[Job] = []
         # Called (in order) before a project closes: flush unsaved edits, stop jobs.
         self._before_close: list[Callable[[], None]] = []
+        # Asked before another project replaces this one: a reason not to (unsaved edits).
+        self._close_guards: list[Callable[[], str | None]] = []
 
     # -- project -------------------------------------------------------------------------------
     @property
@@ -83,13 +86,21 @@ class WorkbenchState(QObject):
         return self._project
 
     def open_project(self, path: str | Path) -> Project:
-        """Close the current project (saving pending edits) and open the one at ``path``."""
+        """Close the current project (saving pending edits) and open the one at ``path``.
+
+        Raises
+        ------
+        ProjectError
+            If the open project keeps edits that cannot be saved (it stays open).
+        """
+        self.ensure_can_close()
         project = open_project(path)
         self._switch_to(project)
         return project
 
     def create_project(self, path: str | Path, scheme: ClassScheme | None = None) -> Project:
-        """Create a project folder and open it."""
+        """Create a project folder and open it (see :meth:`open_project`)."""
+        self.ensure_can_close()
         project = create_project(path, actor=self.actor, scheme=scheme)
         self._switch_to(project)
         return project
@@ -113,17 +124,40 @@ class WorkbenchState(QObject):
         self.current_image_id = None
         self.project_changed.emit(None)
 
+    def ensure_can_close(self) -> None:
+        """Check that the open project can close without losing a person's work.
+
+        Raises
+        ------
+        ProjectError
+            Naming what would be lost (e.g. mask edits a full disk keeps from being saved).
+        """
+        if self._project is None:
+            return
+        for guard in self._close_guards:
+            reason = guard()
+            if reason:
+                raise ProjectError(f"{self._project.root} stays open: {reason}")
+
     def _switch_to(self, project: Project) -> None:
         self.close_project()
         self._project = project
         self.current_image_id = None
         self.project_changed.emit(project)
         self.message.emit("info", f"project {project.root} opened")
+        # Every panel knows the project now: show an image to paint, not an empty canvas.
+        first = first_image_to_paint(project)
+        if first is not None:
+            self.open_image(first)
 
     # -- hooks ---------------------------------------------------------------------------------
     def add_before_close(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` before the project closes (e.g. save pending edits)."""
         self._before_close.append(hook)
+
+    def add_close_guard(self, guard: Callable[[], str | None]) -> None:
+        """Ask ``guard`` before another project replaces this one (a text it returns: why not)."""
+        self._close_guards.append(guard)
 
     def track_job(self, job: Job) -> None:
         """Cancel and wait for ``job`` before the project closes."""
