@@ -28,6 +28,7 @@ from cytoreview.gui.project_panel import ProjectPanel
 from cytoreview.gui.review_panel import ReviewPanel
 from cytoreview.gui.shortcuts import (
     REVIEW_SHORTCUTS,
+    TEACH_ANSWER_KEYS,
     TEACH_SHORTCUTS,
     install_window_shortcuts,
 )
@@ -461,7 +462,7 @@ def _teach_panel(wb: Workbench) -> QWidget:
     )
     actions = {
         f"teach_answer_{i + 1}": (lambda i=i: panel.answer_index(i))  # type: ignore[misc]
-        for i in range(4)
+        for i in range(TEACH_ANSWER_KEYS)
     }
     panel.answer_shortcuts = install_window_shortcuts(wb.window, actions, TEACH_SHORTCUTS)
     panel.next_shortcuts = install_window_shortcuts(

@@ -28,7 +28,7 @@ PANEL_HELP: dict[str, str] = {
         "saved as corrected), Skip sends it to the end. Your class call is kept beside the model's."
     ),
     "teach": (
-        "Call the class of each image blind (keys 1-4), then see the expert label, the model, "
+        "Call the class of each image blind (keys 1-9), then see the expert label, the model, "
         "the mask and the heatmap. Classes you miss come back more often."
     ),
     "help": "Every keyboard shortcut of the workbench.",
