@@ -9,7 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cytoreview import __version__
-from cytoreview.cli import commands_cls, commands_demo, commands_project, commands_seg
+from cytoreview.cli import (
+    commands_cls,
+    commands_demo,
+    commands_labels,
+    commands_project,
+    commands_seg,
+)
 from cytoreview.cli.progress import err_console
 from cytoreview.errors import CytoReviewError
 
@@ -51,6 +57,7 @@ def build_parser(
     parser.add_argument("-v", "--verbose", action="store_true", help="print every step")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_project.register(sub)
+    commands_labels.register(sub)
     commands_seg.register(sub)
     commands_cls.register(sub)
     commands_demo.register(sub)

@@ -92,6 +92,7 @@ class AnnotatePanel(QWidget):
         state.image_opened.connect(self.open_image)
         state.project_changed.connect(self._on_project_changed)
         state.masks_changed.connect(self._on_masks_changed)
+        state.classes_changed.connect(self._on_classes_changed)
         autosave.saved.connect(self._on_saved)
         autosave.failed.connect(self._on_save_failed)
 
@@ -389,6 +390,17 @@ class AnnotatePanel(QWidget):
         newest = versions[-1].id if versions else None
         if newest != (self._version.id if self._version else None):
             self.open_image(self.image_id)
+
+    def _on_classes_changed(self, image_ids: object) -> None:
+        project = self.state.project
+        if project is None or self.image_id is None or self.image_id not in image_ids:  # type: ignore[operator]
+            return
+        record = project.image(self.image_id)
+        old_header, self._header = (
+            self._header,
+            f"{record.name} ({record.class_label or 'no class'})",
+        )
+        self.title.setText(self.title.text().replace(old_header, self._header, 1))
 
     def _on_project_changed(self, project: object) -> None:
         for layer_name in (MASK_LAYER, IMAGE_LAYER):

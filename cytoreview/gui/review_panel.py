@@ -38,6 +38,7 @@ from cytoreview.gui.review_widgets import CellTable, ProbabilityBars
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.morphometry.measure import measure_image
 from cytoreview.storage.predictions import PredictionStore
+from cytoreview.workflows.class_labels import adopt_expert_call
 from cytoreview.workflows.review import (
     ReviewItem,
     approve,
@@ -85,6 +86,7 @@ class ReviewPanel(QWidget):
         state.images_changed.connect(self.refresh)
         state.masks_changed.connect(lambda _: self._refresh_timer.start())
         state.image_opened.connect(self._on_image_opened)
+        state.classes_changed.connect(lambda _: self.refresh())
         self._details_stale = False
         self.heatmap.status.connect(self.heatmap_status.setText)
         self.refresh()
@@ -146,9 +148,13 @@ class ReviewPanel(QWidget):
         self.call_combo.setToolTip(TOOLTIPS["review_call"])
         self.call_button = QPushButton("Record my call")
         self.call_button.clicked.connect(lambda: self.record_call())
+        self.adopt_button = QPushButton("Make it the label")
+        self.adopt_button.setToolTip(TOOLTIPS["review_adopt"])
+        self.adopt_button.clicked.connect(lambda: self.adopt_call())
         self.expert_label = QLabel("")
         calls.addWidget(self.call_combo, 1)
         calls.addWidget(self.call_button)
+        calls.addWidget(self.adopt_button)
         grid.addLayout(calls)
         grid.addWidget(self.expert_label)
         layout.addWidget(box)
@@ -308,6 +314,33 @@ class ReviewPanel(QWidget):
         self.state.message.emit("info", f"your call {call} is recorded")
         self.refresh()
 
+    def adopt_call(self, class_call: str | None = None) -> str | None:
+        """Make the reviewer's call (the combo's unless given) the image's class label.
+
+        The call is recorded first when it is not the newest one on record, so the label and
+        the review log say the same. Returns the image's class afterwards (None: refused).
+        """
+        image_id = self._target()
+        if image_id is None:
+            return None
+        project = self.state.require_project()
+        call = class_call or self.call_combo.currentText()
+        try:
+            recorded = PredictionStore(project).latest_reviews().get(image_id)
+            if recorded is None or recorded.class_call != call:
+                record_call(project, image_id, call, reviewer=self.state.actor)
+            change = adopt_expert_call(project, image_id, actor=self.state.actor)
+        except CytoReviewError as exc:
+            self.state.message.emit("error", f"label not changed: {exc}")
+            return None
+        if change.changed:
+            self.state.message.emit("info", f"class of {change.line()} (the expert's call)")
+            self.state.notify_classes_changed([image_id])
+        else:
+            self.state.message.emit("info", f"{change.name} is labelled {change.new} already")
+            self.refresh()
+        return change.new
+
     # -- the current image ---------------------------------------------------------------------
     def _on_image_opened(self, _image_id: object) -> None:
         # Measuring and reading predictions cost tens of ms on a large image: do it only when
@@ -353,7 +386,7 @@ class ReviewPanel(QWidget):
         call = store.latest_reviews().get(image_id)
         label = record.class_label or "none"
         mine = "none yet" if call is None else f"{call.class_call} by {call.reviewer}"
-        self.expert_label.setText(f"Expert call: {mine}; imported label: {label}")
+        self.expert_label.setText(f"Expert call: {mine}; class label: {label}")
         if call is not None and call.class_call:
             self.call_combo.setCurrentText(call.class_call)
         elif pred is not None:

@@ -44,6 +44,8 @@ class WorkbenchState(QObject):
         Images were added (an import), so image lists must be reloaded.
     masks_changed(object)
         The current mask of these image ids changed (a list), or of any image (None).
+    classes_changed(object)
+        The class label of these image ids changed (a list).
     image_opened(object)
         The image id to show and paint; panels load it.
     message(str, str)
@@ -53,6 +55,7 @@ class WorkbenchState(QObject):
     project_changed = Signal(object)
     images_changed = Signal()
     masks_changed = Signal(object)
+    classes_changed = Signal(object)
     image_opened = Signal(object)
     message = Signal(str, str)
 
@@ -174,6 +177,10 @@ class WorkbenchState(QObject):
     def notify_masks_changed(self, image_ids: Iterable[int] | None) -> None:
         """Tell panels that these images (None: any image) have a new current mask."""
         self.masks_changed.emit(None if image_ids is None else sorted(set(image_ids)))
+
+    def notify_classes_changed(self, image_ids: Iterable[int]) -> None:
+        """Tell panels that these images have a new class label."""
+        self.classes_changed.emit(sorted(set(image_ids)))
 
     def notify_images_changed(self) -> None:
         """Tell panels that images were added."""
