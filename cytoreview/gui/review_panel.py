@@ -39,6 +39,7 @@ from cytoreview.gui.state import WorkbenchState
 from cytoreview.morphometry.measure import measure_image
 from cytoreview.storage.predictions import PredictionStore
 from cytoreview.workflows.class_labels import adopt_expert_call
+from cytoreview.workflows.classification import current_classifier_id
 from cytoreview.workflows.review import (
     ReviewItem,
     approve,
@@ -129,6 +130,10 @@ class ReviewPanel(QWidget):
         grid.addWidget(self.title)
         self.bars = ProbabilityBars()
         grid.addWidget(self.bars)
+        self.model_label = QLabel("")  # which model gave the probabilities, and when
+        self.model_label.setWordWrap(True)
+        self.model_label.setStyleSheet("color: gray")
+        grid.addWidget(self.model_label)
         self.binary_label = QLabel("Binary call: —")
         grid.addWidget(self.binary_label)
         buttons = QHBoxLayout()
@@ -365,6 +370,7 @@ class ReviewPanel(QWidget):
             self.current = None
             self.title.setText("Pick an image of the queue")
             self.bars.show_probabilities({}, None)
+            self.model_label.setText("")
             self.cells.show_measurements(None)
             return
         self.current = next((it for it in self.items if it.image_id == image_id), None)
@@ -376,6 +382,7 @@ class ReviewPanel(QWidget):
             {} if pred is None else pred.probabilities, None if pred is None else pred.pred_class
         )
         model = "no prediction yet" if pred is None else f"model: {pred.pred_class}"
+        self.model_label.setText(_prediction_source(project, pred))
         reasons = "" if self.current is None else "; ".join(self.current.reasons)
         self.title.setText(f"{record.name}: {model}" + (f" ({reasons})" if reasons else ""))
         if binary is None:
@@ -421,3 +428,14 @@ class ReviewPanel(QWidget):
     def toggle_heatmap(self) -> None:
         """Show or hide the heatmap layer (the keyboard shortcut)."""
         self.heatmap_check.setChecked(not self.heatmap_check.isChecked())
+
+
+def _prediction_source(project: Any, pred: Any) -> str:
+    """Which model the probabilities come from and when; says so when it is not the current one."""
+    if pred is None:
+        return ""
+    text = f"probabilities from {pred.model_id}, {pred.created_at[:16].replace('T', ' ')} UTC"
+    current = current_classifier_id(project, "bethesda")
+    if current is not None and current != pred.model_id:
+        text += f"; the current classifier is {current}: classify again to see its call"
+    return text
