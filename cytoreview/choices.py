@@ -69,6 +69,8 @@ BALANCE_MODES: tuple[str, ...] = ("balanced", "oversample", "none")
 # --- Explanation ------------------------------------------------------------------------------
 #: Heatmap methods of ``cytoreview explain``, the default first.
 CAM_METHODS: tuple[str, ...] = ("gradcam++", "gradcam")
+#: Steps of the pixel-flipping check of every heatmap (CLI ``explain`` and the workbench alike).
+EXPLAIN_FLIPPING_STEPS = 10
 
 #: Averaging the 8 views of each input when auto-masking: "auto" is the recipe's rule
 #: (cytoreview.defaults.SegRecipe.tta_for: crops models yes, fields models no).

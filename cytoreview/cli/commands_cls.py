@@ -20,6 +20,7 @@ from cytoreview.choices import (
     DEFAULT_ARCH,
     DEFAULT_BACKBONE,
     DEVICES,
+    EXPLAIN_FLIPPING_STEPS,
     TASKS,
     TINY_BACKBONES,
 )
@@ -131,8 +132,9 @@ def register(sub: Any) -> None:
     p.add_argument("--method", choices=CAM_METHODS, default="gradcam++", help="default gradcam++")
     p.add_argument("--model", help="model id (default: the current Bethesda classifier)")
     p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
-    p.add_argument("--flipping-steps", type=int, default=10,
-                   help="steps of the pixel-flipping check (0 skips it; default 10)")  # fmt: skip
+    p.add_argument("--flipping-steps", type=int, default=EXPLAIN_FLIPPING_STEPS,
+                   help="steps of the pixel-flipping check (0 skips it; default "
+                        f"{EXPLAIN_FLIPPING_STEPS})")  # fmt: skip
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
     p.set_defaults(handler=_cmd_explain)

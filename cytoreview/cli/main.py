@@ -9,7 +9,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cytoreview import __version__
-from cytoreview.cli import commands_cls, commands_demo, commands_project, commands_seg
+from cytoreview.cli import (
+    commands_cls,
+    commands_demo,
+    commands_labels,
+    commands_project,
+    commands_seg,
+)
 from cytoreview.cli.failures import describe, one_line_warnings, print_traceback, quiet_broken_pipe
 from cytoreview.cli.progress import err_console
 
@@ -60,6 +66,7 @@ def build_parser(
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_project.register(sub)
+    commands_labels.register(sub)
     commands_seg.register(sub)
     commands_cls.register(sub)
     commands_demo.register(sub)

@@ -3,7 +3,9 @@
 Opening an image replaces two layers: ``image`` (RGB) and ``mask`` (a Labels layer with the
 fixed palette: 1 cytoplasm, 2 nucleus, 0 background/eraser). Every finished stroke (napari's
 ``paint`` event, also sent by fill, polygon and the helper buttons) updates the readout and
-schedules an autosave; undo and redo do the same.
+schedules an autosave; undo and redo do the same. An edit the autosave could not write stays
+queued: the panel says so in one line naming the image and the reason, and shows the unsaved
+pixels again when that image is opened again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from cytoreview.data import mask_tools
 from cytoreview.errors import CytoReviewError
-from cytoreview.gui.autosave import Autosave, edit_provenance
+from cytoreview.gui.autosave import Autosave
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.paint_tools import PaintToolbar, mask_colormap
 from cytoreview.gui.progress_widgets import StatusLabel
@@ -34,6 +36,8 @@ from cytoreview.gui.shortcuts import bind_layer_keys
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.storage.records import MaskVersion
 from cytoreview.types import CYTOPLASM, NUCLEUS, Provenance
+from cytoreview.workflows.mask_edits import SavedEdit, edit_provenance
+from cytoreview.workflows.review import approve as approve_mask
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ class AnnotatePanel(QWidget):
         self.labels_layer: Labels | None = None
         self._provenance = Provenance.MANUAL  # what an edit of this image is saved as
         self._version: MaskVersion | None = None  # the newest saved version shown
-        self._baseline: np.ndarray | None = None  # the pixels last saved
+        self._unsaved_told: set[int] = set()  # images whose failed save the person was told of
         self._header = ""  # "name (class)" of the open image
         self._auto_brush: int | None = None  # the brush size last fitted to an image
         self._readout_timer = QTimer(self)
@@ -88,6 +92,7 @@ class AnnotatePanel(QWidget):
         state.image_opened.connect(self.open_image)
         state.project_changed.connect(self._on_project_changed)
         state.masks_changed.connect(self._on_masks_changed)
+        state.classes_changed.connect(self._on_classes_changed)
         autosave.saved.connect(self._on_saved)
         autosave.failed.connect(self._on_save_failed)
 
@@ -159,21 +164,36 @@ class AnnotatePanel(QWidget):
         except (CytoReviewError, OSError) as exc:
             self.state.message.emit("error", f"cannot open image {image_id}: {exc}")
             return
-        mask = (
-            found[1].copy()
-            if found is not None
-            else np.zeros((record.height, record.width), np.uint8)
-        )
         self.image_id = record.id
         self._version = found[0] if found is not None else None
-        self._provenance = edit_provenance(project.mask_versions(record.id))
-        self._baseline = mask.copy()
+        versions = project.mask_versions(record.id)
+        self._provenance = edit_provenance(versions)
+        unsaved = self.autosave.pending_mask(record.id)
+        if unsaved is not None and unsaved.shape == (record.height, record.width):
+            # Strokes a failed save still holds: shown (the very array, so that painting goes
+            # on from them) instead of the older version on disk.
+            mask = unsaved
+        else:
+            mask = (
+                found[1].copy()
+                if found is not None
+                else np.zeros((record.height, record.width), np.uint8)
+            )
+            self.autosave.set_baseline(
+                record.id, mask, self._version.version if self._version is not None else 0
+            )
         self._replace_layers(rgb, mask, record.name)
         self._set_enabled(True)
         self._header = f"{record.name} ({record.class_label or 'no class'})"
         status = "no mask yet" if self._version is None else self._describe(self._version)
         self.title.setText(f"{self._header}: {status}")
-        self.save_status.setText(f"edits are saved as {self._provenance.value}")
+        reason = self.autosave.error(record.id)
+        if unsaved is not None:
+            self.save_status.setText(
+                f"UNSAVED edits shown ({reason or 'saving'}); kept and retried"
+            )
+        else:
+            self.save_status.setText(f"edits are saved as {self._provenance.value}")
         self._update_readout()
 
     def _replace_layers(self, rgb: np.ndarray, mask: np.ndarray, name: str) -> None:
@@ -282,9 +302,7 @@ class AnnotatePanel(QWidget):
             return
         # The image id is taken now, with this image's own array: a save that fires after
         # another image opened still writes these pixels to this image.
-        self.autosave.mark_dirty(
-            self.image_id, self.labels_layer.data, self._provenance, self._baseline
-        )
+        self.autosave.mark_dirty(self.image_id, self.labels_layer.data, self._provenance)
         # napari sends the event before some edits (data_setitem) reach the array: measure
         # once control is back in the event loop.
         self._readout_timer.start()
@@ -295,41 +313,69 @@ class AnnotatePanel(QWidget):
 
     # -- approval and saving -------------------------------------------------------------------
     def approve(self) -> MaskVersion | None:
-        """Save the mask as it is now as ``approved`` (pending edits are saved first)."""
+        """Approve the mask as it is now (pending edits are saved first; audited as a review).
+
+        Nothing is approved while an edit of the image is not saved: the version on disk is
+        not what the person sees.
+        """
         if self.labels_layer is None or self.image_id is None:
             return None
         project = self.state.require_project()
+        image_id = self.image_id
         self.autosave.flush()
-        versions = project.mask_versions(self.image_id)
-        if versions and versions[-1].provenance is Provenance.APPROVED:
+        if self.autosave.is_pending(image_id):
+            reason = self.autosave.error(image_id) or "not saved yet"
+            self.state.message.emit("error", f"not approved: the edits are not saved ({reason})")
+            return None
+        before = project.mask_versions(image_id)
+        if before and before[-1].provenance is Provenance.APPROVED:
             self.save_status.setText("already approved; nothing changed since")
-            return versions[-1]
-        mask = np.asarray(self.labels_layer.data)
+            return before[-1]
         try:
-            version = project.save_mask(
-                self.image_id, mask, Provenance.APPROVED, actor=self.state.actor
-            )
+            approve_mask(project, image_id, reviewer=self.state.actor)
         except (CytoReviewError, ValueError, OSError) as exc:
             self.state.message.emit("error", f"approval failed: {exc}")
             return None
-        self._on_saved(self.image_id, version)
-        if not mask.any():
+        version = project.mask_versions(image_id)[-1]
+        self._show_saved(image_id, version)
+        self.autosave.set_baseline(image_id, self.labels_layer.data, version.version)
+        self.state.notify_masks_changed([image_id])
+        if not np.asarray(self.labels_layer.data).any():
             self.state.message.emit("warning", "an empty mask was approved (no cell on it)")
         return version
 
-    def _on_saved(self, image_id: int, version: object) -> None:
-        if not isinstance(version, MaskVersion):
-            return
+    def _show_saved(self, image_id: int, version: MaskVersion) -> None:
         if image_id == self.image_id and self.labels_layer is not None:
             self._version = version
-            self._baseline = np.array(self.labels_layer.data, copy=True)
             self.title.setText(f"{self._header}: {self._describe(version)}")
             self.save_status.setText(f"saved v{version.version} ({version.provenance.value})")
+
+    def _on_saved(self, image_id: int, saved: object) -> None:
+        if not isinstance(saved, SavedEdit):
+            return
+        self._show_saved(image_id, saved.version)
+        name = self._image_name(image_id)
+        if saved.conflict:
+            self.state.message.emit("warning", saved.warning(name))
+        if image_id in self._unsaved_told:
+            self._unsaved_told.discard(image_id)
+            self.state.message.emit("info", f"mask of {name} saved (v{saved.version.version})")
         self.state.notify_masks_changed([image_id])
 
     def _on_save_failed(self, image_id: int, reason: str) -> None:
-        self.save_status.setText(f"NOT saved: {reason}")
-        self.state.message.emit("error", f"mask of image {image_id} not saved: {reason}")
+        retry = self.autosave.retry_in_ms
+        when = f"retrying in {retry / 1000:.0f} s" if retry is not None else "retried"
+        line = f"mask of {self._image_name(image_id)} NOT saved: {reason}; edit kept, {when}"
+        if image_id == self.image_id:
+            self.save_status.setText(line)
+        if image_id not in self._unsaved_told:  # one notice per failure, not one per retry
+            self._unsaved_told.add(image_id)
+            self.state.message.emit("error", line)
+        else:
+            self.state.message.emit("info", line)  # the status bar keeps the newest reason
+
+    def _image_name(self, image_id: int) -> str:
+        return self.autosave.image_name(image_id)
 
     def _on_masks_changed(self, image_ids: object) -> None:
         """Show a mask written by someone else (auto-segmentation) if nothing is being edited."""
@@ -345,12 +391,24 @@ class AnnotatePanel(QWidget):
         if newest != (self._version.id if self._version else None):
             self.open_image(self.image_id)
 
+    def _on_classes_changed(self, image_ids: object) -> None:
+        project = self.state.project
+        if project is None or self.image_id is None or self.image_id not in image_ids:  # type: ignore[operator]
+            return
+        record = project.image(self.image_id)
+        old_header, self._header = (
+            self._header,
+            f"{record.name} ({record.class_label or 'no class'})",
+        )
+        self.title.setText(self.title.text().replace(old_header, self._header, 1))
+
     def _on_project_changed(self, project: object) -> None:
         for layer_name in (MASK_LAYER, IMAGE_LAYER):
             if layer_name in self.viewer.layers:
                 self.viewer.layers.remove(layer_name)
         self.image_layer = self.labels_layer = None
-        self.image_id = self._version = self._baseline = None
+        self.image_id = self._version = None
+        self._unsaved_told.clear()
         self._set_enabled(False)
         self.title.setText("No image open: double-click one in the project table")
         self.save_status.setText("")

@@ -17,10 +17,10 @@ from typing import Any, cast
 
 from qtpy.compat import isalive
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QApplication, QMainWindow, QScrollArea, QWidget
+from qtpy.QtWidgets import QApplication, QMainWindow, QMessageBox, QScrollArea, QWidget
 
 from cytoreview.gui.annotate_panel import AnnotatePanel
-from cytoreview.gui.autosave import DEFAULT_DELAY_MS, Autosave
+from cytoreview.gui.autosave import DEFAULT_DELAY_MS, DEFAULT_MAX_WAIT_MS, Autosave
 from cytoreview.gui.classifier_panel import ClassifierPanel
 from cytoreview.gui.export_panel import ExportPanel
 from cytoreview.gui.help_panel import HelpPanel
@@ -28,6 +28,7 @@ from cytoreview.gui.project_panel import ProjectPanel
 from cytoreview.gui.review_panel import ReviewPanel
 from cytoreview.gui.shortcuts import (
     REVIEW_SHORTCUTS,
+    TEACH_ANSWER_KEYS,
     TEACH_SHORTCUTS,
     install_window_shortcuts,
 )
@@ -199,13 +200,60 @@ class Workbench:
         if not self.closed:  # after Qt has switched the tab; the timer dies with the window
             QTimer.singleShot(0, self.window, self.share_heights)
 
+    def confirm_close(self) -> bool:
+        """Save pending edits; if some cannot be saved, ask the person before closing.
+
+        Returns
+        -------
+        bool
+            False when the window must stay open (the person chose to keep the edits).
+        """
+        if self._closed:
+            return True
+        while True:
+            self.autosave.flush()
+            if not self.autosave.is_pending():
+                return True
+            choice = self.ask_unsaved(self.autosave.unsaved_lines())
+            if choice == "discard":
+                self.autosave.discard_all()
+                return True
+            if choice != "retry":
+                return False
+
+    def ask_unsaved(self, lines: list[str]) -> str:
+        """Ask what to do with edits that could not be saved: ``retry``, ``discard`` or ``keep``.
+
+        ``keep`` (the default, also Escape) keeps the window open with the edits queued.
+        """
+        box = QMessageBox(self.window)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Unsaved mask edits")
+        box.setText("These mask edits could not be saved:\n" + "\n".join(lines))
+        box.setInformativeText(
+            "Free disk space or fix the folder's permissions, then try again. "
+            "Closing now loses them."
+        )
+        retry = box.addButton("Try again", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton("Close and lose them", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep the window open", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.exec()
+        clicked = box.clickedButton()
+        return "retry" if clicked is retry else "discard" if clicked is discard else "keep"
+
     def close(self) -> None:
         """Save pending edits, stop background jobs and close the project (idempotent)."""
         if self._closed:
             return
         self._closed = True
         self.autosave.flush()
+        if self.autosave.is_pending():  # only when the close could not be refused (app quit)
+            log.error("closing with unsaved mask edits: %s", self.autosave.unsaved_lines())
+        self.autosave.discard_all()  # the person was asked where a window close allowed it
         self.state.close_project()
+        self.autosave.shutdown()
 
 
 class _CloseWatcher(QObject):
@@ -216,8 +264,11 @@ class _CloseWatcher(QObject):
         self._workbench = workbench
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        """Qt: save and stop before the window goes."""
+        """Qt: save and stop before the window goes; edits that cannot be saved ask first."""
         if event.type() == QEvent.Type.Close:
+            if not self._workbench.confirm_close():
+                event.ignore()
+                return True  # the window stays open, the edits stay queued
             self._workbench.close()
         return False
 
@@ -260,6 +311,7 @@ def build_workbench(
     *,
     actor: str | None = None,
     autosave_delay_ms: int = DEFAULT_DELAY_MS,
+    autosave_max_wait_ms: int = DEFAULT_MAX_WAIT_MS,
 ) -> Workbench:
     """Add CytoReview's docks to ``viewer`` and open ``project_path`` if given.
 
@@ -273,6 +325,8 @@ def build_workbench(
         Who is working, for the audit log (default: ``$CYTOREVIEW_USER`` or the login name).
     autosave_delay_ms
         Quiet time after a stroke before the mask is saved.
+    autosave_max_wait_ms
+        Longest an unsaved stroke waits while strokes keep coming.
 
     Returns
     -------
@@ -291,7 +345,7 @@ def build_workbench(
     if window is None:
         raise WindowClosedError("the napari window was closed before the workbench was built")
     state = WorkbenchState(actor, parent=window)
-    autosave = Autosave(state, autosave_delay_ms, parent=window)
+    autosave = Autosave(state, autosave_delay_ms, autosave_max_wait_ms, parent=window)
     workbench = Workbench(viewer, state, autosave, window)
     # First of all: a close from now on (the person, or the app quitting) reaches the workbench,
     # which then saves, stops its jobs and closes the project, wherever start-up had got to.
@@ -408,7 +462,7 @@ def _teach_panel(wb: Workbench) -> QWidget:
     )
     actions = {
         f"teach_answer_{i + 1}": (lambda i=i: panel.answer_index(i))  # type: ignore[misc]
-        for i in range(4)
+        for i in range(TEACH_ANSWER_KEYS)
     }
     panel.answer_shortcuts = install_window_shortcuts(wb.window, actions, TEACH_SHORTCUTS)
     panel.next_shortcuts = install_window_shortcuts(

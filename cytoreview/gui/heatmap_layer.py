@@ -1,9 +1,11 @@
 """The ``heatmap`` layer: a Grad-CAM++ map over the open image, stored or computed on demand.
 
-A stored heatmap (``PredictionStore.heatmap_record``) is loaded at once; without one, the
-current classifier explains the image in a :class:`JobRunner`, so the window never waits for
-the network, and the result is stored for next time. One overlay is shared by the review and
-the teaching panels; teaching mode ``suppress``-es it while an image is shown blind.
+Which map may be shown is the workflow's rule (:mod:`cytoreview.workflows.heatmaps`): only one
+made by the model in use (the current classifier), never an older model's. A stored map of that
+model is loaded at once; without one, :func:`get_or_compute_heatmap` computes it, with the
+quality checks of ``cytoreview explain``, in a :class:`JobRunner` (the window never waits for
+the network) and stores it. The status line names the map's model and date. One overlay is
+shared by the review and the teaching panels; teaching mode ``suppress``-es it while blind.
 """
 
 from __future__ import annotations
@@ -18,33 +20,37 @@ from qtpy.QtCore import QObject, Signal
 from cytoreview.errors import CytoReviewError
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
-from cytoreview.storage.predictions import PredictionStore
 from cytoreview.types import CancelToken, Progress
-from cytoreview.workflows.classification import current_classifier_id, load_classifier
-from cytoreview.workflows.review_data import explain_image
+from cytoreview.workflows.heatmaps import (
+    DEFAULT_METHOD,
+    Heatmap,
+    can_compute,
+    get_or_compute_heatmap,
+    heatmap_model,
+    stored_heatmap,
+)
 
 log = logging.getLogger(__name__)
 
 HEATMAP_LAYER = "heatmap"
 COLORMAPS: tuple[str, ...] = ("inferno", "jet", "viridis")
 DEFAULT_OPACITY = 0.45
-METHOD = "gradcam++"
+METHOD = DEFAULT_METHOD
 
 
-def _explain_job(project: Any, image_id: int, rgb: np.ndarray, mask: np.ndarray | None) -> Any:
-    """The worker's job: load the current classifier, explain one image, return the map."""
+def _explain_job(project: Any, image_id: int, model_id: str) -> Any:
+    """The worker's job: the map of one image by ``model_id``, computed, checked and stored."""
 
     def job(token: CancelToken) -> Generator[Progress, Any, Any]:
-        yield Progress("explain", 0, 1, "loading the classifier")
-        loaded = load_classifier(project)
+        yield Progress("explain", 0, 1, "explaining the call")
         if token.cancelled:
             return None
-        use_mask = mask if loaded.uses_mask else None
-        heatmap, cls, quality = explain_image(
-            loaded, rgb, use_mask, method=METHOD, flipping_steps=0, device="cpu"
+        # The CPU: the window's own work must not wait behind a GPU transfer; one image is fast.
+        heatmap = get_or_compute_heatmap(
+            project, image_id, model_id=model_id, method=METHOD, device="cpu"
         )
         yield Progress("explain", 1, 1, "heatmap ready")
-        return image_id, loaded.model_id, loaded.class_names[cls], heatmap, quality
+        return heatmap
 
     return job
 
@@ -69,6 +75,8 @@ class HeatmapOverlay(QObject):
         self.state = state
         self.layer: Any = None
         self.image_id: int | None = None  # the image whose map is in the layer
+        self.model_id: str | None = None  # the model that made the map in the layer
+        self.label = ""  # what the map in the layer is: method, class, model, date
         self.wanted: int | None = None  # the image a map is asked for
         self.colormap = COLORMAPS[0]
         self.opacity = DEFAULT_OPACITY
@@ -78,7 +86,8 @@ class HeatmapOverlay(QObject):
         self.runner = JobRunner("heatmap", self)
         state.track_job(self.runner)
         self.runner.succeeded.connect(self._on_computed)
-        self.runner.failed.connect(lambda exc: self.status.emit(f"heatmap failed: {exc}"))
+        self.runner.failed.connect(self._on_failed)
+        self._failed: int | None = None  # the image whose map could not be computed
         self.runner.finished.connect(self._after_job)
         state.project_changed.connect(self._on_project_changed)
 
@@ -136,54 +145,49 @@ class HeatmapOverlay(QObject):
         project = self.state.project
         if project is None:
             return False
+        if self.wanted != int(image_id):
+            self._failed = None
         self.wanted = int(image_id)
-        if self.image_id == self.wanted and self._layer_alive():
-            self._apply_visibility()
-            return True
-        record = project.image(self.wanted)
-        store = PredictionStore(project)
-        model_id = current_classifier_id(project, "bethesda")
-        stored = store.heatmap_record(self.wanted, model_id=model_id) if model_id else None
-        stored = stored or store.heatmap_record(self.wanted)
-        heatmap = store.load_heatmap(stored) if stored is not None else None
-        if heatmap is not None and heatmap.shape == (record.height, record.width):
-            self._show(self.wanted, heatmap, f"{stored.method} for {stored.target_class}")
+        try:
+            model_id = heatmap_model(project, self.wanted)
+            if self.image_id == self.wanted and self.model_id == model_id and self._layer_alive():
+                self._apply_visibility()
+                return True
+            record = project.image(self.wanted)
+            stored = stored_heatmap(project, self.wanted, model_id=model_id, method=METHOD)
+        except (CytoReviewError, OSError) as exc:
+            self.status.emit(f"cannot show a heatmap of image {image_id}: {exc}")
+            return False
+        if stored is not None:
+            self._show(stored)
             return True
         self._clear((record.height, record.width))
-        if not compute or model_id is None:
-            self.status.emit("no heatmap stored and no classifier to compute one")
+        if model_id is None:
+            self.status.emit("no heatmap: no classifier to compute one")
+            return False
+        computable = can_compute(project, model_id)
+        if not compute or not computable or self._failed == self.wanted:
+            # Another model's map is never shown in its place, whatever is stored.
+            why = "" if computable else ", and no classifier here to compute one"
+            self.status.emit(f"no heatmap of {model_id} for this image{why}")
             return False
         if self.runner.is_running:  # the finished job picks up self.wanted
             self.runner.cancel()
             return True
-        self._start(self.wanted)
+        self.status.emit(f"computing the heatmap of {record.name} with {model_id}…")
+        self.runner.start(_explain_job(project, self.wanted, model_id))
         return True
 
-    def _start(self, image_id: int) -> None:
-        project = self.state.require_project()
-        try:
-            record = project.image(image_id)
-            rgb = project.load_image(record).rgb
-            found = project.current_mask(image_id)
-        except (CytoReviewError, OSError) as exc:
-            self.status.emit(f"cannot explain image {image_id}: {exc}")
-            return
-        self.status.emit(f"computing the heatmap of {record.name}…")
-        mask = None if found is None else found[1]
-        self.runner.start(_explain_job(project, image_id, rgb, mask))
+    def _on_failed(self, exc: BaseException) -> None:
+        # Not computed again by itself (the next request of another image clears this).
+        self._failed = self.wanted
+        self.status.emit(f"heatmap failed: {exc}")
 
     def _on_computed(self, result: object) -> None:
-        if result is None or self.state.project is None:
+        if not isinstance(result, Heatmap) or self.state.project is None:
             return
-        image_id, model_id, target, heatmap, quality = result  # type: ignore[misc]
-        try:
-            PredictionStore(self.state.project).save_heatmap(
-                image_id, model_id, METHOD, target, heatmap, quality
-            )
-        except CytoReviewError as exc:  # shown anyway; only the cache failed
-            log.warning("heatmap not stored: %s", exc)
-        if image_id == self.wanted:
-            self._show(image_id, heatmap, f"{METHOD} for {target} (computed now)")
+        if result.image_id == self.wanted:
+            self._show(result)
 
     def _after_job(self) -> None:
         # The person moved on while a map was computed: compute the one wanted now.
@@ -199,8 +203,9 @@ class HeatmapOverlay(QObject):
     def _layer_alive(self) -> bool:
         return self.layer is not None and self.layer in self.viewer.layers
 
-    def _show(self, image_id: int, heatmap: np.ndarray, text: str) -> None:
-        data = np.asarray(heatmap, np.float32)
+    def _show(self, heatmap: Heatmap) -> None:
+        image_id = heatmap.image_id
+        data = np.asarray(heatmap.pixels, np.float32)
         if self._layer_alive():
             self.layer.data = data  # reusing the layer: no costly removal on every image
         else:
@@ -213,10 +218,12 @@ class HeatmapOverlay(QObject):
                 contrast_limits=(0.0, 1.0),
             )
         self.layer.contrast_limits = (0.0, 1.0)
-        self.image_id = image_id
+        self.layer.metadata["model_id"] = heatmap.model_id
+        self.image_id, self.model_id = image_id, heatmap.model_id
+        self.label = heatmap.label() + (" (computed now)" if heatmap.computed else "")
         self._apply_visibility()
         self._keep_mask_selected()
-        self.status.emit(f"heatmap: {text}")
+        self.status.emit(f"heatmap: {self.label}")
         self.shown.emit(image_id)
 
     def _clear(self, shape: tuple[int, int]) -> None:
@@ -224,7 +231,8 @@ class HeatmapOverlay(QObject):
         if self._layer_alive():
             self.layer.data = np.zeros(shape, np.float32)
             self.layer.contrast_limits = (0.0, 1.0)
-        self.image_id = None
+        self.image_id = self.model_id = None
+        self.label = ""
         self._apply_visibility()
 
     def _apply_visibility(self) -> None:
@@ -242,4 +250,4 @@ class HeatmapOverlay(QObject):
         if self._layer_alive():
             self.viewer.layers.remove(self.layer)
         self.layer = None
-        self.image_id = self.wanted = None
+        self.image_id = self.wanted = self.model_id = None

@@ -28,7 +28,7 @@ PANEL_HELP: dict[str, str] = {
         "saved as corrected), Skip sends it to the end. Your class call is kept beside the model's."
     ),
     "teach": (
-        "Call the class of each image blind (keys 1-4), then see the expert label, the model, "
+        "Call the class of each image blind (keys 1-9), then see the expert label, the model, "
         "the mask and the heatmap. Classes you miss come back more often."
     ),
     "help": "Every keyboard shortcut of the workbench.",
@@ -57,7 +57,10 @@ TOOLTIPS: dict[str, str] = {
     "filter_status": "Show only images whose current mask is of this kind",
     "filter_seeds": "Show only the seed images (the ones to paint by hand first)",
     "filter_name": "Show only images whose name contains this text",
-    "table": "Double-click an image (or press Enter) to open it for painting",
+    "table": (
+        "Double-click an image (or press Enter) to open it for painting; click the class of a "
+        "selected row (or press F2) to correct it"
+    ),
     "pick_seeds": (
         "Pick a reproducible, class-balanced seed set of this many images per class; seeds "
         "already painted stay seeds"
@@ -124,6 +127,10 @@ TOOLTIPS: dict[str, str] = {
     "review_edit": "Correct the mask in the Annotate tab; edits are saved as corrected (Alt+E)",
     "review_skip": "Send this image to the end of the queue (Alt+S)",
     "review_call": "Your own class for this image, stored beside the model's",
+    "review_adopt": (
+        "Make your call the image's class label: training and evaluation use it from now on "
+        "(recorded in the audit log)"
+    ),
     "heatmap_toggle": "Show where the classifier looked (computed on demand, then stored)",
     "heatmap_opacity": "Opacity of the heatmap over the image",
     # teach panel

@@ -7,12 +7,23 @@ rows, so thousands of images stay fast (2000 rows load, sort and filter in about
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from qtpy.QtGui import QBrush, QColor
-from qtpy.QtWidgets import QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout
+from qtpy.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
 
 from cytoreview.storage.predictions import PredictionStore
 from cytoreview.storage.project import Project
@@ -23,7 +34,7 @@ COLUMNS = ("Name", "Class", "Mask", "Seed", "Prediction", "Uncert.")
 #: Column tooltips (the header explains what the numbers mean).
 COLUMN_TIPS = (
     "Image name",
-    "The expert's class label",
+    "The expert's class label: select the row, then click the cell (or press F2) to correct it",
     "Current mask: none, manual, auto, corrected or approved",
     "In the seed set to paint by hand",
     "The classifier's call and its probability",
@@ -32,6 +43,9 @@ COLUMN_TIPS = (
 )
 SORT_ROLE = Qt.ItemDataRole.UserRole
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
+CLASS_COLUMN = 1
+#: Sets an image's class; returns the class it has afterwards (None: the change was refused).
+ClassSetter = Callable[[int, str], str | None]
 #: Row tints by mask status: what still needs a person's eye stands out. Translucent, so the
 #: theme's text colour stays readable on a dark or a light background.
 STATUS_TINT = {"auto": QColor(255, 180, 0, 70), "approved": QColor(60, 200, 90, 70)}
@@ -97,6 +111,8 @@ class ImageTableModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[ImageRow] = []
         self._index: dict[int, int] = {}
+        #: Makes the class column editable: called with (image id, class) on an edit.
+        self.class_setter: ClassSetter | None = None
 
     def set_rows(self, rows: list[ImageRow]) -> None:
         """Replace every row (a project opened, images imported)."""
@@ -119,6 +135,36 @@ class ImageTableModel(QAbstractTableModel):
             if (row.status, row.mask_uncertainty) != (status, uncertainty):
                 row.status, row.mask_uncertainty = status, uncertainty
                 self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+
+    def set_class_label(self, image_id: int, class_label: str | None) -> None:
+        """Show a new class label for an image (set elsewhere, e.g. from the review dock)."""
+        i = self._index.get(image_id)
+        if i is not None and self._rows[i].class_label != class_label:
+            self._rows[i].class_label = class_label
+            self.dataChanged.emit(self.index(i, CLASS_COLUMN), self.index(i, CLASS_COLUMN))
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        """Qt: the class cell is editable when a setter is connected."""
+        flags = super().flags(index)
+        if index.isValid() and index.column() == CLASS_COLUMN and self.class_setter is not None:
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def setData(self, index: QModelIndex, value: Any, role: int = 2) -> bool:  # noqa: N802
+        """Qt: an edited class cell goes through :attr:`class_setter` (the workflow)."""
+        if (
+            not index.isValid()
+            or index.column() != CLASS_COLUMN
+            or role != Qt.ItemDataRole.EditRole
+            or self.class_setter is None
+        ):
+            return False
+        row = self._rows[index.row()]
+        new = self.class_setter(row.id, str(value))
+        if new is None:
+            return False
+        self.set_class_label(row.id, new)
+        return True
 
     def row(self, i: int) -> ImageRow:
         """The row at source position ``i``."""
@@ -166,6 +212,8 @@ class ImageTableModel(QAbstractTableModel):
             if role == SORT_ROLE:
                 return -1.0 if uncertainty is None else uncertainty
             return "" if uncertainty is None else f"{uncertainty:.2f}"
+        if role == Qt.ItemDataRole.EditRole and col == CLASS_COLUMN:
+            return row.class_label or ""
         if role == ID_ROLE:
             return row.id
         if role == Qt.ItemDataRole.BackgroundRole and row.status in STATUS_TINT:
@@ -218,6 +266,33 @@ class ImageFilterProxy(QSortFilterProxyModel):
             return None
         proxy = self.mapFromSource(self.sourceModel().index(source, 0))
         return proxy.row() if proxy.isValid() else None
+
+
+class ClassDelegate(QStyledItemDelegate):
+    """Edits the class cell with a drop-down of the project's classes."""
+
+    def __init__(self, classes: Callable[[], Sequence[str]], parent: Any = None) -> None:
+        super().__init__(parent)
+        self._classes = classes
+
+    def createEditor(self, parent: QWidget, option: Any, index: QModelIndex) -> QWidget:  # noqa: N802
+        """Qt: a combo box of the classes."""
+        combo = QComboBox(parent)
+        combo.addItems(list(self._classes()))
+        combo.setToolTip("The image's class: training and evaluation use it")
+        return combo
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex) -> None:  # noqa: N802
+        """Qt: start on the image's class."""
+        if isinstance(editor, QComboBox):
+            editor.setCurrentText(str(index.data(Qt.ItemDataRole.EditRole) or ""))
+
+    def setModelData(self, editor: QWidget, model: Any, index: QModelIndex) -> None:  # noqa: N802
+        """Qt: hand the chosen class to the model (which asks the workflow)."""
+        if isinstance(editor, QComboBox) and editor.currentText() != index.data(
+            Qt.ItemDataRole.EditRole
+        ):
+            model.setData(index, editor.currentText(), Qt.ItemDataRole.EditRole)
 
 
 class SeedCockpit(QGroupBox):

@@ -30,8 +30,10 @@ from qtpy.QtWidgets import (
 from cytoreview.errors import CytoReviewError
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.image_table import (
+    CLASS_COLUMN,
     COLUMNS,
     NO_CLASS,
+    ClassDelegate,
     ImageFilterProxy,
     ImageTableModel,
     SeedCockpit,
@@ -44,6 +46,7 @@ from cytoreview.gui.workers import JobRunner
 from cytoreview.settings import DEFAULT_SEEDS_PER_CLASS
 from cytoreview.storage.project import Project
 from cytoreview.types import CLASS_SCHEMES, DEFAULT_SCHEME, Progress
+from cytoreview.workflows.class_labels import set_image_class
 from cytoreview.workflows.importing import ImportReport, import_images
 from cytoreview.workflows.projects import build_scheme
 from cytoreview.workflows.seeds import pick_seeds
@@ -59,6 +62,7 @@ class ProjectPanel(QWidget):
         self.model = ImageTableModel(self)
         self.proxy = ImageFilterProxy(self)
         self.proxy.setSourceModel(self.model)
+        self.model.class_setter = self.set_image_class
         self.importer = JobRunner("import", self)
         state.track_job(self.importer)
         self.last_import: ImportReport | None = None
@@ -75,6 +79,7 @@ class ProjectPanel(QWidget):
         state.images_changed.connect(self.reload)
         state.masks_changed.connect(self._on_masks_changed)
         state.image_opened.connect(self._select_image)
+        state.classes_changed.connect(self._on_classes_changed)
         self._on_project_changed(state.project)
 
     # -- layout --------------------------------------------------------------------------------
@@ -152,7 +157,14 @@ class ProjectPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         # Ctrl/Shift-click selects several images (e.g. to auto-segment only those).
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # The class cell edits with a click on a selected row or F2; a double click still
+        # opens the image (Qt waits out the double-click time before it starts an edit).
+        self.table.setEditTriggers(
+            QAbstractItemView.EditTrigger.SelectedClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
+        self.class_delegate = ClassDelegate(self._scheme_classes, self.table)
+        self.table.setItemDelegateForColumn(CLASS_COLUMN, self.class_delegate)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.verticalHeader().setDefaultSectionSize(22)
@@ -335,6 +347,38 @@ class ProjectPanel(QWidget):
         """Recount the seed quota."""
         if self.state.project is not None:
             self.cockpit.show_status(project_status(self.state.project))
+
+    def _scheme_classes(self) -> list[str]:
+        project = self.state.project
+        return list(project.scheme.classes) if project is not None else []
+
+    def set_image_class(self, image_id: int, class_name: str) -> str | None:
+        """Correct an image's class (the class cell's edit); returns the class it has now.
+
+        The workflow checks the class and audits the change; a refusal is shown, not raised.
+        """
+        project = self.state.project
+        if project is None:
+            return None
+        try:
+            change = set_image_class(
+                project, image_id, class_name, actor=self.state.actor, source="project table"
+            )
+        except CytoReviewError as exc:
+            self.state.message.emit("error", f"class not changed: {exc}")
+            return None
+        if change.changed:
+            self.state.message.emit("info", f"class of {change.line()}")
+            self.state.notify_classes_changed([image_id])
+        return change.new
+
+    def _on_classes_changed(self, image_ids: object) -> None:
+        project = self.state.project
+        if project is None:
+            return
+        for image_id in image_ids:  # type: ignore[attr-defined]
+            self.model.set_class_label(image_id, project.image(image_id).class_label)
+        self._status_timer.start()
 
     def _on_masks_changed(self, image_ids: object) -> None:
         project = self.state.project

@@ -38,6 +38,8 @@ from cytoreview.gui.review_widgets import CellTable, ProbabilityBars
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.morphometry.measure import measure_image
 from cytoreview.storage.predictions import PredictionStore
+from cytoreview.workflows.class_labels import adopt_expert_call
+from cytoreview.workflows.classification import current_classifier_id
 from cytoreview.workflows.review import (
     ReviewItem,
     approve,
@@ -85,6 +87,7 @@ class ReviewPanel(QWidget):
         state.images_changed.connect(self.refresh)
         state.masks_changed.connect(lambda _: self._refresh_timer.start())
         state.image_opened.connect(self._on_image_opened)
+        state.classes_changed.connect(lambda _: self.refresh())
         self._details_stale = False
         self.heatmap.status.connect(self.heatmap_status.setText)
         self.refresh()
@@ -127,6 +130,10 @@ class ReviewPanel(QWidget):
         grid.addWidget(self.title)
         self.bars = ProbabilityBars()
         grid.addWidget(self.bars)
+        self.model_label = QLabel("")  # which model gave the probabilities, and when
+        self.model_label.setWordWrap(True)
+        self.model_label.setStyleSheet("color: gray")
+        grid.addWidget(self.model_label)
         self.binary_label = QLabel("Binary call: —")
         grid.addWidget(self.binary_label)
         buttons = QHBoxLayout()
@@ -146,9 +153,13 @@ class ReviewPanel(QWidget):
         self.call_combo.setToolTip(TOOLTIPS["review_call"])
         self.call_button = QPushButton("Record my call")
         self.call_button.clicked.connect(lambda: self.record_call())
+        self.adopt_button = QPushButton("Make it the label")
+        self.adopt_button.setToolTip(TOOLTIPS["review_adopt"])
+        self.adopt_button.clicked.connect(lambda: self.adopt_call())
         self.expert_label = QLabel("")
         calls.addWidget(self.call_combo, 1)
         calls.addWidget(self.call_button)
+        calls.addWidget(self.adopt_button)
         grid.addLayout(calls)
         grid.addWidget(self.expert_label)
         layout.addWidget(box)
@@ -262,6 +273,10 @@ class ReviewPanel(QWidget):
         if image_id is None:
             return None
         self.autosave.flush()  # the strokes just painted are what is approved
+        if self.autosave.is_pending(image_id):  # on disk is not what the person sees
+            reason = self.autosave.error(image_id) or "not saved yet"
+            self.state.message.emit("error", f"cannot accept: the edits are not saved ({reason})")
+            return None
         try:
             version_id = approve(self.state.require_project(), image_id, reviewer=self.state.actor)
         except CytoReviewError as exc:
@@ -304,6 +319,33 @@ class ReviewPanel(QWidget):
         self.state.message.emit("info", f"your call {call} is recorded")
         self.refresh()
 
+    def adopt_call(self, class_call: str | None = None) -> str | None:
+        """Make the reviewer's call (the combo's unless given) the image's class label.
+
+        The call is recorded first when it is not the newest one on record, so the label and
+        the review log say the same. Returns the image's class afterwards (None: refused).
+        """
+        image_id = self._target()
+        if image_id is None:
+            return None
+        project = self.state.require_project()
+        call = class_call or self.call_combo.currentText()
+        try:
+            recorded = PredictionStore(project).latest_reviews().get(image_id)
+            if recorded is None or recorded.class_call != call:
+                record_call(project, image_id, call, reviewer=self.state.actor)
+            change = adopt_expert_call(project, image_id, actor=self.state.actor)
+        except CytoReviewError as exc:
+            self.state.message.emit("error", f"label not changed: {exc}")
+            return None
+        if change.changed:
+            self.state.message.emit("info", f"class of {change.line()} (the expert's call)")
+            self.state.notify_classes_changed([image_id])
+        else:
+            self.state.message.emit("info", f"{change.name} is labelled {change.new} already")
+            self.refresh()
+        return change.new
+
     # -- the current image ---------------------------------------------------------------------
     def _on_image_opened(self, _image_id: object) -> None:
         # Measuring and reading predictions cost tens of ms on a large image: do it only when
@@ -328,6 +370,7 @@ class ReviewPanel(QWidget):
             self.current = None
             self.title.setText("Pick an image of the queue")
             self.bars.show_probabilities({}, None)
+            self.model_label.setText("")
             self.cells.show_measurements(None)
             return
         self.current = next((it for it in self.items if it.image_id == image_id), None)
@@ -339,6 +382,7 @@ class ReviewPanel(QWidget):
             {} if pred is None else pred.probabilities, None if pred is None else pred.pred_class
         )
         model = "no prediction yet" if pred is None else f"model: {pred.pred_class}"
+        self.model_label.setText(_prediction_source(project, pred))
         reasons = "" if self.current is None else "; ".join(self.current.reasons)
         self.title.setText(f"{record.name}: {model}" + (f" ({reasons})" if reasons else ""))
         if binary is None:
@@ -349,7 +393,7 @@ class ReviewPanel(QWidget):
         call = store.latest_reviews().get(image_id)
         label = record.class_label or "none"
         mine = "none yet" if call is None else f"{call.class_call} by {call.reviewer}"
-        self.expert_label.setText(f"Expert call: {mine}; imported label: {label}")
+        self.expert_label.setText(f"Expert call: {mine}; class label: {label}")
         if call is not None and call.class_call:
             self.call_combo.setCurrentText(call.class_call)
         elif pred is not None:
@@ -384,3 +428,14 @@ class ReviewPanel(QWidget):
     def toggle_heatmap(self) -> None:
         """Show or hide the heatmap layer (the keyboard shortcut)."""
         self.heatmap_check.setChecked(not self.heatmap_check.isChecked())
+
+
+def _prediction_source(project: Any, pred: Any) -> str:
+    """Which model the probabilities come from and when; says so when it is not the current one."""
+    if pred is None:
+        return ""
+    text = f"probabilities from {pred.model_id}, {pred.created_at[:16].replace('T', ' ')} UTC"
+    current = current_classifier_id(project, "bethesda")
+    if current is not None and current != pred.model_id:
+        text += f"; the current classifier is {current}: classify again to see its call"
+    return text

@@ -52,12 +52,21 @@ REVIEW_SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("toggle_heatmap", ("Alt+M",), "show / hide the heatmap layer"),
 )
 
+#: Classes a teaching answer key exists for: the keys 1-9 (the herlev scheme has seven).
+TEACH_ANSWER_KEYS = 9
+_ORDINALS = ("1st", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th", "9th")
+_EXAMPLES = (" (e.g. NILM)", " (e.g. ASC-US)", " (e.g. LSIL)", " (e.g. HSIL)")
+
 #: Teaching keys (Qt, window-wide); the class keys are active only while a case is blind.
 TEACH_SHORTCUTS: tuple[Shortcut, ...] = (
-    Shortcut("teach_answer_1", ("1",), "teaching: answer the 1st class (e.g. NILM)"),
-    Shortcut("teach_answer_2", ("2",), "teaching: answer the 2nd class (e.g. ASC-US)"),
-    Shortcut("teach_answer_3", ("3",), "teaching: answer the 3rd class (e.g. LSIL)"),
-    Shortcut("teach_answer_4", ("4",), "teaching: answer the 4th class (e.g. HSIL)"),
+    *(
+        Shortcut(
+            f"teach_answer_{i + 1}",
+            (str(i + 1),),
+            f"teaching: answer the {_ORDINALS[i]} class{_EXAMPLES[i] if i < 4 else ''}",
+        )
+        for i in range(TEACH_ANSWER_KEYS)
+    ),
     Shortcut("teach_next", ("Alt+N",), "teaching: next case"),
 )
 

@@ -18,6 +18,7 @@ from cytoreview.settings import current_user
 from cytoreview.storage.project import Project
 from cytoreview.types import ClassScheme
 from cytoreview.workflows.projects import create_project, open_project
+from cytoreview.workflows.seeds import first_image_to_paint
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class WorkbenchState(QObject):
         Images were added (an import), so image lists must be reloaded.
     masks_changed(object)
         The current mask of these image ids changed (a list), or of any image (None).
+    classes_changed(object)
+        The class label of these image ids changed (a list).
     image_opened(object)
         The image id to show and paint; panels load it.
     message(str, str)
@@ -52,6 +55,7 @@ class WorkbenchState(QObject):
     project_changed = Signal(object)
     images_changed = Signal()
     masks_changed = Signal(object)
+    classes_changed = Signal(object)
     image_opened = Signal(object)
     message = Signal(str, str)
 
@@ -63,6 +67,8 @@ class WorkbenchState(QObject):
         self._jobs: list[Job] = []
         # Called (in order) before a project closes: flush unsaved edits, stop jobs.
         self._before_close: list[Callable[[], None]] = []
+        # Asked before another project replaces this one: a reason not to (unsaved edits).
+        self._close_guards: list[Callable[[], str | None]] = []
 
     # -- project -------------------------------------------------------------------------------
     @property
@@ -83,13 +89,21 @@ class WorkbenchState(QObject):
         return self._project
 
     def open_project(self, path: str | Path) -> Project:
-        """Close the current project (saving pending edits) and open the one at ``path``."""
+        """Close the current project (saving pending edits) and open the one at ``path``.
+
+        Raises
+        ------
+        ProjectError
+            If the open project keeps edits that cannot be saved (it stays open).
+        """
+        self.ensure_can_close()
         project = open_project(path)
         self._switch_to(project)
         return project
 
     def create_project(self, path: str | Path, scheme: ClassScheme | None = None) -> Project:
-        """Create a project folder and open it."""
+        """Create a project folder and open it (see :meth:`open_project`)."""
+        self.ensure_can_close()
         project = create_project(path, actor=self.actor, scheme=scheme)
         self._switch_to(project)
         return project
@@ -113,17 +127,40 @@ class WorkbenchState(QObject):
         self.current_image_id = None
         self.project_changed.emit(None)
 
+    def ensure_can_close(self) -> None:
+        """Check that the open project can close without losing a person's work.
+
+        Raises
+        ------
+        ProjectError
+            Naming what would be lost (e.g. mask edits a full disk keeps from being saved).
+        """
+        if self._project is None:
+            return
+        for guard in self._close_guards:
+            reason = guard()
+            if reason:
+                raise ProjectError(f"{self._project.root} stays open: {reason}")
+
     def _switch_to(self, project: Project) -> None:
         self.close_project()
         self._project = project
         self.current_image_id = None
         self.project_changed.emit(project)
         self.message.emit("info", f"project {project.root} opened")
+        # Every panel knows the project now: show an image to paint, not an empty canvas.
+        first = first_image_to_paint(project)
+        if first is not None:
+            self.open_image(first)
 
     # -- hooks ---------------------------------------------------------------------------------
     def add_before_close(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` before the project closes (e.g. save pending edits)."""
         self._before_close.append(hook)
+
+    def add_close_guard(self, guard: Callable[[], str | None]) -> None:
+        """Ask ``guard`` before another project replaces this one (a text it returns: why not)."""
+        self._close_guards.append(guard)
 
     def track_job(self, job: Job) -> None:
         """Cancel and wait for ``job`` before the project closes."""
@@ -140,6 +177,10 @@ class WorkbenchState(QObject):
     def notify_masks_changed(self, image_ids: Iterable[int] | None) -> None:
         """Tell panels that these images (None: any image) have a new current mask."""
         self.masks_changed.emit(None if image_ids is None else sorted(set(image_ids)))
+
+    def notify_classes_changed(self, image_ids: Iterable[int]) -> None:
+        """Tell panels that these images have a new class label."""
+        self.classes_changed.emit(sorted(set(image_ids)))
 
     def notify_images_changed(self) -> None:
         """Tell panels that images were added."""

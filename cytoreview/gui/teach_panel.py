@@ -31,6 +31,7 @@ from cytoreview.errors import CytoReviewError
 from cytoreview.gui.heatmap_layer import HeatmapOverlay
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.review_widgets import ProbabilityBars, confusion_table
+from cytoreview.gui.shortcuts import TEACH_ANSWER_KEYS
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.workflows.teach import TeachFeedback, next_case, submit_answer, trainee_score
 
@@ -62,7 +63,7 @@ class TeachPanel(QWidget):
         self.image_id: int | None = None
         self.blind = False
         self.last_feedback: TeachFeedback | None = None
-        self.answer_shortcuts: list[Any] = []  # QShortcuts of keys 1-4, on while blind
+        self.answer_shortcuts: list[Any] = []  # QShortcuts of keys 1-9, on while blind
         self._shown_at = 0.0
         self._build()
         state.project_changed.connect(lambda _: self.stop())
@@ -134,7 +135,7 @@ class TeachPanel(QWidget):
             button.deleteLater()
         self.answer_buttons = {}
         for i, name in enumerate(classes):
-            key = f"{i + 1} " if i < 9 else ""
+            key = f"{i + 1} " if i < TEACH_ANSWER_KEYS else ""
             button = QPushButton(f"{key}{name}")
             button.setMinimumHeight(30)
             button.clicked.connect(lambda _=False, n=name: self.answer(n))
@@ -206,7 +207,8 @@ class TeachPanel(QWidget):
         if "image" in self.viewer.layers:  # no painting on a quiz image
             self.viewer.layers.selection.active = self.viewer.layers["image"]
         n = trainee_score(project, self.trainee).n + 1
-        self.case_label.setText(f"Case {n}: which class is it? (keys 1-{len(self.answer_buttons)})")
+        keys = min(len(self.answer_buttons), TEACH_ANSWER_KEYS)
+        self.case_label.setText(f"Case {n}: which class is it? (keys 1-{keys})")
         for label in (self.result_label, self.truth_label, self.model_label):
             label.setText("")
         self.bars.show_probabilities({}, None)
@@ -215,7 +217,7 @@ class TeachPanel(QWidget):
         return image_id
 
     def answer_index(self, index: int) -> TeachFeedback | None:
-        """Answer with the ``index``-th class of the scheme (the keys 1-4)."""
+        """Answer with the ``index``-th class of the scheme (the keys 1-9)."""
         names = list(self.answer_buttons)
         return self.answer(names[index]) if 0 <= index < len(names) else None
 

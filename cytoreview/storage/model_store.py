@@ -81,6 +81,10 @@ class ModelStore:
         """Where the weights of ``model_id`` live."""
         return self.model_dir(model_id) / CHECKPOINT_NAME
 
+    def has_checkpoint(self, model_id: str) -> bool:
+        """Whether this project holds the weights of ``model_id`` (so it can be run)."""
+        return self.checkpoint_path(model_id).is_file()
+
     def onnx_path(self, model_id: str) -> Path:
         """Where the ONNX export of ``model_id`` lives."""
         return self.model_dir(model_id) / ONNX_NAME

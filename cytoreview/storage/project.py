@@ -455,8 +455,13 @@ class Project:
         )
         return ImportOutcome(record, "restored", problem)
 
-    def set_class(self, image_id: int, class_label: str | None, *, actor: str) -> None:
-        """Set or clear the expert class label of an image."""
+    def set_class(
+        self, image_id: int, class_label: str | None, *, actor: str, **details: Any
+    ) -> str | None:
+        """Set or clear the expert class label of an image; return the label it had.
+
+        ``details`` (e.g. where the new label comes from) go into the audit entry.
+        """
         label = self.scheme.resolve(class_label) if class_label else None
         with self.catalog.write() as conn:
             old = conn.execute(
@@ -465,7 +470,10 @@ class Project:
             if old is None:
                 raise ProjectError(f"no image with id {image_id}")
             conn.execute("UPDATE images SET class_label = ? WHERE id = ?", (label, image_id))
-            Catalog.audit(conn, actor, "set_class", "image", image_id, old=old[0], new=label)
+            Catalog.audit(
+                conn, actor, "set_class", "image", image_id, old=old[0], new=label, **details
+            )
+        return None if old[0] is None else str(old[0])
 
     def set_pixel_size(
         self, pixel_size_um: float | None, *, actor: str, image_ids: Iterable[int] | None = None
@@ -526,8 +534,14 @@ class Project:
         source_model: str | None = None,
         uncertainty: float | None = None,
         note: str | None = None,
+        based_on: int | None = None,
     ) -> MaskVersion:
         """Save a new version of an image's mask; earlier versions stay on disk and in the log.
+
+        ``based_on`` is the version number the edit started from (0: no mask yet). When another
+        writer (a second window, a CLI job) saved a newer version meanwhile, the edit is still
+        saved, as the newest version, and the conflict is written in its note and the audit log
+        (both versions stay): the saved version's number is then not ``based_on + 1``.
 
         Raises
         ------
@@ -552,6 +566,11 @@ class Project:
                     f"{current['version']}); an automatic mask never replaces a person's work"
                 )
             version = (current["version"] if current is not None else 0) + 1
+            conflict = based_on is not None and based_on != version - 1
+            if conflict:  # checked inside the write transaction: no other writer in between
+                found = f"v{version - 1} by {current['author']}" if current is not None else "none"
+                clash = f"edited from v{based_on}; the current version was {found}"
+                note = f"{note}; {clash}" if note else clash
             # A random tag keeps names unique even where a crash left an uncommitted file.
             folder = name_component(record.name)
             rel = f"masks/{folder}/v{version:04d}-{provenance.value}-{uuid.uuid4().hex[:8]}.png"
@@ -578,6 +597,7 @@ class Project:
             Catalog.audit(
                 conn, actor, "save_mask", "image", image_id, version=version,
                 provenance=provenance.value, path=rel, source_model=source_model,
+                **({"based_on": based_on, "conflict": True} if conflict else {}),
             )  # fmt: skip
         return self._version(version_id)
 

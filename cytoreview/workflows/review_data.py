@@ -10,23 +10,13 @@ import math
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 # CAM_METHODS lives in the torch-free choices module (the CLI parser lists it without torch);
 # re-exported here, where callers have always found it.
 from cytoreview.choices import CAM_METHODS as CAM_METHODS
-from cytoreview.data.cls_dataset import make_input
-from cytoreview.data.transforms import letterbox_geometry
 from cytoreview.errors import ImageReadError
-from cytoreview.explain.cam import heatmap_to_image, upsample_heatmap
-from cytoreview.explain.quality import (
-    flipping_auc,
-    heatmap_quality,
-    pixel_flipping_curve,
-    random_flipping_curve,
-)
 from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
 from cytoreview.metrics.classification import derive_binary
 from cytoreview.morphometry.measure import ImageMeasurements, measure_image
@@ -41,6 +31,12 @@ from cytoreview.workflows.classification import (
     load_classifier,
 )
 from cytoreview.workflows.cls_runtime import DEFAULT_ENGINE, check_engine, classifier_runtime
+
+# Explaining moved to heatmaps (with the rule of which model's map is shown); the names stay
+# importable from here, where the CLI, the demo and earlier code find them.
+from cytoreview.workflows.heatmaps import ExplainReport as ExplainReport
+from cytoreview.workflows.heatmaps import explain_image as explain_image
+from cytoreview.workflows.heatmaps import explain_project as explain_project
 
 
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:
@@ -190,134 +186,6 @@ def _classify_batch(
             )
         ]
         store.save_predictions(loaded.model_id, "binary", derived, actor=actor)
-
-
-# -- explain -------------------------------------------------------------------------------------
-@dataclass
-class ExplainReport:
-    """What an explanation pass did."""
-
-    model_id: str
-    method: str
-    engine: str = DEFAULT_ENGINE
-    device: str = ""  # where it ran, in words
-    closed_form: bool = False  # heatmaps without autograd (ONNX engine, closed-form head)
-    explained: int = 0
-    skipped: list[str] = field(default_factory=list)
-    flagged: list[str] = field(default_factory=list)  # images whose heatmap is on background
-    seconds_per_image: float = 0.0
-    cancelled: bool = False
-
-
-def explain_image(
-    loaded: LoadedClassifier,
-    image: np.ndarray,
-    mask: np.ndarray | None,
-    *,
-    method: str = "gradcam++",
-    target: int | None = None,
-    flipping_steps: int = 10,
-    device: str = "auto",
-    engine: str = DEFAULT_ENGINE,
-) -> tuple[np.ndarray, int, dict[str, Any]]:
-    """Heatmap of one image at its own size, the class explained and the quality figures.
-
-    Parameters
-    ----------
-    loaded
-        The classifier.
-    image, mask
-        RGB crop and its label mask (None for image-only models; then no region shares).
-    method
-        ``gradcam++`` or ``gradcam``.
-    target
-        Class index to explain; None explains the predicted class.
-    flipping_steps
-        Steps of the pixel-flipping curve (0 skips it: one forward pass per step is saved).
-    device
-        ``auto``, ``cpu`` or ``cuda``.
-    engine
-        ``onnx`` (one ONNX Runtime pass gives the probabilities and, for the usual heads, the
-        map in closed form) or ``torch`` (eager with autograd: the reference).
-    """
-    runtime = classifier_runtime(loaded, engine, device)
-    x = make_input(image, mask, loaded.input_size)
-    probs_batch, cams, targets = runtime.explain(x[None], target, method)
-    probs, cam, cls = probs_batch[0], cams[0], int(targets[0])
-    box = letterbox_geometry(image.shape[:2], loaded.input_size)
-    heatmap = heatmap_to_image(cam, box)
-    auc = random_auc = None
-    if flipping_steps:
-        predict = runtime.probs
-        at_input = upsample_heatmap(cam, loaded.input_size)
-        auc = flipping_auc(*pixel_flipping_curve(predict, x, at_input, cls, flipping_steps))
-        random_auc = flipping_auc(
-            *random_flipping_curve(predict, x, cls, flipping_steps, repeats=1)
-        )
-    quality = heatmap_quality(
-        heatmap,
-        mask if mask is not None else np.zeros(heatmap.shape, np.uint8),
-        flipping_auc=auc,
-        random_flipping_auc=random_auc,
-    ).to_dict()
-    if mask is None:
-        quality["shares"], quality["looks_at_background"] = {}, False
-    quality["confidence"] = float(probs[cls])
-    return heatmap, cls, quality
-
-
-def explain_project(
-    project: Project,
-    *,
-    method: str = "gradcam++",
-    model_id: str | None = None,
-    image_ids: Sequence[int] | None = None,
-    flipping_steps: int = 10,
-    device: str = "auto",
-    engine: str = DEFAULT_ENGINE,
-    cancel: CancelToken | None = None,
-) -> Generator[Progress, None, ExplainReport]:
-    """Compute, score and store a heatmap for the predicted class of every image.
-
-    ``engine``: ``onnx`` (default) or ``torch`` (the reference), as for :func:`explain_image`.
-    """
-    loaded = load_classifier(project, model_id, engine=check_engine(engine))
-    runtime = classifier_runtime(loaded, engine, device)
-    report = ExplainReport(
-        model_id=loaded.model_id, method=method, engine=engine, device=runtime.device,
-        closed_form=runtime.closed_form,
-    )  # fmt: skip
-    store = PredictionStore(project)
-    current = project.current_versions()
-    records = _selected(project, image_ids)
-    started = time.perf_counter()
-    for step, record in enumerate(records, start=1):
-        if cancel is not None and cancel.cancelled:
-            report.cancelled = True
-            break
-        found = project.current_mask(record.id) if record.id in current else None
-        if found is None and loaded.uses_mask:
-            report.skipped.append(f"{record.name}: no mask yet (run `cytoreview segment`)")
-            yield Progress("explain", step, len(records), report.skipped[-1], level="warning")
-            continue
-        try:
-            image = project.load_image(record).rgb
-        except ImageReadError as exc:
-            report.skipped.append(f"{exc}; not explained")
-            yield Progress("explain", step, len(records), report.skipped[-1], level="warning")
-            continue
-        heatmap, cls, quality = explain_image(
-            loaded, image, None if found is None else found[1], method=method,
-            flipping_steps=flipping_steps, device=device, engine=engine,
-        )  # fmt: skip
-        target = loaded.class_names[cls]
-        store.save_heatmap(record.id, loaded.model_id, method, target, heatmap, quality)
-        report.explained += 1
-        if quality.get("looks_at_background"):
-            report.flagged.append(record.name)
-        yield Progress("explain", step, len(records), f"{record.name}: {target}")
-    report.seconds_per_image = (time.perf_counter() - started) / max(report.explained, 1)
-    return report
 
 
 # -- measure -------------------------------------------------------------------------------------

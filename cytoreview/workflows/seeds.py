@@ -62,3 +62,26 @@ def pick_seeds(
     with project.catalog.write() as conn:
         Catalog.set_meta(conn, "seeds", {"per_class": per_class, "seed": seed})
     return report
+
+
+def first_image_to_paint(project: Project) -> int | None:
+    """The image a person should see first when the project opens (None: no images).
+
+    The first seed (by name) without a person's mask; else the first image without one; else
+    the first image. A project that opens on an empty canvas asks the person to find the table
+    first; the seed set is what the painting is for.
+    """
+    images = sorted(project.images(), key=lambda im: im.name)
+    if not images:
+        return None
+    current = project.current_versions()
+
+    def unpainted(image_id: int) -> bool:
+        version = current.get(image_id)
+        return version is None or not version.provenance.is_human
+
+    for candidates in ([im for im in images if im.is_seed], images):
+        for im in candidates:
+            if unpainted(im.id):
+                return im.id
+    return images[0].id

@@ -29,6 +29,22 @@ def stroke(labels, points, label: int) -> None:
             labels.paint(point, label)
 
 
+def wait_saved(wb, qtbot, image_id: int, versions: int) -> None:
+    """Until the image has ``versions`` mask versions and the autosave has taken note of it.
+
+    Timed saves are written on a worker thread: the catalog has the version a moment before
+    the GUI thread hears of it.
+    """
+    project = wb.state.project
+    qtbot.waitUntil(
+        lambda: (
+            len(project.mask_versions(image_id)) == versions
+            and not wb.autosave.is_pending(image_id)
+        ),
+        timeout=PATIENCE_MS,
+    )
+
+
 def status_in_table(wb, image_id: int) -> str:
     panel = wb.project_panel
     return panel.model.row(panel.model.source_row_of(image_id)).status
@@ -69,7 +85,7 @@ def test_a_stroke_is_saved_after_the_debounce_and_undo_restores(workbench, qtbot
     assert project.mask_versions(image_id) == [] and workbench.autosave.is_pending(image_id)
     readout = workbench.annotate_panel.readout
     qtbot.waitUntil(lambda: f"Cytoplasm {int((painted == 1).sum()):,} px" in readout.text())
-    qtbot.waitUntil(lambda: len(project.mask_versions(image_id)) == 1, timeout=PATIENCE_MS)
+    wait_saved(workbench, qtbot, image_id, 1)
     version, saved = project.current_mask(image_id)
     assert version.provenance is Provenance.MANUAL and version.author == "tester"
     assert np.array_equal(saved, painted)
@@ -78,10 +94,10 @@ def test_a_stroke_is_saved_after_the_debounce_and_undo_restores(workbench, qtbot
 
     workbench.annotate_panel.undo()
     assert not labels.data.any()
-    qtbot.waitUntil(lambda: len(project.mask_versions(image_id)) == 2, timeout=PATIENCE_MS)
+    wait_saved(workbench, qtbot, image_id, 2)
     assert not project.current_mask(image_id)[1].any()
     workbench.annotate_panel.redo()
-    qtbot.waitUntil(lambda: len(project.mask_versions(image_id)) == 3, timeout=PATIENCE_MS)
+    wait_saved(workbench, qtbot, image_id, 3)
     assert np.array_equal(project.current_mask(image_id)[1], painted)
 
 
@@ -117,7 +133,7 @@ def test_switching_images_saves_each_mask_to_its_own_image(workbench, qtbot) -> 
     assert not workbench.viewer.layers[MASK_LAYER].data.any()  # the second image's own mask
     stroke(workbench.viewer.layers[MASK_LAYER], [(30, 30)], 1)
     second_mask = workbench.viewer.layers[MASK_LAYER].data.copy()
-    qtbot.waitUntil(lambda: len(project.mask_versions(second_id)) == 1, timeout=PATIENCE_MS)
+    wait_saved(workbench, qtbot, second_id, 1)
     assert np.array_equal(project.current_mask(first_id)[1], first_mask)
     assert np.array_equal(project.current_mask(second_id)[1], second_mask)
     assert not np.array_equal(first_mask, second_mask[: first_mask.shape[0], : first_mask.shape[1]])
@@ -141,8 +157,8 @@ def test_a_pending_save_is_written_when_the_timer_fires_after_a_switch(workbench
     autosave._pending.clear()
     open_by_name(workbench, second)  # nothing to flush now
     autosave._pending.update(pending)
-    autosave._timer.start()
-    qtbot.waitUntil(lambda: len(project.mask_versions(first_id)) == 1, timeout=PATIENCE_MS)
+    autosave._quiet.start()
+    wait_saved(workbench, qtbot, first_id, 1)
     assert np.array_equal(project.current_mask(first_id)[1], painted)
     assert project.mask_versions(project.image(second).id) == []
 
@@ -158,7 +174,7 @@ def test_editing_an_auto_mask_saves_a_correction_and_approve(workbench, qtbot) -
     open_by_name(workbench, name)
     assert np.array_equal(workbench.viewer.layers[MASK_LAYER].data, truth)
     stroke(workbench.viewer.layers[MASK_LAYER], [(1, 1)], 1)
-    qtbot.waitUntil(lambda: len(project.mask_versions(image_id)) == 2, timeout=PATIENCE_MS)
+    wait_saved(workbench, qtbot, image_id, 2)
     assert project.mask_versions(image_id)[-1].provenance is Provenance.CORRECTED
     assert status_in_table(workbench, image_id) == "corrected"
 
@@ -186,7 +202,6 @@ def test_approve_flushes_pending_strokes_first(workbench) -> None:
 
 
 def test_helper_buttons_are_undoable_edits(workbench, qtbot) -> None:
-    project = workbench.state.project
     name = sorted(workbench.synth.truth)[5]
     image_id = open_by_name(workbench, name)
     panel = workbench.annotate_panel
@@ -197,7 +212,7 @@ def test_helper_buttons_are_undoable_edits(workbench, qtbot) -> None:
     dice = 2 * (nucleus & (truth == 2)).sum() / (nucleus.sum() + (truth == 2).sum())
     assert dice > 0.6, dice
     assert "N:C 0." in panel.readout.text()
-    qtbot.waitUntil(lambda: len(project.mask_versions(image_id)) == 1, timeout=PATIENCE_MS)
+    wait_saved(workbench, qtbot, image_id, 1)
     snapshots = [np.zeros_like(labels.data), labels.data.copy()]
     # Punch a hole inside the cytoplasm; Fill holes closes it.
     import cv2

@@ -106,12 +106,16 @@ def test_stored_heatmap_shows_in_a_layer_with_the_image_shape(review_wb, qtbot) 
     ramp = np.tile(np.linspace(0, 1, record.width, dtype=np.float32), (record.height, 1))
     PredictionStore(project).save_heatmap(image_id, "cls-hand", "gradcam++", "LSIL", ramp, {})
     wb.state.open_image(image_id)
-    qtbot.waitUntil(lambda: panel.current is not None)
+    # (The workbench opened its first image on start: wait for this one's details.)
+    qtbot.waitUntil(lambda: panel.current is not None and panel.current.image_id == image_id)
     assert "heatmap" not in wb.viewer.layers  # nothing until asked for
     panel.toggle_heatmap()
     layer = wb.viewer.layers["heatmap"]
     assert layer.data.shape == wb.viewer.layers["image"].data.shape[:2]
     assert layer.visible and np.allclose(layer.data, ramp, atol=1 / 250)
+    # Labelled with the model that made it (the model of the probabilities shown) and its date.
+    assert "model cls-hand, made" in panel.heatmap_status.text()
+    assert panel.model_label.text().startswith("probabilities from cls-hand")
     panel.colormap_combo.setCurrentText("viridis")
     panel.opacity_slider.setValue(30)
     assert layer.colormap.name == "viridis" and layer.opacity == pytest.approx(0.3)
@@ -124,3 +128,36 @@ def test_stored_heatmap_shows_in_a_layer_with_the_image_shape(review_wb, qtbot) 
     other = project.image(wb.ids[wb.names[0]])
     assert layer.data.shape == (other.height, other.width) and not layer.visible
     assert "no classifier" in panel.heatmap_status.text()
+
+
+def test_the_heatmap_is_the_current_models_never_an_older_ones(make_napari_viewer, tmp_path,
+                                                               qtbot) -> None:  # fmt: skip
+    """An older classifier's stored map is not shown beside the current model: the current
+    model's is computed (with `cytoreview explain`'s checks), shown and labelled with its id."""
+    from cytoreview.gui.app import build_workbench
+    from cytoreview.workflows.classification import current_classifier_id
+    from tests.conftest import PATIENCE_MS
+    from tests.workflows.test_heatmaps import OLD_MODEL, make_classified_project, store_old_heatmap
+
+    project = make_classified_project(tmp_path)
+    image_id = project.images()[1].id
+    ramp = store_old_heatmap(project, image_id)
+    current = current_classifier_id(project, "bethesda")
+    project.close()
+    viewer = make_napari_viewer()
+    wb = build_workbench(viewer, tmp_path / "proj", actor="dr_a", autosave_delay_ms=TEST_DELAY_MS)
+    try:
+        panel = wb.panels["review"]
+        wb.state.open_image(image_id)
+        with qtbot.waitSignal(panel.heatmap.shown, timeout=PATIENCE_MS):
+            panel.toggle_heatmap()
+        layer = wb.viewer.layers["heatmap"]
+        assert layer.metadata["model_id"] == current != OLD_MODEL
+        assert layer.data.shape == ramp.shape and not np.allclose(layer.data, ramp, atol=0.01)
+        status = panel.heatmap_status.text()
+        assert current in status and "made" in status and "UTC" in status
+        assert OLD_MODEL not in status
+        stored = PredictionStore(wb.state.project).heatmap_record(image_id, model_id=current)
+        assert stored is not None and stored.quality["flipping_auc"] is not None
+    finally:
+        wb.close()

@@ -142,3 +142,59 @@ def test_number_keys_answer_a_blind_case(teach_wb, qtbot, target: str) -> None:
     qtbot.keyClick(widget, Qt.Key.Key_1)
     qtbot.wait(50)
     assert len(PredictionStore(project).trainee_answers("ben")) == 1
+
+
+@pytest.fixture
+def seven_class_wb(make_napari_viewer, tmp_path: Path):
+    """A herlev project (seven classes); every image belongs to the 5th, 6th or 7th class."""
+    from cytoreview.data.synthetic import synth_dataset
+    from cytoreview.gui.app import build_workbench
+    from cytoreview.types import CLASS_SCHEMES
+    from cytoreview.workflows.importing import import_images
+    from tests.conftest import run_job, write_rgb_png
+
+    scheme = CLASS_SCHEMES["herlev"]
+    assert len(scheme.classes) == 7
+    for i, (name, sample) in enumerate(synth_dataset(6, seed=3, size_range=(48, 64))):
+        write_rgb_png(tmp_path / "src" / scheme.classes[4 + i % 3] / f"{name}.png", sample.image)
+    with Project.init(tmp_path / "proj", actor="t", scheme=scheme) as project:
+        run_job(import_images(project, tmp_path / "src", actor="t"))
+    viewer = make_napari_viewer(show=True)
+    wb = build_workbench(viewer, tmp_path / "proj", actor="t", autosave_delay_ms=TEST_DELAY_MS)
+    yield wb
+    wb.close()
+
+
+def test_keys_5_to_7_answer_in_a_seven_class_project(seven_class_wb, qtbot) -> None:
+    from qtpy.QtCore import Qt
+
+    wb = seven_class_wb
+    panel = wb.panels["teach"]
+    wb.docks["teach"].raise_()
+    assert panel.start("cleo")
+    classes = list(wb.state.project.scheme.classes)
+    assert list(panel.answer_buttons) == classes
+    assert panel.answer_buttons[classes[6]].text() == f"7 {classes[6]}"
+    assert "keys 1-7" in panel.case_label.text()
+    window = wb.viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=PATIENCE_MS)
+    canvas = wb.viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.waitUntil(canvas.hasFocus, timeout=PATIENCE_MS)
+    answered = []
+    for _ in range(3):
+        truth = wb.state.project.image(panel.image_id).class_label
+        key = classes.index(truth) + 1
+        assert key >= 5
+        qtbot.keyClick(canvas, getattr(Qt.Key, f"Key_{key}"))
+        qtbot.waitUntil(lambda: not panel.blind, timeout=PATIENCE_MS)
+        answered.append(truth)
+        assert panel.result_label.text() == "Right!"
+        panel.next()
+    stored = PredictionStore(wb.state.project).trainee_answers("cleo")
+    assert [(a.answer, a.truth) for a in stored] == [(t, t) for t in answered]
+    # Key 8 has no class here: a blind case stays unanswered.
+    qtbot.keyClick(canvas, Qt.Key.Key_8)
+    qtbot.wait(50)
+    assert panel.blind and len(PredictionStore(wb.state.project).trainee_answers("cleo")) == 3
