@@ -7,12 +7,11 @@ back with its line number for the messages.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from cytoreview.errors import InputFileError, ManifestError
-from cytoreview.storage.sources import _open_table
+from cytoreview.storage.sources import _open_table, _rows
 
 #: The columns a class table must have (any letter case).
 CLASS_TABLE_COLUMNS = ("image", "class")
@@ -42,7 +41,7 @@ def read_class_table(csv_path: str | Path) -> tuple[list[ClassRow], list[InputFi
         If the file cannot be read or parsed, is empty, lacks a column or has no rows.
     """
     csv_path = Path(csv_path)
-    reader, columns = _open_table(csv_path, "the class table")
+    reader, lines, columns = _open_table(csv_path, "the class table")
     lower = {c.lower(): c for c in columns}
     missing = [c for c in CLASS_TABLE_COLUMNS if c not in lower]
     if missing:
@@ -53,19 +52,15 @@ def read_class_table(csv_path: str | Path) -> tuple[list[ClassRow], list[InputFi
         )
     rows: list[ClassRow] = []
     problems: list[InputFileError] = []
-    try:
-        for row in reader:
-            line = reader.line_num
-            image = (row.get(lower["image"]) or "").strip()
-            label = (row.get(lower["class"]) or "").strip()
-            if not image or not label:
-                problems.append(InputFileError(csv_path, f"line {line}: empty image or class"))
-                continue
-            rows.append(ClassRow(line, image, label))
-    except csv.Error as exc:  # a field over csv's size limit, a broken quote
-        # The reader counts the lines it finished; the one it failed on is the next.
-        line = reader.line_num + 1
-        raise ManifestError(csv_path, f"line {line}: cannot parse the row ({exc})") from exc
+    # The manifest's row reader: an unparsable row or a NUL byte is a problem on its line, and
+    # the rows after it are still read.
+    for line, row in _rows(reader, lines, csv_path, problems):
+        image = (row.get(lower["image"]) or "").strip()
+        label = (row.get(lower["class"]) or "").strip()
+        if not image or not label:
+            problems.append(InputFileError(csv_path, f"line {line}: empty image or class"))
+            continue
+        rows.append(ClassRow(line, image, label))
     if not rows and not problems:
         raise ManifestError(csv_path, "the class table has a header but no rows")
     return rows, problems
