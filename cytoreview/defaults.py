@@ -133,3 +133,30 @@ class ClsRecipe:
 
 #: The classification recipe in force.
 CLS = ClsRecipe()
+
+
+#: Micrometres per pixel a microscope image can have: the one rule for a plausible pixel size,
+#: used where a size is typed (CLI, workbench), read from a TIFF's resolution tags, stored and
+#: measured with. A 100x oil objective on a camera gives ~0.05 µm/px, a 40x scanner 0.25, a 10x
+#: objective ~1; above 10 µm/px a 5-10 µm nucleus spans about a pixel, so areas and N:C mean
+#: nothing, and a 72-dpi screenshot's tag (353 µm/px) is not a microscopy size at all.
+PIXEL_SIZE_UM_RANGE = (0.01, 10.0)
+
+
+def check_pixel_size(value: float) -> float:
+    """``value`` as a float when it is a plausible microscope pixel size (µm/px).
+
+    Raises
+    ------
+    ValueError
+        When it is not a finite number within :data:`PIXEL_SIZE_UM_RANGE`; the message says the
+        range and typical values.
+    """
+    low, high = PIXEL_SIZE_UM_RANGE
+    number = float(value)
+    if not low <= number <= high:  # NaN fails both comparisons
+        raise ValueError(
+            f"pixel size {value} µm/px is not a microscope pixel size: expected {low:g}-{high:g} "
+            "µm/px (a 40x scanner is about 0.25, a 10x objective about 1)"
+        )
+    return number

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from cytoreview.defaults import PIXEL_SIZE_UM_RANGE
 from cytoreview.errors import CytoReviewError
 from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
 from cytoreview.gui.state import WorkbenchState
@@ -139,7 +140,9 @@ class ExportPanel(QWidget):
         size = QGroupBox("Pixel size (for measurements in µm)")
         srow = QHBoxLayout(size)
         self.pixel_size = QDoubleSpinBox()
-        self.pixel_size.setRange(0.0, 100.0)
+        # 0 shows "unknown" (clears it); the top is the one rule's, so no implausible size can
+        # be typed (the bottom is checked when it is set: the box cannot skip 0..0.01).
+        self.pixel_size.setRange(0.0, PIXEL_SIZE_UM_RANGE[1])
         self.pixel_size.setDecimals(4)
         self.pixel_size.setSingleStep(0.05)
         self.pixel_size.setSuffix(" µm/px")

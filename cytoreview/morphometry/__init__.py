@@ -9,7 +9,6 @@ from cytoreview.morphometry.measure import (
     label_cells,
     measure_image,
     morphometry_columns,
-    pixel_size_from_tiff_resolution,
 )
 
 __all__ = [
@@ -18,5 +17,4 @@ __all__ = [
     "label_cells",
     "measure_image",
     "morphometry_columns",
-    "pixel_size_from_tiff_resolution",
 ]

@@ -44,16 +44,11 @@ from scipy import ndimage as ndi
 from skimage.measure import perimeter_crofton, regionprops
 from skimage.segmentation import watershed
 
+from cytoreview.defaults import check_pixel_size
 from cytoreview.types import CYTOPLASM, NUCLEUS
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 _LUMA = np.array([0.299, 0.587, 0.114])
-#: Micrometres per TIFF ResolutionUnit (1 none, 2 inch, 3 cm; 4 mm and 5 µm are tifffile's).
-_UNIT_UM: dict[int, float] = {2: 25_400.0, 3: 10_000.0, 4: 1_000.0, 5: 1.0}
-_UNIT_NAMES: dict[str, int] = {
-    "none": 1, "inch": 2, "in": 2, "centimeter": 3, "centimetre": 3, "cm": 3,
-    "millimeter": 4, "millimetre": 4, "mm": 4, "micrometer": 5, "micrometre": 5, "um": 5,
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -308,11 +303,12 @@ def measure_image(
     Raises
     ------
     ValueError
-        On a malformed mask or image, or a pixel size that is not a finite positive number.
+        On a malformed mask or image, or a pixel size outside
+        :data:`~cytoreview.defaults.PIXEL_SIZE_UM_RANGE`.
     """
     mask = _check_mask(mask)
-    if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
-        raise ValueError(f"pixel_size_um must be a positive number or None, got {pixel_size_um}")
+    if pixel_size_um is not None:
+        pixel_size_um = check_pixel_size(pixel_size_um)
     grey = None if image is None else _grey(image, mask.shape)
     s = pixel_size_um
     height, width = mask.shape
@@ -356,41 +352,3 @@ def measure_image(
     keys = [(c.nucleus_area_px, c.cell_area_px, -i) for i, c in enumerate(cells)]
     main = -max(keys)[2] if keys else None
     return ImageMeasurements(cells=cells, pixel_size_um=pixel_size_um, main_cell_index=main)
-
-
-def pixel_size_from_tiff_resolution(
-    x_resolution: tuple[int, int] | float,
-    unit: str | int,
-    max_plausible_um: float | None = 25.0,
-) -> float | None:
-    """Micrometres per pixel from the TIFF XResolution and ResolutionUnit tags.
-
-    Parameters
-    ----------
-    x_resolution
-        Pixels per unit: a (numerator, denominator) rational as stored in the tag, or a number.
-    unit
-        ResolutionUnit: 1 or "none" (no absolute unit), 2 or "inch", 3 or "cm"/"centimeter"
-        (4 "mm" and 5 "um", written by tifffile, are accepted too).
-    max_plausible_um
-        Results above this are treated as "not calibrated" and give None: image editors write
-        72, 96 or 300 dpi by default (352.8, 264.6, 84.7 µm/px), never a microscope's
-        0.1-2 µm/px. None disables the check.
-
-    Returns
-    -------
-    float or None
-        µm per pixel, or None when the unit is "none" or unknown, the resolution is zero,
-        negative or malformed, or the value is implausible.
-    """
-    if isinstance(unit, str):
-        unit = _UNIT_NAMES.get(unit.strip().lower().replace("µ", "u"), 0)
-    pair = x_resolution if isinstance(x_resolution, tuple | list) else (x_resolution, 1)
-    try:
-        numerator, denominator = (float(v) for v in pair)
-        um = _UNIT_UM[int(unit)] * denominator / numerator
-    except (TypeError, ValueError, KeyError, ZeroDivisionError):
-        return None  # unit "none" or unknown, malformed or zero resolution
-    if not (math.isfinite(um) and um > 0):
-        return None
-    return None if max_plausible_um is not None and um > max_plausible_um else um

@@ -24,6 +24,7 @@ import numpy as np
 import tifffile
 from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
+from cytoreview.defaults import check_pixel_size
 from cytoreview.errors import ImageReadError, InputFileError, MaskFileError
 from cytoreview.storage.png_chunks import pixel_chunks_only
 from cytoreview.types import VALID_LABELS
@@ -546,10 +547,41 @@ def _tiff_layout(path: Path, tif: tifffile.TiffFile) -> tuple[ImageInfo, list[in
     return info, keys, page_axes
 
 
-#: Micrometres per resolution unit (TIFF ResolutionUnit 2 = inch, 3 = centimetre).
-_UM_PER_UNIT = {2: 25_400.0, 3: 10_000.0}
-#: Pixel sizes outside this range are not microscopy (a 72 dpi screenshot is 353 µm/px).
-_MICROSCOPY_UM = (0.01, 10.0)
+#: Micrometres per TIFF ResolutionUnit (1 none, 2 inch, 3 cm; 4 mm and 5 µm are tifffile's).
+_UNIT_UM: dict[int, float] = {2: 25_400.0, 3: 10_000.0, 4: 1_000.0, 5: 1.0}
+_UNIT_NAMES: dict[str, int] = {
+    "none": 1, "inch": 2, "in": 2, "centimeter": 3, "centimetre": 3, "cm": 3,
+    "millimeter": 4, "millimetre": 4, "mm": 4, "micrometer": 5, "micrometre": 5, "um": 5,
+}  # fmt: skip
+
+
+def pixel_size_from_tiff_resolution(x_resolution: Any, unit: Any) -> float | None:
+    """Micrometres per pixel from the TIFF XResolution and ResolutionUnit tags.
+
+    Parameters
+    ----------
+    x_resolution
+        Pixels per unit: a (numerator, denominator) rational as stored in the tag, or a number.
+    unit
+        ResolutionUnit: 1 or "none" (no absolute unit), 2 or "inch", 3 or "cm"/"centimeter"
+        (4 "mm" and 5 "um", written by tifffile, are accepted too).
+
+    Returns
+    -------
+    float or None
+        µm per pixel, or None when the unit is "none" or unknown, the resolution is zero,
+        negative or malformed, or the size is not a microscope's (the one rule,
+        :func:`cytoreview.defaults.check_pixel_size`): image editors write 72, 96 or 300 dpi by
+        default (352.8, 264.6, 84.7 µm/px), which is no calibration.
+    """
+    if isinstance(unit, str):
+        unit = _UNIT_NAMES.get(unit.strip().lower().replace("µ", "u"), 0)
+    pair = x_resolution if isinstance(x_resolution, tuple | list) else (x_resolution, 1)
+    try:
+        numerator, denominator = (float(v) for v in pair)
+        return round(check_pixel_size(_UNIT_UM[int(unit)] * denominator / numerator), 6)
+    except (TypeError, ValueError, KeyError, ZeroDivisionError):
+        return None  # unit "none" or unknown, malformed, zero or implausible
 
 
 def _tiff_pixel_size(page: Any) -> float | None:
@@ -558,17 +590,7 @@ def _tiff_pixel_size(page: Any) -> float | None:
     res, unit = tags.get("XResolution"), tags.get("ResolutionUnit")
     if res is None or unit is None:
         return None
-    value = res.value
-    try:
-        ppu = value[0] / value[1] if isinstance(value, tuple) else float(value)
-    except (TypeError, ZeroDivisionError, IndexError):
-        return None
-    um_per_unit = _UM_PER_UNIT.get(int(unit.value))
-    if not um_per_unit or not ppu or ppu <= 0:
-        return None
-    size = um_per_unit / ppu
-    low, high = _MICROSCOPY_UM
-    return round(size, 6) if low <= size <= high else None
+    return pixel_size_from_tiff_resolution(res.value, unit.value)
 
 
 def _decode_tiff(path: Path, check: Callable[[ImageInfo], None]) -> tuple[np.ndarray, ImageInfo]:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cytoreview.defaults import check_pixel_size
 from cytoreview.errors import (
     CatalogDamagedError,
     ImageReadError,
@@ -483,15 +484,17 @@ class Project:
         Parameters
         ----------
         pixel_size_um
-            Micrometres per pixel (> 0), or None to clear.
+            Micrometres per pixel (see :data:`~cytoreview.defaults.PIXEL_SIZE_UM_RANGE`), or
+            None to clear.
         actor
             Who made the change (audited).
         image_ids
             Images to set; None sets the project default used where an image has none.
         """
-        if pixel_size_um is not None and not 0 < float(pixel_size_um) < 1000:
-            raise ProjectError(f"pixel size must be > 0 micrometres, got {pixel_size_um}")
-        value = None if pixel_size_um is None else float(pixel_size_um)
+        try:
+            value = None if pixel_size_um is None else check_pixel_size(pixel_size_um)
+        except ValueError as exc:
+            raise ProjectError(str(exc)) from None
         with self.catalog.write() as conn:
             if image_ids is None:
                 Catalog.set_meta(conn, "pixel_size_um", value)

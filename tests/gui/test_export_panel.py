@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from qtpy.QtWidgets import QPlainTextEdit
 
+from cytoreview.defaults import PIXEL_SIZE_UM_RANGE
 from cytoreview.storage.predictions import PredictionInput, PredictionStore
 from tests.conftest import PATIENCE_MS
 from tests.gui.conftest import make_project
@@ -65,6 +66,10 @@ def test_scores_and_pixel_size(export_wb) -> None:
     panel.set_pixel_size(0.25)
     project = export_wb.state.project
     assert project.pixel_size(project.images()[0]) == 0.25
+    panel.set_pixel_size(0.005)  # below the one rule's range: refused, said, nothing changed
+    assert "not a microscope pixel size" in panel.status.text()
+    assert project.pixel_size(project.images()[0]) == 0.25
+    assert panel.pixel_size.maximum() == PIXEL_SIZE_UM_RANGE[1]
     panel.set_pixel_size(0.0)
     assert project.pixel_size(project.images()[0]) is None
     bad = Path(project.root.parent / "bad.csv")

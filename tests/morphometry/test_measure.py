@@ -13,7 +13,6 @@ from cytoreview.morphometry import (
     label_cells,
     measure_image,
     morphometry_columns,
-    pixel_size_from_tiff_resolution,
 )
 from cytoreview.types import CYTOPLASM, NUCLEUS
 
@@ -267,31 +266,6 @@ def test_invalid_inputs_raise() -> None:
         measure_image(rect_cell(), np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         measure_image(rect_cell(), np.zeros((40, 60, 3), np.float32))
-    with pytest.raises(ValueError, match="pixel_size_um"):
-        measure_image(rect_cell(), pixel_size_um=0.0)
-
-
-@pytest.mark.parametrize(
-    ("resolution", "unit", "expected"),
-    [
-        ((10_000, 1), 3, 1.0),  # 10000 px/cm
-        (40_000.0, "centimeter", 0.25),
-        ((254_000, 10), 2, 1.0),  # 25400 px/inch
-        ((50_800, 1), "INCH", 0.5),
-        ((4, 1), 5, 0.25),  # tifffile's micrometre unit
-        ((10_000, 1), 1, None),  # no absolute unit
-        ((10_000, 0), 3, None),  # malformed rational
-        (0, 3, None),
-        ((72, 1), 2, None),  # an image editor's default: not a calibration
-        ((10_000, 1), 9, None),  # unknown unit
-        ("abc", 3, None),
-    ],
-)
-def test_pixel_size_from_tiff_resolution(resolution, unit, expected) -> None:
-    got = pixel_size_from_tiff_resolution(resolution, unit)
-    assert got == (None if expected is None else pytest.approx(expected))
-
-
-def test_pixel_size_plausibility_check_can_be_disabled() -> None:
-    got = pixel_size_from_tiff_resolution((72, 1), 2, max_plausible_um=None)
-    assert got == pytest.approx(25_400 / 72)
+    for size in (0.0, -1.0, float("nan"), 353.0):  # 353: a 72-dpi screenshot's tag
+        with pytest.raises(ValueError, match="not a microscope pixel size"):
+            measure_image(rect_cell(), pixel_size_um=size)
