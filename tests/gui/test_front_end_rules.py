@@ -1,0 +1,78 @@
+"""The workbench's docks apply the workflows' rules, the same ones the CLI applies.
+
+Each test here failed before the rule moved out of the dock: the training forms' defaults
+(the mask backbone was tied to the image backbone in the GUI only), the device shown while
+training (parsed out of the progress text), approving from the Annotate dock (no review
+record), the Review dock's measurements (on the GUI thread) and the Project table's rows
+(joined in the GUI).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from cytoreview.cli.main import build_parser
+from cytoreview.defaults import CLS
+from cytoreview.storage.predictions import PredictionStore
+from cytoreview.types import Progress, Provenance
+from tests.conftest import PATIENCE_MS
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def state(qtbot):
+    from cytoreview.gui.state import WorkbenchState
+
+    return WorkbenchState(actor="tester")
+
+
+# -- training settings: one source of defaults ---------------------------------------------------
+def test_the_train_form_asks_for_what_train_seg_asks_for_without_flags(state, qtbot) -> None:
+    from cytoreview.cli.commands_seg import train_request
+    from cytoreview.gui.train_panel import TrainPanel
+
+    panel = TrainPanel(state)
+    qtbot.addWidget(panel)
+    cli = train_request(build_parser().parse_args(["train-seg", "proj"]))
+    assert panel.request() == cli
+
+
+@pytest.mark.parametrize("backbone", [CLS.backbone, "resnet50"])
+def test_the_classifier_form_asks_for_what_train_cls_asks_for(state, qtbot, backbone) -> None:
+    """Every shared setting, the mask backbone too: the form has none of its own, so the rule
+    that picks it must be the one the CLI applies when ``--mask-backbone`` is left out."""
+    from cytoreview.cli.commands_cls import train_request
+    from cytoreview.gui.classifier_panel import ClassifierPanel
+
+    panel = ClassifierPanel(state)
+    qtbot.addWidget(panel)
+    panel.backbone.setCurrentText(backbone)
+    cli = train_request(build_parser().parse_args(["train-cls", "proj", "--backbone", backbone]))
+    assert panel.request() == cli
+
+
+def test_the_mask_backbone_rule() -> None:
+    """Asked for > the parent's (fine-tuning) > the image branch's."""
+    assert CLS.mask_backbone_for("resnet50") == "resnet50"
+    assert CLS.mask_backbone_for("resnet50", "resnet18") == "resnet18"
+    assert CLS.mask_backbone_for("resnet50", None, parent="resnet34") == "resnet34"
+    assert CLS.mask_backbone_for("resnet50", "resnet18", parent="resnet34") == "resnet18"
+
+
+# -- the device in use comes from the event, not from its text -----------------------------------
+def test_the_train_panel_shows_the_device_the_event_names(state, qtbot) -> None:
+    from cytoreview.gui.train_panel import TrainPanel
+
+    panel = TrainPanel(state)
+    qtbot.addWidget(panel)
+    panel.on_progress(Progress("train", 0, 10, "starting", device="Test GPU (cuda:0), bf16"))
+    assert panel.device_label.text() == "Device: Test GPU (cuda:0), bf16"
+    # A message that reads like one names no device: the text is for people, never parsed.
+    panel.on_progress(Progress("segment", 0, 3, "3 image(s) to segment on the moon"))
+    assert panel.device_label.text() == "Device: Test GPU (cuda:0), bf16"
+    panel.on_progress(Progress("segment", 0, 3, "3 image(s) to segment", device="CPU (4 cores)"))
+    assert panel.device_label.text() == "Device: CPU (4 cores)"
