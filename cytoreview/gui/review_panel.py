@@ -42,7 +42,7 @@ from cytoreview.workflows.class_labels import adopt_expert_call
 from cytoreview.workflows.classification import current_classifier_id
 from cytoreview.workflows.review import (
     ReviewItem,
-    approve,
+    approve_mask,
     disagreements,
     record_call,
     review_queue,
@@ -272,20 +272,25 @@ class ReviewPanel(QWidget):
         image_id = self._target()
         if image_id is None:
             return None
-        self.autosave.flush()  # the strokes just painted are what is approved
-        if self.autosave.is_pending(image_id):  # on disk is not what the person sees
-            reason = self.autosave.error(image_id) or "not saved yet"
+        # The strokes just painted are what is approved: saved first, or nothing is approved.
+        reason = self.autosave.unsaved_reason(image_id)
+        if reason is not None:
             self.state.message.emit("error", f"cannot accept: the edits are not saved ({reason})")
             return None
         try:
-            version_id = approve(self.state.require_project(), image_id, reviewer=self.state.actor)
+            # The Annotate dock's Approve goes through the same function: same records.
+            approval = approve_mask(
+                self.state.require_project(), image_id, reviewer=self.state.actor
+            )
         except CytoReviewError as exc:
             self.state.message.emit("error", f"cannot accept: {exc}")
             return None
+        if approval.empty:
+            self.state.message.emit("warning", "an empty mask was approved (no cell on it)")
         self.state.notify_masks_changed([image_id])
         self.refresh()
         self.open_next()
-        return version_id
+        return approval.version.id
 
     def edit(self) -> None:
         """Correct the mask in the Annotate tab (edits are saved as ``corrected``)."""

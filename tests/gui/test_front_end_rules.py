@@ -76,3 +76,36 @@ def test_the_train_panel_shows_the_device_the_event_names(state, qtbot) -> None:
     assert panel.device_label.text() == "Device: Test GPU (cuda:0), bf16"
     panel.on_progress(Progress("segment", 0, 3, "3 image(s) to segment", device="CPU (4 cores)"))
     assert panel.device_label.text() == "Device: CPU (4 cores)"
+
+
+# -- approving: one path, the same records from either dock --------------------------------------
+def _approvals(project, image_id: int) -> list[tuple[str, int, str]]:
+    rows = project.catalog.query(
+        "SELECT reviewer, mask_version_id, decision FROM reviews WHERE image_id = ? ORDER BY id",
+        (image_id,),
+    )
+    return [(r["reviewer"], r["mask_version_id"], r["decision"]) for r in rows]
+
+
+def test_approving_from_either_dock_writes_the_version_and_the_review(workbench, qtbot) -> None:
+    project, names = workbench.state.project, sorted(workbench.synth.truth)
+    first, second = (project.image(n).id for n in names[:2])
+    for image_id in (first, second):
+        project.save_mask(image_id, workbench.synth.truth[project.image(image_id).name],
+                          Provenance.AUTO, actor="model")  # fmt: skip
+    workbench.state.notify_masks_changed(None)
+
+    workbench.state.open_image(first)
+    version = workbench.annotate_panel.approve()
+    assert version.provenance is Provenance.APPROVED
+    assert _approvals(project, first) == [("tester", version.id, "approve")]
+    # Approving again adds no version, but the decision is logged, as the Review dock logs it.
+    assert workbench.annotate_panel.approve().id == version.id
+    assert _approvals(project, first) == [("tester", version.id, "approve")] * 2
+
+    workbench.state.open_image(second)
+    version_id = workbench.panels["review"].accept()
+    assert project.mask_versions(second)[-1].id == version_id
+    assert project.mask_versions(second)[-1].provenance is Provenance.APPROVED
+    assert _approvals(project, second) == [("tester", version_id, "approve")]
+    assert PredictionStore(project).latest_reviews().get(second) is None  # no class call made
