@@ -10,7 +10,6 @@ record), the Review dock's measurements (on the GUI thread) and the Project tabl
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -109,3 +108,62 @@ def test_approving_from_either_dock_writes_the_version_and_the_review(workbench,
     assert project.mask_versions(second)[-1].provenance is Provenance.APPROVED
     assert _approvals(project, second) == [("tester", version_id, "approve")]
     assert PredictionStore(project).latest_reviews().get(second) is None  # no class call made
+
+
+# -- the Review dock's details: one workflow call, on a worker thread -----------------------------
+def test_the_review_dock_measures_off_the_gui_thread(workbench, qtbot, monkeypatch) -> None:
+    from cytoreview.workflows import review_data
+
+    measured_on: list[threading.Thread] = []
+    measure = review_data.measure_image
+
+    def spy(*args, **kwargs):
+        measured_on.append(threading.current_thread())
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(review_data, "measure_image", spy)
+    project, review = workbench.state.project, workbench.panels["review"]
+    name = sorted(workbench.synth.truth)[3]
+    image_id = project.image(name).id
+    project.save_mask(image_id, workbench.synth.truth[name], Provenance.AUTO, actor="model")
+    with qtbot.waitSignal(review.details_shown, timeout=PATIENCE_MS,
+                          check_params_cb=lambda i: i == image_id):  # fmt: skip
+        workbench.state.open_image(image_id)
+    assert measured_on and threading.main_thread() not in measured_on
+    # What the dock shows is the workflow's answer, which the CLI or a report can ask too.
+    expected = review_data.image_details(project, image_id)
+    assert review.details == expected
+    assert review.cells.rowCount() == len(expected.measurements.cells) >= 1
+    assert (
+        review.expert_label.text() == f"Expert call: none yet; class label: {expected.class_label}"
+    )
+
+
+# -- the Project table's rows: the workflow's join -------------------------------------------------
+def test_the_project_table_shows_the_workflows_rows(workbench) -> None:
+    from cytoreview.workflows.status import image_rows, mask_states
+
+    project, panel = workbench.state.project, workbench.project_panel
+    names = sorted(workbench.synth.truth)
+    ids = [project.image(n).id for n in names[:2]]
+    project.save_mask(ids[0], workbench.synth.truth[names[0]], Provenance.AUTO, actor="model",
+                      uncertainty=0.4)  # fmt: skip
+    classes = list(project.scheme.classes)
+    probs = {c: (0.7 if c == classes[1] else 0.1) for c in classes}
+    from cytoreview.storage.predictions import PredictionInput
+
+    PredictionStore(project).save_predictions(
+        "cls-hand", "bethesda", [PredictionInput(ids[1], classes[1], probs, 0.3)], actor="t"
+    )
+    panel.reload()
+    shown = [panel.model.row(i) for i in range(panel.model.rowCount())]
+    assert shown == image_rows(project)
+    assert shown[panel.model.source_row_of(ids[1])].prediction == f"{classes[1]} 70%"
+    # A mask saved later changes its row in place, as the workflow says.
+    project.save_mask(ids[1], workbench.synth.truth[names[1]], Provenance.MANUAL, actor="t")
+    workbench.state.notify_masks_changed([ids[1]])
+    row = panel.model.row(panel.model.source_row_of(ids[1]))
+    state = mask_states(project, [ids[1]])[ids[1]]
+    assert (
+        (row.status, row.mask_uncertainty) == (state.status, state.uncertainty) == ("manual", None)
+    )
