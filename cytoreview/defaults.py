@@ -6,11 +6,40 @@ request objects, the command-line flags and the workbench's forms all read them 
 that they cannot drift apart.
 
 Torch-free on purpose: the CLI parser reads these (see :mod:`cytoreview.choices`).
+
+Besides the benchmarked numbers, the recipes also hold the settings every training form starts
+from (encoder, backbone, device, seed...): the command-line flags, the workbench's forms and the
+workflows' request objects all read them here. They were once written out in each front end and
+had drifted apart (the workbench tied the classifier's mask backbone to the image backbone, the
+command line did not); ``tests/gui/test_front_end_rules.py`` checks that a form left as it opens
+asks for what the command line asks for without flags.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from cytoreview.choices import DEFAULT_ARCH, DEFAULT_BACKBONE, DEFAULT_ENCODER, DEVICES, TASKS
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    """Settings shared by every job, whatever it trains or runs.
+
+    Attributes
+    ----------
+    device
+        ``auto``: a GPU when one really works, else the CPU (training and inference alike).
+    seed
+        The random seed (same seed, same run).
+    """
+
+    device: str = DEVICES[0]
+    seed: int = 0
+
+
+#: The settings every job starts from.
+RUN = RunDefaults()
 
 
 @dataclass(frozen=True)
@@ -60,8 +89,14 @@ class SegRecipe:
     semi
         Also learn from the unpainted images (mean teacher + confident pseudo-labels, see
         ``cytoreview.training.semi``). Off until the benchmark shows it wins.
+    encoder
+        The U-Net's encoder.
+    geometry
+        ``auto``: crops or fields, decided from the painted masks (``cytoreview.data.geometry``).
     """
 
+    encoder: str = DEFAULT_ENCODER
+    geometry: str = "auto"
     epochs: int = 300
     lr: float = 1e-3
     lr_patience: int = 10
@@ -116,8 +151,19 @@ class ClsRecipe:
         samples an epoch for 490 cells, 1.6x the time); ``none``.
     batch_size
         Images per step.
+    task
+        ``bethesda`` (the project's classes) or ``binary`` (needs review or not).
+    arch, backbone
+        The network and the timm CNN of its image branch (the benchmark's fusion-gap on
+        resnet18).
+    mask_backbone
+        The CNN of the mask branch; None: the image branch's (see :meth:`mask_backbone_for`).
     """
 
+    task: str = TASKS[0]
+    arch: str = DEFAULT_ARCH
+    backbone: str = DEFAULT_BACKBONE
+    mask_backbone: str | None = None
     input_min: int = 64
     input_max: int = 128
     epochs: int = 30
@@ -129,6 +175,28 @@ class ClsRecipe:
     ema_decay: float = 0.0
     balance: str = "oversample"
     batch_size: int = 32
+
+    def mask_backbone_for(
+        self, backbone: str, mask_backbone: str | None = None, parent: str | None = None
+    ) -> str:
+        """The mask branch's CNN: the one asked for, else the parent's, else the image branch's.
+
+        The one rule for the command line and the workbench (the workbench offers no mask
+        backbone of its own). The image branch's by default, as ``bench_cls_herlev.py`` trained
+        the models that chose these defaults; with the default backbone that is resnet18 either
+        way. A fine-tuned model keeps its parent's, so that the parent's weights still fit.
+
+        Parameters
+        ----------
+        backbone
+            The image branch's CNN.
+        mask_backbone
+            What the person asked for (None: not set).
+        parent
+            The parent model's mask backbone when fine-tuning (None: not fine-tuning, or a
+            model without one on record).
+        """
+        return mask_backbone or parent or self.mask_backbone or backbone
 
 
 #: The classification recipe in force.

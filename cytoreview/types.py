@@ -142,6 +142,11 @@ class Progress:
         ``"info"`` or ``"warning"``: warnings are shown to the user even without verbose output.
     metrics
         Numbers worth plotting (loss, IoU...).
+    device
+        Where the job computes, in words (``"NVIDIA H100 (cuda:0), bf16"``), on the event that
+        says so (the first of a training or an auto-segmentation pass); None elsewhere. A field
+        of its own so that front ends show it without parsing ``message``, whose wording may
+        change.
     """
 
     stage: str
@@ -150,6 +155,7 @@ class Progress:
     message: str = ""
     level: str = "info"
     metrics: dict[str, float] = field(default_factory=dict)
+    device: str | None = None
 
     @property
     def fraction(self) -> float:

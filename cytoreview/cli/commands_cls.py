@@ -17,20 +17,19 @@ from cytoreview.choices import (
     BALANCE_MODES,
     CAM_METHODS,
     CLS_BACKBONES,
-    DEFAULT_ARCH,
-    DEFAULT_BACKBONE,
     DEVICES,
     EXPLAIN_FLIPPING_STEPS,
     TASKS,
     TINY_BACKBONES,
 )
 from cytoreview.cli.progress import console, drive, esc, warn
-from cytoreview.defaults import CLS
+from cytoreview.defaults import CLS, RUN
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
 from cytoreview.workflows.projects import open_project
 
-if TYPE_CHECKING:  # for the annotation only; the module itself loads torch
+if TYPE_CHECKING:  # for the annotations only; the modules themselves load torch
+    from cytoreview.workflows.classification import ClsTrainRequest
     from cytoreview.workflows.evaluate_cls import ClsEvaluation
 
 EXIT_CANCELLED = 130
@@ -46,16 +45,18 @@ def register(sub: Any) -> None:
         "train-cls", help="train the cell classifier", description=_cmd_train.__doc__
     )
     p.add_argument("project", type=Path, help="the project folder")
-    p.add_argument("--arch", choices=sorted(ARCH_USES_MASK), default=DEFAULT_ARCH,
-                   help=f"network (default {DEFAULT_ARCH}: image + mask, pooled)")  # fmt: skip
-    p.add_argument("--task", choices=TASKS, default="bethesda",
-                   help="bethesda: the project's classes; binary: needs review or not")  # fmt: skip
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, metavar="NAME",
-                   help=f"timm CNN of the image branch (default {DEFAULT_BACKBONE}; e.g. "
+    p.add_argument("--arch", choices=sorted(ARCH_USES_MASK), default=CLS.arch,
+                   help=f"network (default {CLS.arch}: image + mask, pooled)")  # fmt: skip
+    p.add_argument("--task", choices=TASKS, default=CLS.task,
+                   help="bethesda: the project's classes; binary: needs review or not "
+                        f"(default {CLS.task})")  # fmt: skip
+    p.add_argument("--backbone", default=CLS.backbone, metavar="NAME",
+                   help=f"timm CNN of the image branch (default {CLS.backbone}; e.g. "
                         f"{', '.join(CLS_BACKBONES[:6])}; tiny for tests: "
                         f"{', '.join(TINY_BACKBONES)})")  # fmt: skip
-    p.add_argument("--mask-backbone", default=DEFAULT_BACKBONE, metavar="NAME",
-                   help=f"CNN of the mask branch (default {DEFAULT_BACKBONE})")  # fmt: skip
+    p.add_argument("--mask-backbone", default=CLS.mask_backbone, metavar="NAME",
+                   help="CNN of the mask branch (default: the image branch's, or the parent's "
+                        "with --init)")  # fmt: skip
     p.add_argument(
         "--input-size",
         type=int,
@@ -103,7 +104,8 @@ def register(sub: Any) -> None:
         "oversample: minority classes repeated up to the largest class (longer epochs); "
         f"none (default {CLS.balance})",
     )
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--device", choices=DEVICES, default=RUN.device,
+                   help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument(
         "--human-masks-only",
         action="store_true",
@@ -112,7 +114,7 @@ def register(sub: Any) -> None:
     p.add_argument("--weights", metavar="FILE",
                    help="initial weights of the image backbone (e.g. ImageNet .pth)")  # fmt: skip
     p.add_argument("--init", metavar="MODEL", help="fine-tune a classifier of this project")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
+    p.add_argument("--seed", type=int, default=RUN.seed, help="random seed (same seed, same run)")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser(
@@ -120,7 +122,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("project", type=Path, help="the project folder")
     p.add_argument("--model", help="model id (default: the current Bethesda classifier)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--device", choices=DEVICES, default=RUN.device,
+                   help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16, help="images per model call")
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
     p.set_defaults(handler=_cmd_classify)
@@ -135,7 +138,8 @@ def register(sub: Any) -> None:
     p.add_argument("--flipping-steps", type=int, default=EXPLAIN_FLIPPING_STEPS,
                    help="steps of the pixel-flipping check (0 skips it; default "
                         f"{EXPLAIN_FLIPPING_STEPS})")  # fmt: skip
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--device", choices=DEVICES, default=RUN.device,
+                   help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
     p.set_defaults(handler=_cmd_explain)
 
@@ -180,16 +184,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     rate is lowered on plateaus and a moving average of the weights is kept; early stopping. Classes
     without examples are reported and left out."""
     # torch loads here, when the command runs, not when the parser is built.
-    from cytoreview.workflows.classification import ClsTrainRequest, train_classification
+    from cytoreview.workflows.classification import train_classification
 
-    request = ClsTrainRequest(
-        task=args.task, arch=args.arch, backbone=args.backbone, mask_backbone=args.mask_backbone,
-        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience, balance=args.balance, time_budget_min=args.time_budget,
-        lr_patience=args.lr_patience, ema_decay=args.ema_decay,
-        device=args.device, seed=args.seed, human_masks_only=args.human_masks_only,
-        weights=args.weights, init=args.init,
-    )  # fmt: skip
+    request = train_request(args)
     token = CancelToken()
     with open_project(args.project) as project:
         job = train_classification(project, request, actor=current_user(args.user), cancel=token)
@@ -209,6 +206,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
             + (f", macro AUC {v['macro']['auc']:.3f}" if v["macro"]["auc"] is not None else "")
         )
     return EXIT_CANCELLED if report.status == "cancelled" else 0
+
+
+def train_request(args: argparse.Namespace) -> ClsTrainRequest:
+    """The training request that ``train-cls``'s arguments describe.
+
+    The workbench's classifier form, left as it opens, asks for the same request as these
+    flags left out (both read :data:`cytoreview.defaults.CLS`; a test compares them).
+    """
+    from cytoreview.workflows.classification import ClsTrainRequest
+
+    return ClsTrainRequest(
+        task=args.task, arch=args.arch, backbone=args.backbone, mask_backbone=args.mask_backbone,
+        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        patience=args.patience, balance=args.balance, time_budget_min=args.time_budget,
+        lr_patience=args.lr_patience, ema_decay=args.ema_decay,
+        device=args.device, seed=args.seed, human_masks_only=args.human_masks_only,
+        weights=args.weights, init=args.init,
+    )  # fmt: skip
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:

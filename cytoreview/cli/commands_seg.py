@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cytoreview.choices import (
-    DEFAULT_ENCODER,
     DEFAULT_PRECISION,
     DEVICES,
     GEOMETRIES,
@@ -22,10 +21,13 @@ from cytoreview.choices import (
     SEG_ENCODERS,
 )
 from cytoreview.cli.progress import console, drive, esc, warn
-from cytoreview.defaults import SEG
+from cytoreview.defaults import RUN, SEG
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
 from cytoreview.workflows.projects import open_project
+
+if TYPE_CHECKING:  # for the annotation only; the module itself loads torch
+    from cytoreview.workflows.segmentation import SegTrainRequest
 
 EXIT_CANCELLED = 130
 
@@ -36,8 +38,8 @@ def register(sub: Any) -> None:
         "train-seg", help="train the U-Net on the human masks", description=_cmd_train.__doc__
     )
     p.add_argument("project", type=Path, help="the project folder")
-    p.add_argument("--encoder", choices=SEG_ENCODERS, default=DEFAULT_ENCODER,
-                   help=f"U-Net encoder (default {DEFAULT_ENCODER})")  # fmt: skip
+    p.add_argument("--encoder", choices=SEG_ENCODERS, default=SEG.encoder,
+                   help=f"U-Net encoder (default {SEG.encoder})")  # fmt: skip
     p.add_argument(
         "--epochs",
         type=int,
@@ -45,7 +47,8 @@ def register(sub: Any) -> None:
         help=f"maximum epochs (default {SEG.epochs}; early stopping ends most runs)",
     )
     p.add_argument("--time-budget", type=float, metavar="MIN", help="stop after MIN minutes")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--device", choices=DEVICES, default=RUN.device,
+                   help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument(
         "--init",
         metavar="CHECKPOINT",
@@ -110,11 +113,11 @@ def register(sub: Any) -> None:
         help="bf16 on CPUs that compute it natively (AVX-512 BF16 / AMX): faster at 256 px, "
         "no faster and slightly worse on 40 px cells (default off)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same run)")
+    p.add_argument("--seed", type=int, default=RUN.seed, help="random seed (same seed, same run)")
     p.add_argument(
         "--geometry",
         choices=GEOMETRIES,
-        default="auto",
+        default=SEG.geometry,
         help="auto: single-cell crops are resized to the model's input, multi-cell fields are "
         "tiled at native resolution (decided from the painted masks); or force one",
     )
@@ -134,7 +137,8 @@ def register(sub: Any) -> None:
     p.add_argument("project", type=Path, help="the project folder")
     p.add_argument("--model", help="model id (default: the project's current segmenter)")
     p.add_argument("--engine", choices=["onnx", "torch"], default="onnx", help="default onnx")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto: a GPU if there is one")
+    p.add_argument("--device", choices=DEVICES, default=RUN.device,
+                   help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -170,16 +174,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     stratified 80/20 validation split and early stopping. With --init, fine-tune an existing
     model: the result is a new model version and the old one is kept."""
     # torch loads here, when the command runs, not when the parser is built.
-    from cytoreview.workflows.segmentation import SegTrainRequest, train_segmentation
+    from cytoreview.workflows.segmentation import train_segmentation
 
-    request = SegTrainRequest(
-        encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
-        device=args.device, init=args.init, input_size=args.input_size,
-        batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
-        lr_patience=args.lr_patience, ema_decay=args.ema_decay, seed=args.seed,
-        tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
-        cpu_bf16=args.cpu_bf16, geometry=args.geometry, semi=args.semi,
-    )  # fmt: skip
+    request = train_request(args)
     token = CancelToken()
     with open_project(args.project) as project:
         report = drive(
@@ -201,6 +198,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         console.print("[yellow]no epoch finished: no model was saved[/]")
     return EXIT_CANCELLED if report.status == "cancelled" else 0
+
+
+def train_request(args: argparse.Namespace) -> SegTrainRequest:
+    """The training request that ``train-seg``'s arguments describe.
+
+    The workbench's train form, left as it opens, asks for the same request as these flags
+    left out (both read :data:`cytoreview.defaults.SEG`; a test compares them).
+    """
+    from cytoreview.workflows.segmentation import SegTrainRequest
+
+    return SegTrainRequest(
+        encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
+        device=args.device, init=args.init, input_size=args.input_size,
+        batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
+        lr_patience=args.lr_patience, ema_decay=args.ema_decay, seed=args.seed,
+        tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
+        cpu_bf16=args.cpu_bf16, geometry=args.geometry, semi=args.semi,
+    )  # fmt: skip
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:

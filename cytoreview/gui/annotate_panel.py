@@ -37,7 +37,7 @@ from cytoreview.gui.state import WorkbenchState
 from cytoreview.storage.records import MaskVersion
 from cytoreview.types import CYTOPLASM, NUCLEUS, Provenance
 from cytoreview.workflows.mask_edits import SavedEdit, edit_provenance
-from cytoreview.workflows.review import approve as approve_mask
+from cytoreview.workflows.review import approve_mask
 
 log = logging.getLogger(__name__)
 
@@ -322,25 +322,24 @@ class AnnotatePanel(QWidget):
             return None
         project = self.state.require_project()
         image_id = self.image_id
-        self.autosave.flush()
-        if self.autosave.is_pending(image_id):
-            reason = self.autosave.error(image_id) or "not saved yet"
+        reason = self.autosave.unsaved_reason(image_id)
+        if reason is not None:
             self.state.message.emit("error", f"not approved: the edits are not saved ({reason})")
             return None
-        before = project.mask_versions(image_id)
-        if before and before[-1].provenance is Provenance.APPROVED:
-            self.save_status.setText("already approved; nothing changed since")
-            return before[-1]
         try:
-            approve_mask(project, image_id, reviewer=self.state.actor)
+            # The Review dock's Accept approves through the same function: same records.
+            approval = approve_mask(project, image_id, reviewer=self.state.actor)
         except (CytoReviewError, ValueError, OSError) as exc:
             self.state.message.emit("error", f"approval failed: {exc}")
             return None
-        version = project.mask_versions(image_id)[-1]
+        version = approval.version
+        if not approval.new_version:
+            self.save_status.setText("already approved; nothing changed since")
+            return version
         self._show_saved(image_id, version)
         self.autosave.set_baseline(image_id, self.labels_layer.data, version.version)
         self.state.notify_masks_changed([image_id])
-        if not np.asarray(self.labels_layer.data).any():
+        if approval.empty:
             self.state.message.emit("warning", "an empty mask was approved (no cell on it)")
         return version
 

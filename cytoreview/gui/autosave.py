@@ -41,7 +41,6 @@ from cytoreview.storage.project import Project
 from cytoreview.storage.records import MaskVersion
 from cytoreview.types import Provenance
 from cytoreview.workflows.mask_edits import SavedEdit, save_edit
-from cytoreview.workflows.mask_edits import edit_provenance as edit_provenance  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +189,16 @@ class Autosave(QObject):
     def is_pending(self, image_id: int | None = None) -> bool:
         """Whether ``image_id`` (or any image) has unsaved edits."""
         return bool(self._pending) if image_id is None else image_id in self._pending
+
+    def unsaved_reason(self, image_id: int) -> str | None:
+        """Save the pending edits now; why ``image_id``'s edit is still not on disk (None: it is).
+
+        What a person approves must be what is on disk: both approving docks ask this first.
+        """
+        self.flush()
+        if not self.is_pending(image_id):
+            return None
+        return self.error(image_id) or "not saved yet"
 
     def pending_mask(self, image_id: int) -> np.ndarray | None:
         """The unsaved pixels of ``image_id`` (the live array), if any."""

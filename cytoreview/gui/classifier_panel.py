@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from cytoreview.defaults import CLS
+from cytoreview.defaults import CLS, RUN
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
@@ -28,7 +28,7 @@ from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
-from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH
+from cytoreview.models.classifiers import ARCH_USES_MASK
 from cytoreview.models.devices import DEVICES
 from cytoreview.workflows.classification import (
     TASKS,
@@ -98,11 +98,14 @@ class ClassifierPanel(JobPanel):
         layout.addWidget(intro)
         self.task = compact(QComboBox())
         self.task.addItems(TASKS)
+        # Every default from cytoreview.defaults, as the CLI's flags: the two cannot drift.
+        self.task.setCurrentText(CLS.task)
         self.arch = compact(QComboBox())
         self.arch.addItems(list(ARCH_USES_MASK))
-        self.arch.setCurrentText(DEFAULT_ARCH)
+        self.arch.setCurrentText(CLS.arch)
         self.backbone = compact(QComboBox())
         self.backbone.addItems(BACKBONES)
+        self.backbone.setCurrentText(CLS.backbone)
         self.input_size = compact(QSpinBox())
         # 0 is "auto": the size the workflow chooses from the images (one rule, CLI and GUI).
         self.input_size.setRange(0, 1024)
@@ -115,6 +118,7 @@ class ClassifierPanel(JobPanel):
         self.epochs.setValue(CLS.epochs)
         self.device = compact(QComboBox())
         self.device.addItems(DEVICES)
+        self.device.setCurrentText(RUN.device)
         fields = (
             ("Task", self.task, "cls_task"),
             ("Model", self.arch, "cls_arch"),
@@ -167,7 +171,9 @@ class ClassifierPanel(JobPanel):
             task=self.task.currentText(),
             arch=self.arch.currentText(),
             backbone=self.backbone.currentText(),
-            mask_backbone=self.backbone.currentText(),
+            # No mask backbone of its own: the workflow applies the one rule
+            # (cytoreview.defaults.ClsRecipe.mask_backbone_for), as for the CLI without the flag.
+            mask_backbone=CLS.mask_backbone,
             input_size=self.input_size.value() or None,
             epochs=self.epochs.value(),
             device=self.device.currentText(),

@@ -8,7 +8,6 @@ rows, so thousands of images stay fast (2000 rows load, sort and filter in about
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
@@ -25,9 +24,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from cytoreview.storage.predictions import PredictionStore
-from cytoreview.storage.project import Project
+# The rows come from the workflow (one join for every front end); ImageRow is re-exported here,
+# where the table's callers have always found it.
 from cytoreview.workflows.status import MASK_STATES, ProjectStatus
+from cytoreview.workflows.status import ImageRow as ImageRow
 
 NO_CLASS = "(no class)"
 COLUMNS = ("Name", "Class", "Mask", "Seed", "Prediction", "Uncert.")
@@ -49,59 +49,6 @@ ClassSetter = Callable[[int, str], str | None]
 #: Row tints by mask status: what still needs a person's eye stands out. Translucent, so the
 #: theme's text colour stays readable on a dark or a light background.
 STATUS_TINT = {"auto": QColor(255, 180, 0, 70), "approved": QColor(60, 200, 90, 70)}
-
-
-@dataclass
-class ImageRow:
-    """One image as the table shows it."""
-
-    id: int
-    name: str
-    class_label: str | None
-    status: str  # "none" or a provenance value
-    seed: bool
-    pred_class: str | None = None
-    pred_probability: float | None = None
-    pred_uncertainty: float | None = None
-    mask_uncertainty: float | None = None  # of an auto mask (human masks have none)
-
-    @property
-    def uncertainty(self) -> float | None:
-        """The larger of the two uncertainties, as the review queue sorts (None: neither)."""
-        known = [u for u in (self.mask_uncertainty, self.pred_uncertainty) if u is not None]
-        return max(known) if known else None
-
-    @property
-    def prediction(self) -> str:
-        """``"HSIL 72%"``, or empty without a prediction."""
-        if self.pred_class is None:
-            return ""
-        if self.pred_probability is None:
-            return self.pred_class
-        return f"{self.pred_class} {100 * self.pred_probability:.0f}%"
-
-
-def rows_for(project: Project) -> list[ImageRow]:
-    """Table rows of every image of ``project`` (three catalog queries)."""
-    current = project.current_versions()
-    predictions = PredictionStore(project).latest_predictions("bethesda")
-    rows = []
-    for im in project.images():
-        version, pred = current.get(im.id), predictions.get(im.id)
-        rows.append(
-            ImageRow(
-                im.id,
-                im.name,
-                im.class_label,
-                version.provenance.value if version is not None else "none",
-                im.is_seed,
-                pred_class=None if pred is None else pred.pred_class,
-                pred_probability=None if pred is None else pred.probabilities.get(pred.pred_class),
-                pred_uncertainty=None if pred is None else pred.uncertainty,
-                mask_uncertainty=None if version is None else version.uncertainty,
-            )
-        )
-    return rows
 
 
 class ImageTableModel(QAbstractTableModel):

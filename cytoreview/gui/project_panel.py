@@ -37,7 +37,6 @@ from cytoreview.gui.image_table import (
     ImageFilterProxy,
     ImageTableModel,
     SeedCockpit,
-    rows_for,
 )
 from cytoreview.gui.import_dialog import ImportChoice, ImportDialog
 from cytoreview.gui.progress_widgets import SmoothProgressBar
@@ -50,7 +49,7 @@ from cytoreview.workflows.class_labels import set_image_class
 from cytoreview.workflows.importing import ImportReport, import_images
 from cytoreview.workflows.projects import build_scheme
 from cytoreview.workflows.seeds import pick_seeds
-from cytoreview.workflows.status import MASK_STATES, project_status
+from cytoreview.workflows.status import MASK_STATES, image_rows, mask_states, project_status
 
 
 class ProjectPanel(QWidget):
@@ -334,7 +333,7 @@ class ProjectPanel(QWidget):
     def reload(self) -> None:
         """Re-read every image row and the cockpit from the catalog."""
         project = self.state.project
-        self.model.set_rows(rows_for(project) if project is not None else [])
+        self.model.set_rows(image_rows(project) if project is not None else [])
         self.refresh_cockpit()
 
     def refresh_rows(self) -> None:
@@ -384,11 +383,10 @@ class ProjectPanel(QWidget):
         project = self.state.project
         if project is None:
             return
-        current = project.current_versions()
-        ids = list(current.keys() if image_ids is None else image_ids)  # type: ignore[union-attr]
+        states = mask_states(project, image_ids)  # type: ignore[arg-type]
         self.model.set_status(
-            {i: current[i].provenance.value if i in current else "none" for i in ids},
-            {i: current[i].uncertainty if i in current else None for i in ids},
+            {i: state.status for i, state in states.items()},
+            {i: state.uncertainty for i, state in states.items()},
         )
         self._status_timer.start()
 

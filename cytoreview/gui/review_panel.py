@@ -8,10 +8,10 @@ It calls :mod:`cytoreview.workflows.review` for every decision and refreshes aft
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -36,18 +36,19 @@ from cytoreview.gui.heatmap_layer import COLORMAPS, DEFAULT_OPACITY, HeatmapOver
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.review_widgets import CellTable, ProbabilityBars
 from cytoreview.gui.state import WorkbenchState
-from cytoreview.morphometry.measure import measure_image
+from cytoreview.gui.workers import JobFactory, JobRunner
 from cytoreview.storage.predictions import PredictionStore
+from cytoreview.types import CancelToken, Progress
 from cytoreview.workflows.class_labels import adopt_expert_call
-from cytoreview.workflows.classification import current_classifier_id
 from cytoreview.workflows.review import (
     ReviewItem,
-    approve,
+    approve_mask,
     disagreements,
     record_call,
     review_queue,
     skip,
 )
+from cytoreview.workflows.review_data import ImageDetails, image_details
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,28 @@ QUEUE_COLUMNS = ("Image", "Priority", "Mask", "Model", "Expert", "Why")
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
+def _details_job(project: Any, image_id: int) -> JobFactory:
+    """The worker's job: the details of one image (:func:`image_details`), measured."""
+
+    def job(token: CancelToken) -> Generator[Progress, Any, ImageDetails | None]:
+        yield Progress("details", 0, 1)
+        if token.cancelled:
+            return None
+        return image_details(project, image_id)
+
+    return job
+
+
 class ReviewPanel(QWidget):
-    """Work through the review queue: look, accept, edit or skip; record your own call."""
+    """Work through the review queue: look, accept, edit or skip; record your own call.
+
+    Signals
+    -------
+    details_shown(int)
+        The details of this image id are on screen (read on a worker thread).
+    """
+
+    details_shown = Signal(int)
 
     def __init__(
         self,
@@ -82,6 +103,16 @@ class ReviewPanel(QWidget):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(300)
         self._refresh_timer.timeout.connect(self.refresh)
+        #: The details shown (None: none yet), and the image whose details are wanted.
+        self.details: ImageDetails | None = None
+        self._details_wanted: int | None = None
+        self._details_project: Any = None  # the project the running job reads
+        self._details_again = False
+        self._details_runner = JobRunner("review details", self)
+        state.track_job(self._details_runner)
+        self._details_runner.succeeded.connect(self._on_details)
+        self._details_runner.failed.connect(self._on_details_failed)
+        self._details_runner.finished.connect(self._after_details)
         self._build()
         state.project_changed.connect(lambda _: self.refresh())
         state.images_changed.connect(self.refresh)
@@ -272,20 +303,25 @@ class ReviewPanel(QWidget):
         image_id = self._target()
         if image_id is None:
             return None
-        self.autosave.flush()  # the strokes just painted are what is approved
-        if self.autosave.is_pending(image_id):  # on disk is not what the person sees
-            reason = self.autosave.error(image_id) or "not saved yet"
+        # The strokes just painted are what is approved: saved first, or nothing is approved.
+        reason = self.autosave.unsaved_reason(image_id)
+        if reason is not None:
             self.state.message.emit("error", f"cannot accept: the edits are not saved ({reason})")
             return None
         try:
-            version_id = approve(self.state.require_project(), image_id, reviewer=self.state.actor)
+            # The Annotate dock's Approve goes through the same function: same records.
+            approval = approve_mask(
+                self.state.require_project(), image_id, reviewer=self.state.actor
+            )
         except CytoReviewError as exc:
             self.state.message.emit("error", f"cannot accept: {exc}")
             return None
+        if approval.empty:
+            self.state.message.emit("warning", "an empty mask was approved (no cell on it)")
         self.state.notify_masks_changed([image_id])
         self.refresh()
         self.open_next()
-        return version_id
+        return approval.version.id
 
     def edit(self) -> None:
         """Correct the mask in the Annotate tab (edits are saved as ``corrected``)."""
@@ -364,57 +400,74 @@ class ReviewPanel(QWidget):
             self._details_timer.start()
 
     def _show_details(self) -> None:
+        """Ask for the open image's details; they are shown when the worker has them."""
         project, image_id = self.state.project, self.state.current_image_id
         self._select_row(image_id)
         if project is None or image_id is None:
-            self.current = None
+            self._details_wanted = None
+            self.current = self.details = None
             self.title.setText("Pick an image of the queue")
             self.bars.show_probabilities({}, None)
             self.model_label.setText("")
             self.cells.show_measurements(None)
             return
-        self.current = next((it for it in self.items if it.image_id == image_id), None)
-        record = project.image(image_id)
-        store = PredictionStore(project)
-        pred = store.latest_predictions("bethesda").get(image_id)
-        binary = store.latest_predictions("binary").get(image_id)
+        self._details_wanted = image_id
+        if self.heatmap.enabled:
+            self.heatmap.request(image_id)
+        if self._details_runner.is_running:
+            self._details_again = True  # asked again when the running job ends
+            return
+        # Reading predictions and measuring the cells cost tens of ms on a large image: on the
+        # worker thread, with the workflow's one function (the GUI thread only fills widgets).
+        self._details_project = project
+        self._details_runner.start(_details_job(project, image_id))
+
+    def _on_details(self, details: object) -> None:
+        """Fill the widgets with an image's details (GUI thread)."""
+        if (
+            not isinstance(details, ImageDetails)
+            or details.image_id != self._details_wanted
+            or self._details_project is not self.state.project
+        ):
+            return  # the person moved on; the job for the image wanted now follows
+        self.details = details
+        self.current = next((it for it in self.items if it.image_id == details.image_id), None)
+        pred = details.prediction
         self.bars.show_probabilities(
             {} if pred is None else pred.probabilities, None if pred is None else pred.pred_class
         )
         model = "no prediction yet" if pred is None else f"model: {pred.pred_class}"
-        self.model_label.setText(_prediction_source(project, pred))
+        self.model_label.setText(details.prediction_source())
         reasons = "" if self.current is None else "; ".join(self.current.reasons)
-        self.title.setText(f"{record.name}: {model}" + (f" ({reasons})" if reasons else ""))
+        self.title.setText(f"{details.name}: {model}" + (f" ({reasons})" if reasons else ""))
+        binary = details.binary
         if binary is None:
             self.binary_label.setText("Binary call: —")
         else:
-            p = binary.probabilities.get(binary.pred_class, 0.0)
+            p = details.binary_probability or 0.0
             self.binary_label.setText(f"Binary call: {binary.pred_class} ({100 * p:.0f}%)")
-        call = store.latest_reviews().get(image_id)
-        label = record.class_label or "none"
+        call = details.review
+        label = details.class_label or "none"
         mine = "none yet" if call is None else f"{call.class_call} by {call.reviewer}"
         self.expert_label.setText(f"Expert call: {mine}; class label: {label}")
         if call is not None and call.class_call:
             self.call_combo.setCurrentText(call.class_call)
         elif pred is not None:
             self.call_combo.setCurrentText(pred.pred_class)
-        self._measure(project, record)
-        if self.heatmap.enabled:
-            self.heatmap.request(image_id)
+        if details.measure_problem is not None:
+            log.warning("cannot measure %s", details.measure_problem)
+        self.cells.show_measurements(details.measurements)
+        self.details_shown.emit(details.image_id)
 
-    def _measure(self, project: Any, record: Any) -> None:
-        try:
-            found = project.current_mask(record.id)
-            if found is None:
-                self.cells.show_measurements(None)
-                return
-            rgb = project.load_image(record).rgb
-            measured = measure_image(found[1], rgb, project.pixel_size(record))
-        except (CytoReviewError, OSError, ValueError) as exc:
-            log.warning("cannot measure %s: %s", record.name, exc)
-            self.cells.show_measurements(None)
-            return
-        self.cells.show_measurements(measured)
+    def _on_details_failed(self, error: BaseException) -> None:
+        log.warning("cannot show the details of image %s: %s", self._details_wanted, error)
+
+    def _after_details(self) -> None:
+        # Asked again while a job ran (another image, or new predictions or calls of this one):
+        # the details shown may be stale, so they are read once more.
+        if self._details_again:
+            self._details_again = False
+            self._show_details()
 
     def _select_row(self, image_id: int | None) -> None:
         for r, item in enumerate(self.items):
@@ -428,14 +481,3 @@ class ReviewPanel(QWidget):
     def toggle_heatmap(self) -> None:
         """Show or hide the heatmap layer (the keyboard shortcut)."""
         self.heatmap_check.setChecked(not self.heatmap_check.isChecked())
-
-
-def _prediction_source(project: Any, pred: Any) -> str:
-    """Which model the probabilities come from and when; says so when it is not the current one."""
-    if pred is None:
-        return ""
-    text = f"probabilities from {pred.model_id}, {pred.created_at[:16].replace('T', ' ')} UTC"
-    current = current_classifier_id(project, "bethesda")
-    if current is not None and current != pred.model_id:
-        text += f"; the current classifier is {current}: classify again to see its call"
-    return text

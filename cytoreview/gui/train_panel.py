@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.choices import TTA_CHOICES
-from cytoreview.defaults import SEG
+from cytoreview.defaults import RUN, SEG
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
@@ -31,7 +31,7 @@ from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.devices import DEVICES
-from cytoreview.models.segmenters import DEFAULT_ENCODER, SEG_ENCODERS, SIZE_MULTIPLE
+from cytoreview.models.segmenters import SEG_ENCODERS, SIZE_MULTIPLE
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.types import Progress
 from cytoreview.workflows.segmentation import (
@@ -85,7 +85,8 @@ class TrainPanel(JobPanel):
         layout.addWidget(intro)
         self.encoder = compact(QComboBox())
         self.encoder.addItems(SEG_ENCODERS)
-        self.encoder.setCurrentText(DEFAULT_ENCODER)
+        # Every default from cytoreview.defaults, as the CLI's flags: the two cannot drift.
+        self.encoder.setCurrentText(SEG.encoder)
         self.epochs = compact(QSpinBox())
         self.epochs.setRange(1, 2000)
         self.epochs.setValue(SEG.epochs)
@@ -96,6 +97,7 @@ class TrainPanel(JobPanel):
         self.time_budget.setSpecialValueText("no limit")
         self.device = compact(QComboBox())
         self.device.addItems(DEVICES)
+        self.device.setCurrentText(RUN.device)
         self.input_size = compact(QSpinBox())
         self.input_size.setRange(0, 2048)
         self.input_size.setSingleStep(SIZE_MULTIPLE)
@@ -226,10 +228,8 @@ class TrainPanel(JobPanel):
     # -- events (GUI thread) -------------------------------------------------------------------
     def on_progress(self, event: Progress) -> None:
         """The common handling, plus the device in use and the export stage."""
-        if event.message.startswith("training on "):
-            self.device_label.setText(f"Device: {event.message.removeprefix('training on ')}")
-        if event.stage == "segment" and event.step == 0 and " on " in event.message:
-            self.device_label.setText(f"Device: {event.message.rsplit(' on ', 1)[1]}")
+        if event.device is not None:  # the workflow says where it runs (never parsed from text)
+            self.device_label.setText(f"Device: {event.device}")
         super().on_progress(event)
         if event.stage == "export" and not self.runner.cancel_requested:
             self.eta_label.setText(event.message)

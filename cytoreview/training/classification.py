@@ -336,6 +336,7 @@ def train_classifier(
         "train", 0, total_steps,
         f"training {config.arch} ({config.backbone}) on {device_name}: "
         f"{len(train_idx)} train, {len(val_idx)} validation images, classes {', '.join(trained)}",
+        device=device_name,
     )  # fmt: skip
 
     for epoch in range(1, config.epochs + 1):

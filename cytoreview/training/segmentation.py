@@ -263,7 +263,7 @@ def train_segmenter(
     device_name = (
         f"{describe_device(device)}, {precision_name(device, config.amp, config.cpu_bf16)}"
     )
-    yield Progress("train", 0, total_steps, f"training on {device_name}")
+    yield Progress("train", 0, total_steps, f"training on {device_name}", device=device_name)
 
     try:
         for epoch in range(1, config.epochs + 1):

@@ -22,7 +22,7 @@ from cytoreview import __version__
 from cytoreview.choices import TASKS  # torch-free home: the CLI parser lists it without torch
 from cytoreview.data.datasets import choose_input_size
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from cytoreview.defaults import CLS
+from cytoreview.defaults import CLS, RUN
 from cytoreview.errors import (
     CheckpointError,
     ConfigError,
@@ -34,8 +34,6 @@ from cytoreview.inference.classify import export_classifier_onnx, has_cam_output
 from cytoreview.metrics.classification import classification_report
 from cytoreview.models.classifiers import (
     ARCH_USES_MASK,
-    DEFAULT_ARCH,
-    DEFAULT_BACKBONE,
     build_classifier,
     load_backbone_weights,
 )
@@ -139,10 +137,12 @@ def collect_examples(
 class ClsTrainRequest:
     """What the user asked for (the CLI's and the GUI's options)."""
 
-    task: str = "bethesda"
-    arch: str = DEFAULT_ARCH
-    backbone: str = DEFAULT_BACKBONE
-    mask_backbone: str = DEFAULT_BACKBONE
+    task: str = CLS.task
+    arch: str = CLS.arch
+    backbone: str = CLS.backbone
+    #: None: the image branch's backbone, or the parent's when fine-tuning
+    #: (cytoreview.defaults.ClsRecipe.mask_backbone_for: one rule for the CLI and the GUI).
+    mask_backbone: str | None = CLS.mask_backbone
     #: None: from the images (see cytoreview.defaults.ClsRecipe), or the parent model's size.
     input_size: int | None = None
     epochs: int = CLS.epochs
@@ -153,8 +153,8 @@ class ClsTrainRequest:
     ema_decay: float = CLS.ema_decay
     balance: str = CLS.balance
     time_budget_min: float | None = None
-    device: str = "auto"
-    seed: int = 0
+    device: str = RUN.device
+    seed: int = RUN.seed
     human_masks_only: bool = False
     weights: str | None = None  # an ImageNet (or other) weights file for the image backbone
     init: str | None = None  # fine-tune from a classifier model id of this project
@@ -182,10 +182,10 @@ class ClsTrainReport:
 
 def _init_state(
     store: ModelStore, request: ClsTrainRequest
-) -> tuple[dict[str, torch.Tensor] | None, str | None, int | None]:
-    """The parent model's weights, id and input size when fine-tuning, else Nones."""
+) -> tuple[dict[str, torch.Tensor] | None, str | None, int | None, str | None]:
+    """The parent's weights, id, input size and mask backbone when fine-tuning, else Nones."""
     if request.init is None:
-        return None, None, None
+        return None, None, None, None
     if not (store.root / request.init).is_dir():
         known = ", ".join(r.model_id for r in store.runs()[-3:]) or "none yet"
         raise CheckpointError(Path(request.init), f"not a model of this project (latest: {known})")
@@ -196,7 +196,8 @@ def _init_state(
             f"{config.get('arch')}"
         )
     size = config.get("input_size")
-    return state, request.init, int(size) if size else None
+    mask_backbone = config.get("mask_backbone")
+    return state, request.init, int(size) if size else None, mask_backbone or None
 
 
 def _classifier_input_size(
@@ -246,10 +247,11 @@ def train_classification(
         )
     all_classes = task_classes(project.scheme, request.task)
     store = ModelStore(project)
-    init_state, parent, parent_size = _init_state(store, request)
+    init_state, parent, parent_size, parent_mask = _init_state(store, request)
     input_size = _classifier_input_size(request, parent_size, examples.images)
+    mask_backbone = CLS.mask_backbone_for(request.backbone, request.mask_backbone, parent_mask)
     config = ClsTrainConfig(
-        arch=request.arch, backbone=request.backbone, mask_backbone=request.mask_backbone,
+        arch=request.arch, backbone=request.backbone, mask_backbone=mask_backbone,
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size,
         lr=request.lr, patience=request.patience, balance=request.balance,
         lr_patience=request.lr_patience, ema_decay=request.ema_decay,

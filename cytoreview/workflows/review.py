@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from cytoreview.errors import ProjectError
 from cytoreview.storage.predictions import PredictionStore
 from cytoreview.storage.project import Project
+from cytoreview.storage.records import MaskVersion
 from cytoreview.types import Provenance
 
 #: Decisions a reviewer can record on an image.
@@ -99,15 +102,52 @@ def _latest_decisions(project: Project) -> dict[int, str]:
     return {int(r["image_id"]): str(r["decision"]) for r in rows}
 
 
-def approve(
+@dataclass(frozen=True)
+class Approval:
+    """What approving an image's mask wrote.
+
+    Attributes
+    ----------
+    version
+        The approved mask version: a new one, or the newest one when it was approved already.
+    review_id
+        The review record of this decision (written in either case: the log says who looked).
+    new_version
+        False when the newest version was approved already: only the decision is recorded.
+    empty
+        The approved mask has no cell on it (worth a warning: rarely what a person meant).
+    """
+
+    version: MaskVersion
+    review_id: int
+    new_version: bool
+    empty: bool
+
+
+def approve_mask(
     project: Project, image_id: int, *, reviewer: str, class_call: str | None = None
-) -> int:
+) -> Approval:
     """Accept the current mask as ``approved`` (a new version) and record the decision.
+
+    The one approval of every front end (the Annotate dock's button, the Review dock's Accept):
+    both write the same records, an ``approved`` mask version (unless the newest version is
+    approved already) and a review record with the decision ``approve``.
+
+    Parameters
+    ----------
+    project
+        The open project.
+    image_id
+        The image whose current mask is approved.
+    reviewer
+        Who approved (the version's author and the review's reviewer; audited).
+    class_call
+        The reviewer's class call to record with the decision, if any.
 
     Returns
     -------
-    int
-        The id of the approved mask version.
+    Approval
+        The approved version and the review record.
 
     Raises
     ------
@@ -124,11 +164,18 @@ def approve(
             image_id, mask, Provenance.APPROVED, actor=reviewer,
             note=f"approved v{version.version} ({version.provenance.value})",
         )  # fmt: skip
-    PredictionStore(project).add_review(
+    review_id = PredictionStore(project).add_review(
         image_id, reviewer=reviewer, class_call=class_call, mask_version_id=approved.id,
         decision="approve",
     )  # fmt: skip
-    return approved.id
+    return Approval(approved, review_id, approved is not version, not bool(np.any(mask)))
+
+
+def approve(
+    project: Project, image_id: int, *, reviewer: str, class_call: str | None = None
+) -> int:
+    """:func:`approve_mask`, returning only the id of the approved mask version."""
+    return approve_mask(project, image_id, reviewer=reviewer, class_call=class_call).version.id
 
 
 def skip(project: Project, image_id: int, *, reviewer: str, comment: str | None = None) -> None:

@@ -1,5 +1,7 @@
 """Per-image review data: classify every image, explain the calls, measure the cells.
 
+Also everything the review shows of one image (:func:`image_details`).
+
 Each pass is a generator of progress events that can be cancelled between images; what was
 finished before a cancel is stored.
 """
@@ -16,11 +18,16 @@ import numpy as np
 # CAM_METHODS lives in the torch-free choices module (the CLI parser lists it without torch);
 # re-exported here, where callers have always found it.
 from cytoreview.choices import CAM_METHODS as CAM_METHODS
-from cytoreview.errors import ImageReadError
+from cytoreview.errors import CytoReviewError, ImageReadError
 from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
 from cytoreview.metrics.classification import derive_binary
 from cytoreview.morphometry.measure import ImageMeasurements, measure_image
-from cytoreview.storage.predictions import PredictionInput, PredictionStore
+from cytoreview.storage.predictions import (
+    PredictionInput,
+    PredictionRecord,
+    PredictionStore,
+    ReviewRecord,
+)
 from cytoreview.storage.project import Project
 from cytoreview.storage.records import ImageRecord
 from cytoreview.types import CancelToken, Progress
@@ -216,3 +223,101 @@ def measure_project(
             continue
         out[record.id] = measure_image(found[1], image, project.pixel_size(record))
     return out
+
+
+# -- one image's details -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageDetails:
+    """What the review shows of one image: the model's calls, the reviewer's, the cells.
+
+    Attributes
+    ----------
+    image_id, name, class_label
+        The image and its class label (None: unlabelled).
+    prediction, binary
+        The newest Bethesda prediction and binary call (None: not classified yet).
+    review
+        The newest class call a reviewer recorded (None: none yet).
+    current_classifier
+        The current Bethesda classifier's id: the prediction may come from an older one.
+    measurements
+        The cells of the current mask (None: no mask, or it could not be measured).
+    measure_problem
+        Why an image with a mask has no measurements (a missing or damaged file), else None.
+    """
+
+    image_id: int
+    name: str
+    class_label: str | None
+    prediction: PredictionRecord | None
+    binary: PredictionRecord | None
+    review: ReviewRecord | None
+    current_classifier: str | None
+    measurements: ImageMeasurements | None
+    measure_problem: str | None = None
+
+    @property
+    def binary_probability(self) -> float | None:
+        """The probability of the binary call (None without one)."""
+        if self.binary is None:
+            return None
+        return self.binary.probabilities.get(self.binary.pred_class, 0.0)
+
+    def prediction_source(self) -> str:
+        """Which model the probabilities come from, and when (empty without a prediction).
+
+        Says so when it is not the current classifier.
+        """
+        pred = self.prediction
+        if pred is None:
+            return ""
+        text = f"probabilities from {pred.model_id}, {pred.created_at[:16].replace('T', ' ')} UTC"
+        current = self.current_classifier
+        if current is not None and current != pred.model_id:
+            text += f"; the current classifier is {current}: classify again to see its call"
+        return text
+
+
+def image_details(project: Project, image_id: int, *, measure: bool = True) -> ImageDetails:
+    """Everything the review shows of ``image_id``: predictions, the reviewer's call, the cells.
+
+    Measuring reads the image and its mask (tens of milliseconds on a large field): the
+    workbench calls this on a worker thread, never on the GUI thread. No Qt here.
+
+    Parameters
+    ----------
+    project
+        The open project.
+    image_id
+        The image.
+    measure
+        Also measure the cells of the current mask.
+
+    Returns
+    -------
+    ImageDetails
+        The image's details; a file that cannot be read gives no measurements and says why in
+        ``measure_problem``, it does not raise.
+    """
+    record = project.image(image_id)
+    store = PredictionStore(project)
+    measurements, problem = None, None
+    if measure:
+        try:
+            found = project.current_mask(record.id)
+            if found is not None:
+                rgb = project.load_image(record).rgb
+                measurements = measure_image(found[1], rgb, project.pixel_size(record))
+        except (CytoReviewError, OSError, ValueError) as exc:
+            problem = f"{record.name}: not measured ({exc})"
+    return ImageDetails(
+        image_id=record.id,
+        name=record.name,
+        class_label=record.class_label,
+        prediction=store.latest_predictions("bethesda").get(record.id),
+        binary=store.latest_predictions("binary").get(record.id),
+        review=store.latest_reviews().get(record.id),
+        current_classifier=current_classifier_id(project, "bethesda"),
+        measurements=measurements,
+        measure_problem=problem,
+    )

@@ -22,7 +22,7 @@ from cytoreview.data.datasets import choose_input_size
 from cytoreview.data.geometry import FIELD_TILE, Geometry, choose_geometry
 from cytoreview.data.sampling import stratified_split
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from cytoreview.defaults import SEG
+from cytoreview.defaults import RUN, SEG
 from cytoreview.errors import (
     CheckpointError,
     ConfigError,
@@ -35,7 +35,7 @@ from cytoreview.errors import (
 from cytoreview.inference.onnx_export import export_onnx, onnx_providers
 from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
 from cytoreview.inference.segment import SegmenterSpec, segment_images, with_tta
-from cytoreview.models.segmenters import DEFAULT_ENCODER, build_segmenter
+from cytoreview.models.segmenters import build_segmenter
 from cytoreview.storage.checkpoints import load_weights
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.names import name_component
@@ -55,10 +55,10 @@ KIND = "segmentation"
 class SegTrainRequest:
     """What the user asked for; ``None`` means "choose from the data / the checkpoint"."""
 
-    encoder: str = DEFAULT_ENCODER
+    encoder: str = SEG.encoder
     epochs: int = SEG.epochs
     time_budget_min: float | None = None
-    device: str = "auto"
+    device: str = RUN.device
     init: str | None = None  # a model id of this project or a weights/checkpoint file
     input_size: int | None = None
     batch_size: int = SEG.batch_size
@@ -67,10 +67,10 @@ class SegTrainRequest:
     patience: int = SEG.patience
     lr_patience: int = SEG.lr_patience
     ema_decay: float = SEG.ema_decay
-    seed: int = 0
+    seed: int = RUN.seed
     tile_threshold: int = SEG.tile_threshold
     #: "auto" (from the painted masks, see cytoreview.data.geometry), "crops" or "fields".
-    geometry: str = "auto"
+    geometry: str = SEG.geometry
     amp: bool = SEG.amp
     cpu_bf16: bool = SEG.cpu_bf16
     #: Also learn from the project's unpainted images (never stored as masks).
@@ -432,8 +432,9 @@ def segment_project(
     start = time.perf_counter()
     views = ", averaging 8 views" if tta else ""
     yield Progress(
-        "segment", 0, len(todo), f"{len(todo)} image(s) to segment on {predictor.device}{views}"
-    )
+        "segment", 0, len(todo), f"{len(todo)} image(s) to segment on {predictor.device}{views}",
+        device=predictor.device,
+    )  # fmt: skip
 
     def compute(chunk: list[Any]) -> tuple[list[tuple[Any, np.ndarray]], list[str], list[Any]]:
         loaded, problems = [], []

@@ -65,4 +65,5 @@ def test_the_review_dock_makes_the_experts_call_the_label(workbench, qtbot) -> N
     row = table.model.source_row_of(record.id)
     assert table.model.row(row).class_label == call  # the table follows
     assert f"({call})" in workbench.annotate_panel.title.text()
-    assert f"class label: {call}" in review.expert_label.text()
+    # The dock's details are read on a worker thread: they follow a moment later.
+    qtbot.waitUntil(lambda: f"class label: {call}" in review.expert_label.text())

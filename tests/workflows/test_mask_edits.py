@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from cytoreview.storage.project import Project
+from cytoreview.storage.records import MaskVersion
 from cytoreview.types import Provenance
 from cytoreview.workflows.importing import import_images
-from cytoreview.workflows.mask_edits import save_edit
+from cytoreview.workflows.mask_edits import edit_provenance, save_edit
 from tests.conftest import run_job, write_rgb_png
 
 
@@ -57,3 +58,19 @@ def test_a_cli_auto_mask_saved_while_a_person_paints_is_reported(tmp_path: Path)
         edit = save_edit(window, image_id, mask, Provenance.MANUAL, actor="anna", based_on=0)
     assert edit.conflict and edit.overtaken.provenance is Provenance.AUTO
     assert edit.version.provenance is Provenance.MANUAL
+
+
+def test_edit_provenance_rule() -> None:
+    """``corrected`` when the edited mask descends from a model's, else ``manual``; the one
+    rule the Annotate dock applies (it has none of its own)."""
+
+    def v(kind: str) -> MaskVersion:
+        return MaskVersion(1, 1, 1, "p", "s", Provenance(kind), "a", "t", None, None, None)
+
+    assert edit_provenance([]) is Provenance.MANUAL
+    assert edit_provenance([v("manual")]) is Provenance.MANUAL
+    assert edit_provenance([v("auto")]) is Provenance.CORRECTED
+    assert edit_provenance([v("auto"), v("corrected")]) is Provenance.CORRECTED
+    assert edit_provenance([v("auto"), v("approved")]) is Provenance.CORRECTED
+    assert edit_provenance([v("manual"), v("approved")]) is Provenance.MANUAL
+    assert edit_provenance([v("auto"), v("manual")]) is Provenance.MANUAL
