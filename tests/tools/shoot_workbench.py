@@ -25,9 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-#: The docks shot, in order, with the file each goes to.
+#: The docks shot, in order, with the file each goes to (the Project dock is in every shot).
 SHOTS = {
-    "project": "gui-project.png",
     "annotate": "gui-annotate.png",
     "train": "gui-train.png",
     "classifier": "gui-classifier.png",
