@@ -41,7 +41,7 @@ def _stats(values: list[float]) -> dict:
             "p99": pct(0.99), "max": round(ordered[-1], 2)}  # fmt: skip
 
 
-def measure(project_root: Path, background: bool, args: argparse.Namespace) -> dict:
+def measure(project_root: Path, background: bool, delay_ms: int, args: argparse.Namespace) -> dict:
     import napari
     from qtpy.QtCore import QElapsedTimer, QTimer
     from qtpy.QtWidgets import QApplication
@@ -50,7 +50,7 @@ def measure(project_root: Path, background: bool, args: argparse.Namespace) -> d
     from cytoreview.gui.app import build_workbench
 
     viewer = napari.Viewer(show=True)
-    wb = build_workbench(viewer, project_root, actor="bench")
+    wb = build_workbench(viewer, project_root, actor="bench", autosave_delay_ms=delay_ms)
     wb.autosave.background = background
     labels = viewer.layers[MASK_LAYER]
     labels.brush_size = 20
@@ -96,8 +96,15 @@ def measure(project_root: Path, background: bool, args: argparse.Namespace) -> d
             time.sleep(0.001)
     monitor.stop()
     wb.autosave.flush()
+    image_id = wb.annotate_panel.image_id
+    versions = wb.state.project.mask_versions(image_id)
+    mask_bytes = sum((project_root / v.path).stat().st_size for v in versions)
     result = {
+        "delay_ms": delay_ms,
         "saves": len(save_ms),
+        # The history a person's painting leaves: one version per save, each a whole PNG.
+        "versions": len(versions),
+        "mask_kib_per_stroke": round(mask_bytes / 1024 / max(len(strokes), 1), 1),
         "save_ms": _stats(save_ms),
         "stroke_ms_while_saving": _stats([ms for ms, s in strokes if s]),
         "stroke_ms_not_saving": _stats([ms for ms, s in strokes if not s]),
@@ -113,6 +120,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=2048, help="image side in pixels")
     parser.add_argument("--strokes", type=int, default=60)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between strokes")
+    parser.add_argument("--delays", type=int, nargs="+", default=None,
+                        help="autosave pauses (ms) to compare on the worker thread "
+                             "(default: the product's)")  # fmt: skip
     args = parser.parse_args()
 
     from cytoreview.gui.autosave import DEFAULT_DELAY_MS, DEFAULT_MAX_WAIT_MS
@@ -125,10 +135,12 @@ def main() -> int:
     write_rgb_png(root / "src" / "NILM" / "field.png", rgb)
     out = {"size": args.size, "strokes": args.strokes, "interval_s": args.interval,
            "delay_ms": DEFAULT_DELAY_MS, "max_wait_ms": DEFAULT_MAX_WAIT_MS}  # fmt: skip
-    for mode, background in (("worker_thread", True), ("gui_thread", False)):
+    modes = [(f"worker_thread_delay_{d}", True, d) for d in args.delays or [DEFAULT_DELAY_MS]]
+    modes.append(("gui_thread", False, DEFAULT_DELAY_MS))
+    for mode, background, delay in modes:
         with Project.init(root / mode, actor="bench") as project:
             run_job(import_images(project, root / "src", actor="bench"))
-        out[mode] = measure(root / mode, background, args)
+        out[mode] = measure(root / mode, background, delay, args)
     print(json.dumps(out, indent=2))
     return 0
 
