@@ -44,6 +44,11 @@ def _cmd_set_class(args: argparse.Namespace) -> int:
     if args.csv is not None and single:
         raise ConfigError("give either IMAGE CLASS or --csv FILE, not both")
     if args.csv is None and (args.image is None or args.class_name is None):
+        if args.image is not None and args.image.lower().endswith((".csv", ".tsv", ".txt")):
+            # A table given where an image name goes: say how to pass it.
+            raise ConfigError(
+                f"a class table is read with --csv: `set-class PROJECT --csv {args.image}`"
+            )
         raise ConfigError("give IMAGE CLASS (e.g. `set-class PROJECT cell_07 HSIL`) or --csv FILE")
     actor = current_user(args.user)
     with open_project(args.project) as project:

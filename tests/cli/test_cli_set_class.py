@@ -50,6 +50,7 @@ def test_set_class_of_one_image(proj: Path, capsys: pytest.CaptureFixture[str]) 
         (("c2", "carcinoma"), "unknown class 'carcinoma'; valid: NILM, ASC-US, LSIL, HSIL"),
         (("nope", "HSIL"), "no image named 'nope'"),
         (("c2",), "give IMAGE CLASS"),
+        (("fix.csv",), "a class table is read with --csv: `set-class PROJECT --csv fix.csv`"),
         (("c2", "HSIL", "--csv", "x.csv"), "either IMAGE CLASS or --csv FILE"),
     ],
 )
