@@ -13,13 +13,13 @@ class CytoReviewError(Exception):
     """Base class of every expected, user-facing error."""
 
 
-class InputFileError(CytoReviewError):
-    """A file given by the user cannot be used.
+class _FileError(Exception):
+    """Mixin of the errors about one file: the message is ``path: reason``.
 
     Parameters
     ----------
     path
-        The offending file.
+        The file.
     reason
         A short, human-readable reason (no trailing full stop).
     """
@@ -28,6 +28,10 @@ class InputFileError(CytoReviewError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class InputFileError(_FileError, CytoReviewError):
+    """A file given by the user cannot be used (``path`` names it, ``reason`` says why)."""
 
 
 class ImageReadError(InputFileError):
@@ -82,21 +86,8 @@ class NotEnoughDataError(CytoReviewError):
     """A step needs more (or other) data than the project has, e.g. training without masks."""
 
 
-class CatalogError(ProjectError):
-    """The catalog file cannot be used; the message names the file and the reason.
-
-    Parameters
-    ----------
-    path
-        The catalog file.
-    reason
-        A short, human-readable reason (no trailing full stop).
-    """
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+class CatalogError(_FileError, ProjectError):
+    """The catalog file cannot be used (``path`` names it, ``reason`` says why)."""
 
 
 class NotACatalogError(CatalogError):
