@@ -29,6 +29,8 @@ SEG_ENCODERS: tuple[str, ...] = (
     "vgg19_bn",
 )
 DEFAULT_ENCODER = "resnet18"
+#: The segmenter contribution a user gets without choosing (the built-in U-Net).
+DEFAULT_SEGMENTER = "unet"
 #: How images meet the segmenter: from the painted masks (auto), letterboxed crops, or fields
 #: tiled at native resolution (cytoreview.data.geometry states the rule).
 GEOMETRIES: tuple[str, ...] = ("auto", "crops", "fields")
@@ -57,8 +59,6 @@ CLS_BACKBONES: tuple[str, ...] = (
 TINY_BACKBONES: tuple[str, ...] = ("test_resnet", "test_efficientnet", "resnet10t")
 TINY_BACKBONE = "test_resnet"
 DEFAULT_BACKBONE = "resnet18"
-#: Whether an architecture reads the mask channels (inference needs masks for those).
-ARCH_USES_MASK: dict[str, bool] = {"image-only": False, "fusion-flatten": True, "fusion-gap": True}
 DEFAULT_ARCH = "fusion-gap"
 #: ``bethesda``: the project's own classes; ``binary``: needs a pathologist's review or not.
 TASKS: tuple[str, ...] = ("bethesda", "binary")

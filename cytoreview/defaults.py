@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cytoreview.choices import DEFAULT_ARCH, DEFAULT_BACKBONE, DEFAULT_ENCODER, DEVICES, TASKS
+from cytoreview.choices import DEFAULT_ARCH, DEFAULT_BACKBONE, DEFAULT_SEGMENTER, DEVICES, TASKS
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,14 @@ class SegRecipe:
     semi
         Also learn from the unpainted images (mean teacher + confident pseudo-labels, see
         ``cytoreview.training.semi``). Off until the benchmark shows it wins.
-    encoder
-        The U-Net's encoder.
+    arch
+        The segmenter (a contribution name; its own settings, e.g. the U-Net's encoder, default
+        in its settings dataclass).
     geometry
         ``auto``: crops or fields, decided from the painted masks (``cytoreview.data.geometry``).
     """
 
-    encoder: str = DEFAULT_ENCODER
+    arch: str = DEFAULT_SEGMENTER
     geometry: str = "auto"
     epochs: int = 300
     lr: float = 1e-3

@@ -2,6 +2,7 @@
 # Set up (or refresh) the CytoReview environment in .venv at the repository root.
 #   installer/setup.sh          runtime: what `make demo` needs
 #   installer/setup.sh --dev    plus test and lint tools, and Xvfb for the GUI tests
+# The first-party plugins in plugins/ are installed too (CYTOREVIEW_NO_PLUGINS=1 leaves them out).
 # Safe to run again: it does nothing when pyproject.toml and the constraints have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,15 @@ fi
 
 # -- The virtual environment ---------------------------------------------------------------------
 stamp=".venv/.cytoreview-$mode"
-wanted=$(cat pyproject.toml installer/constraints.txt | sha256sum | cut -c1-16)
+# Every package in plugins/ (its own pyproject.toml), unless CYTOREVIEW_NO_PLUGINS=1.
+plugins=()
+if [[ "${CYTOREVIEW_NO_PLUGINS:-0}" != 1 ]]; then
+  for manifest in plugins/*/pyproject.toml; do
+    [[ -f "$manifest" ]] && plugins+=(-e "$(dirname "$manifest")")
+  done
+fi
+wanted=$( { cat pyproject.toml installer/constraints.txt; cat plugins/*/pyproject.toml 2>/dev/null;
+           echo "plugins:${plugins[*]:-none}"; } | sha256sum | cut -c1-16)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" && -x .venv/bin/cytoreview ]]; then
   exit 0
 fi
@@ -59,11 +68,11 @@ log=.venv/setup.log
 # pip's own chatter goes to a log; it is shown only if the install fails.
 if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip &&
        .venv/bin/python -m pip install --disable-pip-version-check \
-         -c installer/constraints.txt -e ".$extra"; } >"$log" 2>&1; then
+         -c installer/constraints.txt -e ".$extra" "${plugins[@]}"; } >"$log" 2>&1; then
   tail -n 40 "$log"
   say "installation failed; the full log is $log"
   exit 1
 fi
 # A dev install also satisfies a runtime one.
 echo "$wanted" > "$stamp"; [[ $mode == dev ]] && echo "$wanted" > .venv/.cytoreview-runtime
-say "ready"
+say "ready${plugins[*]:+ (plugins: ${plugins[*]//-e /})}"

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cytoreview.choices import (
-    ARCH_USES_MASK,
     BALANCE_MODES,
     CAM_METHODS,
     CLS_BACKBONES,
@@ -23,6 +22,7 @@ from cytoreview.choices import (
     TINY_BACKBONES,
 )
 from cytoreview.cli.progress import console, drive, esc, warn
+from cytoreview.cli.settings_flags import add_method_flags, chosen_settings
 from cytoreview.defaults import CLS, RUN
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
@@ -45,8 +45,8 @@ def register(sub: Any) -> None:
         "train-cls", help="train the cell classifier", description=_cmd_train.__doc__
     )
     p.add_argument("project", type=Path, help="the project folder")
-    p.add_argument("--arch", choices=sorted(ARCH_USES_MASK), default=CLS.arch,
-                   help=f"network (default {CLS.arch}: image + mask, pooled)")  # fmt: skip
+    # --arch and each architecture's own settings, from the methods' settings dataclasses.
+    add_method_flags(p, "classifier", default=CLS.arch)
     p.add_argument("--task", choices=TASKS, default=CLS.task,
                    help="bethesda: the project's classes; binary: needs review or not "
                         f"(default {CLS.task})")  # fmt: skip
@@ -223,6 +223,7 @@ def train_request(args: argparse.Namespace) -> ClsTrainRequest:
         lr_patience=args.lr_patience, ema_decay=args.ema_decay,
         device=args.device, seed=args.seed, human_masks_only=args.human_masks_only,
         weights=args.weights, init=args.init,
+        settings=chosen_settings(args, "classifier", args.arch),
     )  # fmt: skip
 
 

@@ -18,9 +18,9 @@ from cytoreview.choices import (
     GEOMETRIES,
     LOSSES,
     PRECISIONS,
-    SEG_ENCODERS,
 )
 from cytoreview.cli.progress import console, drive, esc, warn
+from cytoreview.cli.settings_flags import add_method_flags, chosen_settings
 from cytoreview.defaults import RUN, SEG
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
@@ -38,8 +38,15 @@ def register(sub: Any) -> None:
         "train-seg", help="train the U-Net on the human masks", description=_cmd_train.__doc__
     )
     p.add_argument("project", type=Path, help="the project folder")
-    p.add_argument("--encoder", choices=SEG_ENCODERS, default=SEG.encoder,
-                   help=f"U-Net encoder (default {SEG.encoder})")  # fmt: skip
+    # --arch, --preset and each method's own settings (the U-Net's --encoder...), all from the
+    # methods' settings dataclasses: the workbench's form is built from the same definitions.
+    add_method_flags(p, "segmenter", default=SEG.arch, presets=True)
+    p.add_argument(
+        "--include-generated",
+        action="store_true",
+        help="also learn from masks a mask generator made (`cytoreview generate-masks`): a "
+        "project can start with no painting; a model's auto-masks are never learned from",
+    )
     p.add_argument(
         "--epochs",
         type=int,
@@ -129,7 +136,7 @@ def register(sub: Any) -> None:
         help="in a project of single-cell crops, images with a side above PX are tiled, not "
         f"resized (default {SEG.tile_threshold}); a project of painted fields tiles every image",
     )
-    p.set_defaults(handler=_cmd_train)
+    p.set_defaults(handler=_cmd_train, parser_defaults=_defaults_of(p))
 
     p = sub.add_parser(
         "segment", help="auto-mask images without a human mask", description=_cmd_segment.__doc__
@@ -170,7 +177,8 @@ def register(sub: Any) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    """Train a U-Net (nucleus / cytoplasm) on every manual, corrected or approved mask, with a
+    """Train a segmenter (the U-Net unless --arch or --preset names another) on every manual,
+    corrected or approved mask (and generated ones with --include-generated), with a
     stratified 80/20 validation split and early stopping. With --init, fine-tune an existing
     model: the result is a new model version and the old one is kept."""
     # torch loads here, when the command runs, not when the parser is built.
@@ -206,16 +214,31 @@ def train_request(args: argparse.Namespace) -> SegTrainRequest:
     The workbench's train form, left as it opens, asks for the same request as these flags
     left out (both read :data:`cytoreview.defaults.SEG`; a test compares them).
     """
-    from cytoreview.workflows.segmentation import SegTrainRequest
+    from cytoreview.workflows.segmentation import find_preset, seg_request
 
-    return SegTrainRequest(
-        encoder=args.encoder, epochs=args.epochs, time_budget_min=args.time_budget,
+    fields = dict(
+        arch=args.arch, epochs=args.epochs, time_budget_min=args.time_budget,
         device=args.device, init=args.init, input_size=args.input_size,
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
         lr_patience=args.lr_patience, ema_decay=args.ema_decay, seed=args.seed,
         tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
         cpu_bf16=args.cpu_bf16, geometry=args.geometry, semi=args.semi,
+        include_generated=args.include_generated,
     )  # fmt: skip
+    dests = {"tile_threshold": "tile_above"}
+    if args.preset:  # a preset's recipe, then only the flags the user really gave
+        defaults = getattr(args, "parser_defaults", {})
+        fields = {k: v for k, v in fields.items() if v != defaults.get(dests.get(k, k), v)}
+    arch = fields.get("arch") or (
+        find_preset("segmenter", args.preset)[0].name if args.preset else args.arch
+    )
+    settings = chosen_settings(args, "segmenter", arch)
+    return seg_request(args.preset, **fields, settings=settings)
+
+
+def _defaults_of(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Every flag's default, so a preset is overridden only by the flags a user gave."""
+    return {action.dest: action.default for action in parser._actions}
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:

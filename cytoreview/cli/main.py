@@ -13,6 +13,7 @@ from cytoreview.cli import (
     commands_cls,
     commands_demo,
     commands_labels,
+    commands_plugins,
     commands_project,
     commands_seg,
 )
@@ -70,6 +71,7 @@ def build_parser(
     commands_seg.register(sub)
     commands_cls.register(sub)
     commands_demo.register(sub)
+    commands_plugins.register(sub)
     for register in extra_commands:
         register(sub)
     return parser

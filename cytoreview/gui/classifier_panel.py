@@ -28,8 +28,8 @@ from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
-from cytoreview.models.classifiers import ARCH_USES_MASK
 from cytoreview.models.devices import DEVICES
+from cytoreview.plugin_api import catalog
 from cytoreview.workflows.classification import (
     TASKS,
     ClsTrainReport,
@@ -101,7 +101,7 @@ class ClassifierPanel(JobPanel):
         # Every default from cytoreview.defaults, as the CLI's flags: the two cannot drift.
         self.task.setCurrentText(CLS.task)
         self.arch = compact(QComboBox())
-        self.arch.addItems(list(ARCH_USES_MASK))
+        self.arch.addItems(catalog().names("classifier"))
         self.arch.setCurrentText(CLS.arch)
         self.backbone = compact(QComboBox())
         self.backbone.addItems(BACKBONES)

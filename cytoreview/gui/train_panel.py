@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from cytoreview.choices import TTA_CHOICES
+from cytoreview.choices import DEFAULT_ENCODER, TTA_CHOICES
 from cytoreview.defaults import RUN, SEG
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
@@ -86,7 +86,7 @@ class TrainPanel(JobPanel):
         self.encoder = compact(QComboBox())
         self.encoder.addItems(SEG_ENCODERS)
         # Every default from cytoreview.defaults, as the CLI's flags: the two cannot drift.
-        self.encoder.setCurrentText(SEG.encoder)
+        self.encoder.setCurrentText(DEFAULT_ENCODER)
         self.epochs = compact(QSpinBox())
         self.epochs.setRange(1, 2000)
         self.epochs.setValue(SEG.epochs)
@@ -159,7 +159,7 @@ class TrainPanel(JobPanel):
         """The training request the form describes."""
         budget = self.time_budget.value()
         return SegTrainRequest(
-            encoder=self.encoder.currentText(),
+            settings={"encoder": self.encoder.currentText()},
             epochs=self.epochs.value(),
             time_budget_min=budget if budget > 0 else None,
             device=self.device.currentText(),
@@ -174,7 +174,7 @@ class TrainPanel(JobPanel):
         request = request or self.request()
         actor = self.state.actor
         self.log_view.appendPlainText(
-            f"training a U-Net ({request.encoder}, up to {request.epochs} epochs)…"
+            f"training a {request.arch} ({dict(request.settings)}, up to {request.epochs} epochs)…"
         )
         self.device_label.setText(f"Device: {request.device} (starting…)")
         self.begin_job(

@@ -28,7 +28,8 @@ from cytoreview.data.cls_dataset import INPUT_CHANNELS, make_inputs
 from cytoreview.errors import ConfigError
 from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
 from cytoreview.inference.predictors import TorchPredictor
-from cytoreview.models.classifiers import ARCH_USES_MASK, DEFAULT_ARCH, hidden_activation_layer
+from cytoreview.models.classifiers import DEFAULT_ARCH, hidden_activation_layer
+from cytoreview.plugin_api import find
 
 __all__ = [
     "CAM_FEATURES",
@@ -63,7 +64,7 @@ class ClassifierSpec:
     @property
     def uses_mask(self) -> bool:
         """Whether the model reads the mask channels (then every crop needs a mask)."""
-        return ARCH_USES_MASK.get(self.arch, True)
+        return find("classifier", self.arch).uses_mask
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ClassifierSpec:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 # The architecture names live in the torch-free choices module (the CLI parser lists them).
-from cytoreview.choices import ARCH_USES_MASK, DEFAULT_ARCH
+from cytoreview.choices import DEFAULT_ARCH
 from cytoreview.data.cls_dataset import INPUT_CHANNELS
 from cytoreview.errors import ConfigError
 from cytoreview.models.classifier_blocks import (
@@ -35,21 +35,23 @@ from cytoreview.models.classifier_blocks import (
     feature_shape,
     last_conv_stage,
 )
-from cytoreview.models.registry import Registry
+from cytoreview.plugin_api import find
 
 __all__ = [
-    "ARCH_USES_MASK",
-    "CLASSIFIERS",
     "CLS_BACKBONES",
     "DEFAULT_ARCH",
     "DEFAULT_BACKBONE",
+    "FUSION_FLATTEN",
+    "FUSION_GAP",
     "IMAGE_CHANNELS",
+    "IMAGE_ONLY",
     "INPUT_CHANNELS",
     "TINY_BACKBONE",
     "TINY_BACKBONES",
     "BackboneLoadReport",
     "CellClassifier",
     "build_classifier",
+    "classifier_uses_mask",
     "load_backbone_weights",
 ]
 
@@ -212,16 +214,42 @@ def _fusion_flatten(**params: Any) -> CellClassifier:
     return FusionClassifier("flatten", **params)
 
 
-CLASSIFIERS: Registry[CellClassifier] = Registry("classifier")
-CLASSIFIERS.register(
-    "fusion-gap",
-    _fusion_gap,
-    "image + mask CNNs, global average pooled, concatenated, dense head (default)",
-)
-CLASSIFIERS.register(
-    "fusion-flatten", _fusion_flatten, "image + mask CNNs, flattened, concatenated, dense head"
-)
-CLASSIFIERS.register("image-only", ImageOnlyClassifier, "CNN on the RGB crop, pooled, linear head")
+@dataclass(frozen=True)
+class BuiltinClassifier:
+    """A built-in classifier contribution (see :mod:`cytoreview.plugin_api.protocols`).
+
+    Trained by the core trainer (``trainer`` None).
+    """
+
+    factory: Any
+    uses_mask: bool
+    trainer: Any = None
+
+    def build(self, config: dict[str, Any]) -> CellClassifier:
+        """The network from a checkpoint config (random weights)."""
+        params: dict[str, Any] = {
+            "backbone": str(config.get("backbone", DEFAULT_BACKBONE)),
+            "num_classes": _num_classes(config),
+            "input_size": int(config.get("input_size", DEFAULT_INPUT_SIZE)),
+            "dropout": float(config.get("dropout", DEFAULT_DROPOUT)),
+        }
+        if self.uses_mask:
+            params["mask_backbone"] = str(config.get("mask_backbone", DEFAULT_BACKBONE))
+            params["hidden"] = int(config.get("hidden", DEFAULT_HIDDEN))
+        return self.factory(**params)
+
+
+FUSION_GAP = BuiltinClassifier(_fusion_gap, uses_mask=True)
+FUSION_FLATTEN = BuiltinClassifier(_fusion_flatten, uses_mask=True)
+IMAGE_ONLY = BuiltinClassifier(ImageOnlyClassifier, uses_mask=False)
+
+
+def _num_classes(config: dict[str, Any]) -> int:
+    if "class_names" in config:
+        return len(config["class_names"])
+    if "num_classes" in config:
+        return int(config["num_classes"])
+    raise ConfigError("a classifier config needs 'class_names' or 'num_classes'")
 
 
 def build_classifier(config: dict[str, Any]) -> CellClassifier:
@@ -230,9 +258,10 @@ def build_classifier(config: dict[str, Any]) -> CellClassifier:
     Parameters
     ----------
     config
-        ``arch`` (default ``fusion-gap``), ``backbone``, ``mask_backbone``, ``class_names`` (or
-        ``num_classes``), ``input_size``, and optionally ``dropout`` and ``hidden``; other keys
-        are ignored.
+        ``arch`` (default ``fusion-gap``), ``class_names`` (or ``num_classes``),
+        ``input_size``, and what the architecture reads (``backbone``, ``mask_backbone``,
+        ``dropout``, ``hidden``, ``settings``); a ``plugin`` record names the plugin to install
+        when the architecture is missing.
 
     Raises
     ------
@@ -240,23 +269,15 @@ def build_classifier(config: dict[str, Any]) -> CellClassifier:
         For an unknown architecture or backbone (the message lists valid names) or when the
         number of classes is missing.
     """
-    if "class_names" in config:
-        num_classes = len(config["class_names"])
-    elif "num_classes" in config:
-        num_classes = int(config["num_classes"])
-    else:
-        raise ConfigError("a classifier config needs 'class_names' or 'num_classes'")
-    params: dict[str, Any] = {
-        "backbone": str(config.get("backbone", DEFAULT_BACKBONE)),
-        "num_classes": num_classes,
-        "input_size": int(config.get("input_size", DEFAULT_INPUT_SIZE)),
-        "dropout": float(config.get("dropout", DEFAULT_DROPOUT)),
-    }
+    _num_classes(config)
     arch = str(config.get("arch", DEFAULT_ARCH))
-    if ARCH_USES_MASK.get(arch, False):
-        params["mask_backbone"] = str(config.get("mask_backbone", DEFAULT_BACKBONE))
-        params["hidden"] = int(config.get("hidden", DEFAULT_HIDDEN))
-    return CLASSIFIERS.create(arch, **params)
+    return find("classifier", arch, config.get("plugin")).load().build(config)
+
+
+def classifier_uses_mask(config: dict[str, Any]) -> bool:
+    """Whether the model a config describes reads the mask channels."""
+    arch = str(config.get("arch", DEFAULT_ARCH))
+    return find("classifier", arch, config.get("plugin")).uses_mask
 
 
 @dataclass(frozen=True)

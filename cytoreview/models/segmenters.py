@@ -1,21 +1,39 @@
-"""Segmentation networks: U-Net with an encoder chosen by name (segmentation-models-pytorch).
+"""Segmentation networks, built by contribution name from the plugin catalog.
 
-Weights are never downloaded (``encoder_weights=None``): clinical sites are often offline. A
-weights file (ImageNet or an earlier project's checkpoint) can be loaded by the caller.
+The built-in one is a U-Net with an encoder chosen by name (segmentation-models-pytorch),
+contributed as ``unet`` through the same plugin interface as any third-party network
+(:mod:`cytoreview.plugin_api.builtin`). Weights are never downloaded (``encoder_weights=None``):
+clinical sites are often offline. A weights file (ImageNet or an earlier project's checkpoint)
+can be loaded by the caller.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
 
 # The encoder names live in the torch-free choices module (the CLI parser lists them without
 # importing smp).
-from cytoreview.choices import DEFAULT_ENCODER, SEG_ENCODERS
+from cytoreview.choices import DEFAULT_ENCODER, DEFAULT_SEGMENTER, SEG_ENCODERS
 from cytoreview.errors import ConfigError
-from cytoreview.models.registry import Registry
+from cytoreview.plugin_api import Contribution, find
 
-#: Spatial sizes must be multiples of this (five stride-2 stages).
+__all__ = [
+    "DEFAULT_SEGMENTER",
+    "SEG_ENCODERS",
+    "SIZE_MULTIPLE",
+    "UNET",
+    "build_segmenter",
+    "build_unet",
+    "describe_segmenter",
+    "segmenter_contribution",
+    "segmenter_method",
+]
+
+#: Spatial sizes of the U-Net must be multiples of this (five stride-2 stages).
 SIZE_MULTIPLE = 32
 
 
@@ -40,15 +58,66 @@ def build_unet(
     )
 
 
-SEGMENTERS: Registry[torch.nn.Module] = Registry("segmenter")
-SEGMENTERS.register("unet", build_unet, "U-Net (segmentation-models-pytorch), encoder by name")
+@dataclass(frozen=True)
+class UnetMethod:
+    """The built-in segmenter contribution (see :class:`~cytoreview.plugin_api.protocols`)."""
+
+    size_multiple: int = SIZE_MULTIPLE
+
+    def build(self, settings: Any, *, classes: int, in_channels: int) -> torch.nn.Module:
+        """A U-Net with the settings' encoder."""
+        return build_unet(settings.encoder, classes=classes, in_channels=in_channels)
+
+    def weight_targets(self, model: torch.nn.Module) -> list[torch.nn.Module]:
+        """A weights file may name the whole U-Net or its encoder alone (ImageNet weights)."""
+        return [model, model.encoder]
 
 
-def build_segmenter(config: dict) -> torch.nn.Module:
-    """Rebuild a segmenter from a checkpoint's config alone (``arch``, ``encoder``, classes)."""
-    return SEGMENTERS.create(
-        config.get("arch", "unet"),
-        encoder=config.get("encoder", DEFAULT_ENCODER),
+UNET = UnetMethod()
+
+
+def segmenter_contribution(config: dict[str, Any]) -> Contribution:
+    """The contribution that made (or makes) the model a config describes.
+
+    A checkpoint made before plugins existed has no ``arch`` settings record; it was a U-Net.
+    """
+    return find("segmenter", str(config.get("arch", DEFAULT_SEGMENTER)), config.get("plugin"))
+
+
+def segmenter_method(config: dict[str, Any]) -> Any:
+    """The loaded method object behind :func:`segmenter_contribution`."""
+    return segmenter_contribution(config).load()
+
+
+def segmenter_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The method's settings recorded in ``config`` (older U-Net configs: their ``encoder``)."""
+    settings = config.get("settings")
+    if settings is None:
+        settings = {"encoder": config["encoder"]} if "encoder" in config else {}
+    return dict(settings)
+
+
+def describe_segmenter(config: dict[str, Any]) -> str:
+    """A model's network in words, from its config alone (no plugin needs to be installed).
+
+    E.g. ``unet (encoder resnet18)`` or ``rse-unet (base_channels 32) from plugin
+    cytoreview-chowdary 0.1.0``.
+    """
+    settings = segmenter_settings(config)
+    inner = ", ".join(f"{k} {v}" for k, v in settings.items())
+    text = str(config.get("arch", DEFAULT_SEGMENTER)) + (f" ({inner})" if inner else "")
+    made_by = config.get("plugin") or {}
+    if made_by.get("plugin") and made_by["plugin"] != "cytoreview":
+        text += f" from plugin {made_by['plugin']} {made_by.get('version', '')}".rstrip()
+    return text
+
+
+def build_segmenter(config: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a segmenter from a checkpoint's config alone (``arch``, ``settings``, classes)."""
+    contribution = segmenter_contribution(config)
+    method = contribution.load()
+    return method.build(
+        contribution.make_settings(segmenter_settings(config)),
         classes=len(config.get("class_names", (0, 1, 2))),
         in_channels=int(config.get("in_channels", 3)),
     )

@@ -70,6 +70,10 @@ class ClsTrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: The architecture's own settings (a plugin's settings dataclass, as plain values).
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: Which plugin (and version) provides ``arch``: recorded so a missing one can be named.
+    plugin: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE_MODES:
@@ -107,6 +111,8 @@ class ClsTrainConfig:
             "input_size": self.input_size,
             "dropout": self.dropout,
             "hidden": self.hidden,
+            "settings": dict(self.settings),
+            "plugin": dict(self.plugin),
         }
 
 

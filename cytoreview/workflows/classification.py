@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,11 @@ from cytoreview.errors import (
 from cytoreview.inference.classify import export_classifier_onnx, has_cam_outputs
 from cytoreview.metrics.classification import classification_report
 from cytoreview.models.classifiers import (
-    ARCH_USES_MASK,
     build_classifier,
+    classifier_uses_mask,
     load_backbone_weights,
 )
+from cytoreview.plugin_api import find
 from cytoreview.storage.checkpoints import load_state_dict_file
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
@@ -139,6 +140,8 @@ class ClsTrainRequest:
 
     task: str = CLS.task
     arch: str = CLS.arch
+    #: The architecture's own settings (``cytoreview plugins`` lists each one's).
+    settings: Mapping[str, Any] = field(default_factory=dict)
     backbone: str = CLS.backbone
     #: None: the image branch's backbone, or the parent's when fine-tuning
     #: (cytoreview.defaults.ClsRecipe.mask_backbone_for: one rule for the CLI and the GUI).
@@ -227,9 +230,9 @@ def train_classification(
 ) -> Generator[Progress, None, ClsTrainReport]:
     """Train a classifier on the labelled images and their current masks (human or auto)."""
     kind = kind_of(request.task)
-    if request.arch not in ARCH_USES_MASK:
-        raise ConfigError(f"unknown classifier {request.arch!r}; valid: {sorted(ARCH_USES_MASK)}")
-    needs_mask = ARCH_USES_MASK[request.arch]
+    contribution = find("classifier", request.arch)
+    settings = contribution.settings_record(request.settings)
+    needs_mask = contribution.uses_mask
     examples = yield from collect_examples(
         project, request.task, needs_mask=needs_mask, human_masks_only=request.human_masks_only,
         cancel=cancel,
@@ -256,7 +259,8 @@ def train_classification(
         lr=request.lr, patience=request.patience, balance=request.balance,
         lr_patience=request.lr_patience, ema_decay=request.ema_decay,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
-        device=request.device, seed=request.seed,
+        device=request.device, seed=request.seed, settings=settings,
+        plugin=contribution.provenance(),
     )  # fmt: skip
     if request.weights is not None and init_state is None:
         init_state = _backbone_init(request, config, all_classes, examples.labels)
@@ -275,7 +279,7 @@ def train_classification(
     saved = {"any": False}
 
     def on_best(state: dict[str, torch.Tensor], stats: ClsEpochStats) -> None:
-        model_config = build_classifier_config(config, present)
+        model_config = config.model_config(present)
         store.save_weights(
             model_id,
             state,
@@ -290,7 +294,10 @@ def train_classification(
         + ("" if request.input_size else " (chosen from the images)"),
     )  # fmt: skip
     try:
-        result = yield from train_classifier(
+        # A method may train in its own way (several stages, fitted features); the core
+        # trainer otherwise. Both have the same signature and events.
+        trainer = getattr(contribution.load(), "trainer", None) or train_classifier
+        result = yield from trainer(
             examples.images,
             [m if m is not None else np.zeros(im.shape[:2], np.uint8)
              for im, m in zip(examples.images, examples.masks, strict=True)],
@@ -311,7 +318,7 @@ def train_classification(
         validation["images"] = [examples.names[i] for i in result.val_indices]
     if saved["any"]:
         yield Progress("export", 0, 1, "exporting to ONNX")
-        model = build_classifier(build_classifier_config(config, result.class_names))
+        model = build_classifier(config.model_config(result.class_names))
         model.load_state_dict(result.state_dict)
         store.save_onnx(model_id, export_classifier_onnx(model, config.input_size))
         yield Progress("export", 1, 1, "ONNX export written")
@@ -333,19 +340,6 @@ def train_classification(
     )  # fmt: skip
 
 
-def build_classifier_config(config: ClsTrainConfig, class_names: Sequence[str]) -> dict[str, Any]:
-    """The part of a checkpoint config that rebuilds the network."""
-    return {
-        "arch": config.arch,
-        "backbone": config.backbone,
-        "mask_backbone": config.mask_backbone,
-        "class_names": list(class_names),
-        "input_size": config.input_size,
-        "dropout": config.dropout,
-        "hidden": config.hidden,
-    }
-
-
 def _backbone_init(
     request: ClsTrainRequest, config: ClsTrainConfig, classes: list[str], labels: list[str]
 ) -> dict[str, torch.Tensor]:
@@ -353,7 +347,7 @@ def _backbone_init(
     path = Path(request.weights or "")
     state = load_state_dict_file(path)
     present = [c for c in classes if c in set(labels)]
-    model = build_classifier(build_classifier_config(config, present))
+    model = build_classifier(config.model_config(present))
     report = load_backbone_weights(model, state)
     if not report.loaded:
         raise CheckpointError(path, f"no tensor fits a {request.backbone} backbone")
@@ -436,7 +430,7 @@ def load_classifier(
     return LoadedClassifier(
         model_id=model_id, task=str(config.get("task", task)), config=config, model=model,
         class_names=list(config["class_names"]), input_size=int(config["input_size"]),
-        uses_mask=bool(ARCH_USES_MASK.get(str(config["arch"]), True)), onnx_bytes=onnx_bytes,
+        uses_mask=classifier_uses_mask(config), onnx_bytes=onnx_bytes,
         onnx_key=onnx_key,
     )  # fmt: skip
 

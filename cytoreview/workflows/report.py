@@ -15,6 +15,7 @@ from typing import Any
 
 from cytoreview import __version__
 from cytoreview.errors import ImageReadError, NotEnoughDataError
+from cytoreview.models.segmenters import describe_segmenter
 from cytoreview.report.html import render_report
 from cytoreview.report.model import (
     BinarySection,
@@ -124,7 +125,7 @@ def _seg_section(store: ModelStore) -> SegmentationSection | None:
     return SegmentationSection(
         n_images=n_val, pooled=pooled, evaluated_on=f"validation images of the training run, "
         f"{at}, pooled over pixels; best epoch {m['best_epoch']} of {m.get('epochs_run', '?')}",
-        model_id=run.model_id, arch=f"U-Net, {run.config.get('encoder', '?')} encoder",
+        model_id=run.model_id, arch=describe_segmenter(run.config),
         curve=curve, title=f"Validation during training ({run.model_id})",
     )  # fmt: skip
 

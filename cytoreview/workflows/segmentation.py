@@ -7,9 +7,10 @@ automatic mask is written only where no person's mask is current.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from cytoreview.choices import PRECISIONS
 from cytoreview.data.datasets import choose_input_size
 from cytoreview.data.geometry import FIELD_TILE, Geometry, choose_geometry
 from cytoreview.data.sampling import stratified_split
-from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig
 from cytoreview.defaults import RUN, SEG
 from cytoreview.errors import (
     CheckpointError,
@@ -35,7 +36,16 @@ from cytoreview.errors import (
 from cytoreview.inference.onnx_export import export_onnx, onnx_providers
 from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
 from cytoreview.inference.segment import SegmenterSpec, segment_images, with_tta
-from cytoreview.models.segmenters import build_segmenter
+from cytoreview.models.segmenters import (
+    DEFAULT_SEGMENTER,
+    SIZE_MULTIPLE,
+    build_segmenter,
+    describe_segmenter,
+    segmenter_contribution,
+    segmenter_method,
+    segmenter_settings,
+)
+from cytoreview.plugin_api import Contribution, Preset, catalog, find
 from cytoreview.storage.checkpoints import load_weights
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.names import name_component
@@ -55,7 +65,9 @@ KIND = "segmentation"
 class SegTrainRequest:
     """What the user asked for; ``None`` means "choose from the data / the checkpoint"."""
 
-    encoder: str = SEG.encoder
+    #: The segmenter contribution (``cytoreview plugins`` lists them) and its own settings.
+    arch: str = SEG.arch
+    settings: Mapping[str, Any] = field(default_factory=dict)
     epochs: int = SEG.epochs
     time_budget_min: float | None = None
     device: str = RUN.device
@@ -78,6 +90,59 @@ class SegTrainRequest:
     #: CPU threads (None: measured while training) and augmentation workers (None: chosen).
     threads: int | None = None
     loader_workers: int | None = None
+    #: Also learn from masks a mask generator made (``cytoreview generate-masks``): how a
+    #: project starts with no painting at all. Masks a model made are never learned from.
+    include_generated: bool = False
+    #: Changes to the training augmentation (fields of
+    #: :class:`~cytoreview.data.transforms.AugmentConfig`), e.g. from a paper's preset.
+    augment: Mapping[str, Any] = field(default_factory=dict)
+    #: The preset this request came from (recorded in the checkpoint), if any.
+    preset: str | None = None
+
+
+def seg_request(preset: str | None = None, **explicit: Any) -> SegTrainRequest:
+    """A training request: the defaults, then a preset's recipe, then what the user gave.
+
+    Parameters
+    ----------
+    preset
+        The name of a segmenter's preset (``cytoreview plugins`` lists them), or None.
+    explicit
+        Request fields the user set (flags given, form fields changed); they win over the
+        preset. ``settings`` and ``augment`` are merged key by key.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown preset or field, or a preset of another method than ``arch``.
+    """
+    known = {f.name for f in fields(SegTrainRequest)}
+    values: dict[str, Any] = {}
+    if preset is not None:
+        owner, recipe = find_preset("segmenter", preset)
+        if "arch" in explicit and explicit["arch"] != owner.name:
+            raise ConfigError(
+                f"preset {preset!r} is a recipe of {owner.name}, not of {explicit['arch']}"
+            )
+        values = {"arch": owner.name, **dict(recipe.values), "preset": preset}
+    unknown = sorted((set(values) | set(explicit)) - known)
+    if unknown:
+        raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}")
+    merged = {**values, **explicit}
+    for key in ("settings", "augment"):
+        merged[key] = {**dict(values.get(key, {})), **dict(explicit.get(key, {}))}
+    return SegTrainRequest(**merged)
+
+
+def find_preset(kind: str, name: str) -> tuple[Contribution, Preset]:
+    """The contribution of ``kind`` that publishes preset ``name``, and the preset."""
+    everyone = catalog().contributions(kind)
+    for contribution in everyone:
+        for recipe in contribution.presets:
+            if recipe.name == name:
+                return contribution, recipe
+    valid = ", ".join(p.name for c in everyone for p in c.presets) or "none installed"
+    raise ConfigError(f"unknown preset {name!r}; valid: {valid}")
 
 
 @dataclass
@@ -100,23 +165,39 @@ class SegTrainReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def human_masked(project: Project) -> list[tuple[Any, Any]]:
-    """(image record, current mask version) of every image whose current mask is human work."""
+#: ``source_model`` of a mask a mask generator made: ``generator:<name>``.
+GENERATOR_SOURCE = "generator:"
+
+
+def is_generated(version: Any) -> bool:
+    """Whether a mask version is an automatic mask made by a mask generator (not a model)."""
+    source = getattr(version, "source_model", None) or ""
+    return not version.provenance.is_human and source.startswith(GENERATOR_SOURCE)
+
+
+def human_masked(project: Project, include_generated: bool = False) -> list[tuple[Any, Any]]:
+    """(image record, current mask version) of every image whose current mask trains a model.
+
+    A person's masks (manual, corrected, approved) always; a mask generator's only when
+    ``include_generated``; a model's auto-masks never. The test split never.
+    """
     current = project.current_versions()
     return [
         (image, current[image.id])
         for image in project.images()
-        if image.id in current and current[image.id].provenance.is_human and image.split != "test"
-    ]
+        if image.id in current and image.split != "test"
+        and (current[image.id].provenance.is_human
+             or (include_generated and is_generated(current[image.id])))
+    ]  # fmt: skip
 
 
 def _load_training_data(
-    project: Project,
+    project: Project, include_generated: bool = False
 ) -> tuple[list[str], list[str | None], list[np.ndarray], list[np.ndarray], str, list[str]]:
     """Names, classes, images and masks to learn from, the data hash, and the images skipped."""
     names, labels, images, masks, skipped = [], [], [], [], []
     digest = hashlib.sha256()
-    for record, _version in human_masked(project):
+    for record, _version in human_masked(project, include_generated):
         found = project.current_mask(record.id)
         if found is None:
             continue  # every version damaged: nothing trustworthy to learn from
@@ -152,6 +233,16 @@ def _load_unpainted(project: Project, limit: int, seed: int) -> list[np.ndarray]
     return images
 
 
+def _new_config(request: SegTrainRequest) -> dict[str, Any]:
+    """The part of a new model's config that rebuilds its network: method, plugin, settings."""
+    contribution = find("segmenter", request.arch)
+    return {
+        "arch": contribution.name,
+        "settings": contribution.settings_record(request.settings),
+        "plugin": contribution.provenance(),
+    }
+
+
 def _initial_model(
     store: ModelStore, request: SegTrainRequest
 ) -> tuple[torch.nn.Module, dict[str, Any] | None, str | None, str]:
@@ -163,7 +254,7 @@ def _initial_model(
         The model, the parent's config, the parent's id and a note for the user.
     """
     if request.init is None:
-        return build_segmenter({"arch": "unet", "encoder": request.encoder}), None, None, ""
+        return build_segmenter(_new_config(request)), None, None, ""
     source = request.init
     if (store.root / source).is_dir():  # a model id of this project
         config, state = store.load(source)
@@ -181,15 +272,14 @@ def _initial_model(
             parent = config.get("model_id", path.name)
         else:
             # A plain weights file (e.g. ImageNet encoder weights): load what matches.
-            model = build_segmenter({"arch": "unet", "encoder": request.encoder})
-            # Keys may name the whole U-Net or the encoder alone (ImageNet weights).
-            target, fitting = max(
-                ((m, _fitting(m, state)) for m in (model, model.encoder)), key=lambda t: len(t[1])
-            )
+            new = _new_config(request)
+            model = build_segmenter(new)
+            # Keys may name the whole network or a part (e.g. a U-Net's encoder alone, as
+            # ImageNet weights do): the method says which parts a file may fit.
+            parts = segmenter_method(new).weight_targets(model)
+            target, fitting = max(((m, _fitting(m, state)) for m in parts), key=lambda t: len(t[1]))
             if not fitting:
-                raise CheckpointError(
-                    path, f"no tensor fits a U-Net with a {request.encoder} encoder"
-                )
+                raise CheckpointError(path, f"no tensor fits a {describe_segmenter(new)} network")
             target.load_state_dict(fitting, strict=False)
             return model, None, None, f"{len(fitting)} weight tensors loaded from {path.name}"
     model = build_segmenter(config)
@@ -212,13 +302,17 @@ def train_segmentation(
     project: Project, request: SegTrainRequest, *, actor: str, cancel: CancelToken | None = None
 ) -> Generator[Progress, None, SegTrainReport]:
     """Train a new segmenter on the project's human masks (fine-tune when ``request.init``)."""
-    names, labels, images, masks, data_hash, skipped = _load_training_data(project)
+    names, labels, images, masks, data_hash, skipped = _load_training_data(
+        project, request.include_generated
+    )
     for message in skipped:
         yield Progress("load", 0, 0, message, level="warning")
     if len(images) < 2:
         raise NotEnoughDataError(
-            f"{project.root}: {len(images)} image(s) with a manual, corrected or approved mask; "
-            "training needs at least 2 (paint the seed set first: `cytoreview seeds`)"
+            f"{project.root}: {len(images)} image(s) with a manual, corrected or approved mask"
+            + (" or a generated one" if request.include_generated else "")
+            + "; training needs at least 2 (paint the seed set first: `cytoreview seeds`, or "
+            "generate masks: `cytoreview generate-masks`, then train with --include-generated)"
         )
     train_idx, val_idx = stratified_split(labels, 0.2, request.seed)
     store = ModelStore(project)
@@ -234,7 +328,11 @@ def train_segmentation(
             int(parent_config.get("tile_overlap", 64)),
             "the parent model's geometry",
         )
-        encoder = parent_config.get("encoder", request.encoder)
+        network = {
+            "arch": parent_config.get("arch", DEFAULT_SEGMENTER),
+            "settings": segmenter_settings(parent_config),
+            "plugin": segmenter_contribution(parent_config).provenance(),
+        }
     else:
         try:
             geometry = choose_geometry(masks, request.tile_threshold, mode=request.geometry)
@@ -248,22 +346,23 @@ def train_segmentation(
             )
         )
         input_size = request.input_size or default_size
-        encoder = request.encoder
-    if input_size % 32:
-        raise ConfigError(f"input size must be a multiple of 32, got {input_size}")
+        network = _new_config(request)
+    multiple = max(SIZE_MULTIPLE, int(segmenter_method(network).size_multiple))
+    if input_size % multiple:
+        raise ConfigError(f"input size must be a multiple of {multiple}, got {input_size}")
     train_cfg = SegTrainConfig(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
         loss=request.loss, patience=request.patience, lr_patience=request.lr_patience,
         ema_decay=request.ema_decay, device=request.device, seed=request.seed,
         tile_threshold=geometry.tile_threshold, scale=geometry.scale, amp=request.amp,
         cpu_bf16=request.cpu_bf16, threads=request.threads, loader_workers=request.loader_workers,
-        semi=SemiConfig() if request.semi else None,
+        semi=SemiConfig() if request.semi else None, augment=_augment(request.augment),
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
     )  # fmt: skip
     present = classes_present(masks)
-    model_id = store.new_model_id("seg", encoder)
+    model_id = store.new_model_id("seg", _id_tag(network))
     config: dict[str, Any] = {
-        "kind": KIND, "model_id": model_id, "arch": "unet", "encoder": encoder, "in_channels": 3,
+        "kind": KIND, "model_id": model_id, **network, "in_channels": 3,
         "class_names": [LABEL_NAMES[i] for i in sorted(LABEL_NAMES)],
         "label_map": {str(k): v for k, v in LABEL_NAMES.items()},
         "input_size": input_size, "geometry": geometry.mode,
@@ -274,7 +373,8 @@ def train_segmentation(
         "training": train_cfg.to_dict(), "parent_model": parent,
         "data": {"hash": data_hash, "train": [names[i] for i in train_idx],
                  "val": [names[i] for i in val_idx]},
-        "package_version": __version__, "author": actor,
+        "package_version": __version__, "author": actor, "preset": request.preset,
+        "include_generated": request.include_generated,
     }  # fmt: skip
     run_id = store.start_run(KIND, model_id, config, actor=actor)
     writer = BestWeightsWriter(
@@ -328,6 +428,23 @@ def train_segmentation(
         device=result.device, seconds=result.seconds, parent_model=parent, init_note=note,
         skipped=skipped,
     )  # fmt: skip
+
+
+def _augment(changes: Mapping[str, Any]) -> AugmentConfig:
+    try:
+        return replace(AugmentConfig(), **dict(changes))
+    except TypeError:
+        valid = ", ".join(f.name for f in fields(AugmentConfig))
+        raise ConfigError(
+            f"unknown augmentation setting(s) {', '.join(sorted(changes))}; valid: {valid}"
+        ) from None
+
+
+def _id_tag(network: dict[str, Any]) -> str:
+    """The readable end of a model id: the method and its text settings (``unet-resnet18``)."""
+    words = [str(network["arch"])]
+    words += [str(v) for v in network["settings"].values() if isinstance(v, str)]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(words))[:48]
 
 
 def _stats_dict(stats: EpochStats) -> dict[str, float]:

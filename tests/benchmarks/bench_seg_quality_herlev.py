@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
                         copy=False, **herlev))  # fmt: skip
     threads = recipe["threads"]
     request = SegTrainRequest(
-        encoder=args.encoder, epochs=recipe["epochs"], time_budget_min=args.minutes,
+        settings={"encoder": args.encoder}, epochs=recipe["epochs"], time_budget_min=args.minutes,
         lr=recipe["lr"], input_size=args.input_size, patience=recipe["patience"], seed=0,
         lr_patience=recipe["lr_patience"], ema_decay=recipe["ema_decay"],
         batch_size=recipe["batch_size"], loss=recipe["loss"],

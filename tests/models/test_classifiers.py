@@ -8,8 +8,7 @@ import torch
 
 from cytoreview.errors import ConfigError
 from cytoreview.models.classifiers import (
-    ARCH_USES_MASK,
-    CLASSIFIERS,
+    classifier_uses_mask,
     TINY_BACKBONE,
     CellClassifier,
     build_classifier,
@@ -41,9 +40,12 @@ def batch(n: int = 3, size: int = SIZE, seed: int = 0) -> torch.Tensor:
     return x
 
 
-def test_registry_has_the_three_published_archs() -> None:
-    assert CLASSIFIERS.names() == sorted(ARCHS)
-    assert set(ARCH_USES_MASK) == set(ARCHS)
+def test_the_catalog_has_the_three_published_archs() -> None:
+    from cytoreview.plugin_api import catalog
+
+    builtin = [c.name for c in catalog().contributions("classifier") if c.plugin == "cytoreview"]
+    assert sorted(builtin) == sorted(ARCHS)
+    assert [classifier_uses_mask({"arch": a}) for a in ARCHS] == [False, True, True]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -132,7 +134,7 @@ def test_defaults_are_the_published_best() -> None:
 
 
 def test_unknown_names_raise_config_errors_listing_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="fusion-flatten, fusion-gap, image-only"):
+    with pytest.raises(ConfigError, match="fusion-gap, fusion-flatten, image-only"):
         build_classifier({"arch": "fusion-max", "num_classes": 2})
     with pytest.raises(ConfigError, match=r"resnet18.*xception41"):
         tiny("image-only", backbone="resnet19x")

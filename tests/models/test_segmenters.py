@@ -1,4 +1,4 @@
-"""Segmenter registry and encoders."""
+"""Segmenters by contribution name, and the U-Net's encoders."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import torch
 
 from cytoreview.errors import ConfigError
 from cytoreview.models.devices import describe_device, pick_torch_device
-from cytoreview.models.registry import Registry
-from cytoreview.models.segmenters import SEG_ENCODERS, SEGMENTERS, build_segmenter, build_unet
+from cytoreview.models.segmenters import (
+    SEG_ENCODERS,
+    build_segmenter,
+    build_unet,
+    describe_segmenter,
+)
 
 
 @pytest.mark.parametrize("encoder", SEG_ENCODERS)
@@ -23,17 +27,28 @@ def test_every_listed_encoder_builds_offline(encoder: str) -> None:
 def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="valid: resnet18, resnet34"):
         build_unet("resnet1000")
-    with pytest.raises(ConfigError, match="unknown segmenter 'segnet'; valid: unet"):
-        SEGMENTERS.create("segnet")
-    registry: Registry[int] = Registry("thing")
-    registry.register("one", lambda: 1)
-    with pytest.raises(ConfigError, match="already registered"):
-        registry.register("one", lambda: 2)
+    with pytest.raises(ConfigError, match=r"unknown segmenter 'segnet'; valid: unet"):
+        build_segmenter({"arch": "segnet"})
+    with pytest.raises(ConfigError, match="encoder.*valid: resnet18"):
+        build_segmenter({"arch": "unet", "settings": {"encoder": "resnet1000"}})
+    with pytest.raises(ConfigError, match="unknown setting.*depth; valid: encoder"):
+        build_segmenter({"arch": "unet", "settings": {"depth": 4}})
+
+
+def test_a_model_of_a_missing_plugin_names_the_plugin_to_install() -> None:
+    config = {"arch": "segnet", "plugin": {"plugin": "cytoreview-segnet", "version": "2.1"}}
+    with pytest.raises(ConfigError, match=r"plugin cytoreview-segnet 2\.1, which is not installed"):
+        build_segmenter(config)
 
 
 def test_build_from_config_alone() -> None:
-    model = build_segmenter({"arch": "unet", "encoder": "mobilenet_v2", "class_names": [0, 1, 2]})
+    config = {"arch": "unet", "settings": {"encoder": "mobilenet_v2"}, "class_names": [0, 1, 2]}
+    model = build_segmenter(config)
     assert type(model.encoder).__name__.lower().startswith("mobilenet")
+    assert describe_segmenter(config) == "unet (encoder mobilenet_v2)"
+    # A checkpoint from before plugins existed: a U-Net with a top-level encoder.
+    old = build_segmenter({"arch": "unet", "encoder": "mobilenet_v2", "class_names": [0, 1, 2]})
+    assert type(old.encoder).__name__.lower().startswith("mobilenet")
 
 
 def test_devices() -> None:

@@ -147,11 +147,13 @@ def test_fine_tune_starts_from_the_parent_and_keeps_it(trained) -> None:
     assert parent == report.model_id and "fine-tuning" in note
     for key, value in model.state_dict().items():
         assert torch.equal(value, parent_state[key]), key
-    request = SegTrainRequest(epochs=1, init=report.model_id, encoder="resnet34", seed=1)
+    request = SegTrainRequest(
+        epochs=1, init=report.model_id, settings={"encoder": "resnet34"}, seed=1
+    )
     _, tuned = drive(train_segmentation(project, request, actor="dr_b"))
     assert tuned.model_id != report.model_id and tuned.parent_model == report.model_id
     config, _ = store.load(tuned.model_id)
-    assert config["encoder"] == "resnet18" and config["input_size"] == 64  # the parent's geometry
+    assert config["settings"] == {"encoder": "resnet18"} and config["input_size"] == 64  # the parent's geometry
     assert store.checkpoint_path(report.model_id).is_file()  # the old version is kept
 
 

@@ -1,0 +1,69 @@
+"""CytoReview's own methods, declared as a plugin through the same entry-point group.
+
+The built-in U-Net and the three classifier architectures have no special path: the workflows,
+the command line and the workbench find them exactly as they find a third-party plugin's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cytoreview.choices import DEFAULT_ENCODER, SEG_ENCODERS
+from cytoreview.plugin_api.contributions import Contribution, Plugin
+from cytoreview.plugin_api.settings import option
+
+__all__ = ["PLUGIN", "UnetSettings"]
+
+_FUSION = (
+    "Ghoneim-style image + mask fusion (see the core paper in the README): an image branch and "
+    "a mask branch"
+)
+
+
+@dataclass(frozen=True)
+class UnetSettings:
+    """Settings of the built-in U-Net."""
+
+    encoder: str = option(
+        DEFAULT_ENCODER,
+        "U-Net encoder; random weights unless --init gives a weights file",
+        choices=SEG_ENCODERS,
+        flag="--encoder",
+    )
+
+
+PLUGIN = Plugin(
+    name="cytoreview",
+    contributions=(
+        Contribution(
+            kind="segmenter",
+            name="unet",
+            description="U-Net with a chosen CNN encoder (segmentation-models-pytorch)",
+            target="cytoreview.models.segmenters:UNET",
+            settings=UnetSettings,
+            citation="Ronneberger O, Fischer P, Brox T. U-Net: convolutional networks for "
+            "biomedical image segmentation. MICCAI 2015.",
+        ),
+        Contribution(
+            kind="classifier",
+            name="fusion-gap",
+            description=f"{_FUSION}, each globally average pooled, concatenated, dense head",
+            target="cytoreview.models.classifiers:FUSION_GAP",
+            uses_mask=True,
+        ),
+        Contribution(
+            kind="classifier",
+            name="fusion-flatten",
+            description=f"{_FUSION}, each flattened, concatenated, dense head",
+            target="cytoreview.models.classifiers:FUSION_FLATTEN",
+            uses_mask=True,
+        ),
+        Contribution(
+            kind="classifier",
+            name="image-only",
+            description="CNN on the RGB crop, globally average pooled, linear head",
+            target="cytoreview.models.classifiers:IMAGE_ONLY",
+            uses_mask=False,
+        ),
+    ),
+)

@@ -1,0 +1,78 @@
+"""The protocols a contribution's ``target`` object implements.
+
+These are structural (:class:`typing.Protocol`): a plugin does not import or subclass anything
+from here; it only needs the attributes and methods below. Torch types appear only in the
+annotations, so this module stays torch-free.
+
+Segmenter
+    A network factory. The core trains it on the project's human masks (or on generated masks
+    when asked) with the segmentation recipe, exports it to ONNX, tiles fields, averages views,
+    scores uncertainty and writes auto-masks: nothing in ``workflows/`` depends on which network
+    it is. A network gives ``(N, 3, H, W)`` logits (background, cytoplasm, nucleus) for any
+    ``H, W`` that are multiples of ``size_multiple``.
+Classifier
+    A cell classifier in the core's input layout: ``(N, 6, S, S)`` float32 (channels 0-2 the
+    normalised RGB crop, 3-5 the one-hot mask) to ``(N, K)`` logits, with a ``cam_layer``
+    attribute (a conv module for Grad-CAM++, or None: the review panel then says this
+    classifier has no heatmap). It may bring its own trainer (several stages, features that
+    are fitted rather than learned); the trainer has the signature of
+    :func:`cytoreview.training.classification.train_classifier`.
+Mask generator
+    Label masks (0 background, 1 cytoplasm, 2 nucleus) from an RGB image with no painting:
+    stored as ``auto`` masks with the generator named as their source, never over a person's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: A ``torch.nn.Module`` (named in words: this module must not import torch).
+Module = Any
+
+__all__ = ["ClassifierMethod", "MaskGeneratorMethod", "SegmenterMethod"]
+
+
+@runtime_checkable
+class SegmenterMethod(Protocol):
+    """A segmentation network factory."""
+
+    #: Input sides must be multiples of this (the network's total stride).
+    size_multiple: int
+
+    def build(self, settings: Any, *, classes: int, in_channels: int) -> Module:
+        """A randomly initialised network giving ``(N, classes, H, W)`` logits."""
+        ...
+
+    def weight_targets(self, model: Module) -> list[Module]:
+        """Modules a plain weights file may fit, best first (the whole model, its encoder...)."""
+        ...
+
+
+@runtime_checkable
+class ClassifierMethod(Protocol):
+    """A cell-classifier factory, with an optional trainer of its own."""
+
+    def build(self, config: dict[str, Any]) -> Module:
+        """The network from a checkpoint's config alone.
+
+        ``config`` holds ``class_names``, ``input_size``, ``backbone``, ``mask_backbone``,
+        ``dropout``, ``hidden`` and ``settings`` (this method's own, as plain values).
+        """
+        ...
+
+    #: None: the core's trainer; else a generator function with the signature of
+    #: :func:`cytoreview.training.classification.train_classifier`.
+    trainer: Callable[..., Any] | None
+
+
+@runtime_checkable
+class MaskGeneratorMethod(Protocol):
+    """Masks without painting."""
+
+    def generate(self, rgb: np.ndarray, settings: Any) -> np.ndarray:
+        """``(H, W)`` uint8 labels (0, 1, 2) of an ``(H, W, 3)`` uint8 image."""
+        ...
