@@ -43,12 +43,16 @@ class Preset:
         and, under ``"settings"``, the method's own settings.
     citation
         Where the recipe was published.
+    applies_to
+        For a preset a plugin publishes for another plugin's method (e.g. a paper's recipe of
+        the built-in ``unet``): that segmenter's name. "" inside a contribution (its own).
     """
 
     name: str
     description: str
     values: Mapping[str, Any]
     citation: str = ""
+    applies_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,10 +153,14 @@ class Plugin:
         The distribution name (what ``pip install`` takes).
     contributions
         The methods it adds.
+    presets
+        Training recipes it publishes for segmenters of other plugins (``applies_to`` names
+        the segmenter).
     homepage
         Where its documentation lives ("" for none).
     """
 
     name: str
     contributions: tuple[Contribution, ...] = field(default_factory=tuple)
+    presets: tuple[Preset, ...] = field(default_factory=tuple)
     homepage: str = ""
