@@ -75,4 +75,4 @@ if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip
 fi
 # A dev install also satisfies a runtime one.
 echo "$wanted" > "$stamp"; [[ $mode == dev ]] && echo "$wanted" > .venv/.cytoreview-runtime
-say "ready${plugins[*]:+ (plugins: ${plugins[*]//-e /})}"
+say "ready${plugins[*]:+ (plugins:${plugins[*]//-e/})}"

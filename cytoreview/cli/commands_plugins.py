@@ -63,6 +63,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                 }
                 for p in found.plugins
             ],
+            "presets": [{"name": r.name, "segmenter": c.name, "plugin": who,
+                         "description": r.description, "citation": r.citation,
+                         "values": dict(r.values)} for c, r, who in found.presets()],
             "broken": found.broken,
         }  # fmt: skip
         print(json.dumps(data, indent=2))
@@ -77,6 +80,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                 console.print(f"  {'':<33}--preset {esc(r.name)}: {esc(r.description)}")
             if c.citation:
                 console.print(f"  {'':<33}[dim]cite: {esc(c.citation)}[/dim]")
+        for r in plugin.presets:
+            console.print(
+                f"  {'preset':<15}{esc(r.name):<18}{esc(r.description)} "
+                f"(train-seg --preset {esc(r.name)}; trains {esc(r.applies_to)})"
+            )
+            if r.citation:
+                console.print(f"  {'':<33}[dim]cite: {esc(r.citation)}[/dim]")
     for line in found.broken:
         warn(f"plugin not loaded: {line}")
     return 0

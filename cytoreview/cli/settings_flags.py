@@ -62,7 +62,7 @@ def add_method_flags(
         help=f"{described}" + (f" (default {default})" if default else ""),
     )  # fmt: skip
     if presets:
-        recipes = [f"{p.name} ({c.name}): {p.description}" for c in found for p in c.presets]
+        recipes = [f"{p.name} ({c.name}): {p.description}" for c, p, _ in catalog().presets()]
         parser.add_argument(
             "--preset", metavar="NAME",
             help="a published training recipe; flags you give still win: "

@@ -20,7 +20,7 @@ from typing import Any
 
 from cytoreview import __version__
 from cytoreview.errors import ConfigError
-from cytoreview.plugin_api.contributions import KINDS, Contribution, Plugin
+from cytoreview.plugin_api.contributions import KINDS, Contribution, Plugin, Preset
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginCatalog", "catalog", "find", "reset_catalog"]
 
@@ -40,6 +40,8 @@ class InstalledPlugin:
     entry_point: str
     contributions: tuple[Contribution, ...]
     homepage: str = ""
+    #: Segmenter presets for other plugins' methods (``Preset.applies_to``).
+    presets: tuple[Preset, ...] = ()
 
 
 @dataclass
@@ -59,6 +61,21 @@ class PluginCatalog:
     def names(self, kind: str) -> list[str]:
         """Names of the contributions of ``kind``."""
         return [c.name for c in self.contributions(kind)]
+
+    def presets(self) -> list[tuple[Contribution, Preset, str]]:
+        """Every segmenter preset: (the segmenter it trains, the preset, the plugin publishing it).
+
+        A preset whose segmenter is not installed is left out.
+        """
+        out = []
+        segmenters = {c.name: c for c in self.contributions("segmenter")}
+        for plugin in self.plugins:
+            for c in plugin.contributions:
+                out += [(c, preset, plugin.name) for preset in c.presets]
+            for preset in plugin.presets:
+                if preset.applies_to in segmenters:
+                    out.append((segmenters[preset.applies_to], preset, plugin.name))
+        return out
 
     def get(self, kind: str, name: str, made_by: dict[str, Any] | None = None) -> Contribution:
         """The contribution ``name`` of ``kind``.
@@ -113,7 +130,11 @@ def _install(
             return
     for c in stamped:
         seen[(c.kind, c.name)] = plugin.name
-    out.plugins.append(InstalledPlugin(plugin.name, version, entry_point, stamped, plugin.homepage))
+    out.plugins.append(
+        InstalledPlugin(
+            plugin.name, version, entry_point, stamped, plugin.homepage, tuple(plugin.presets)
+        )
+    )
 
 
 def discover(entry_points: Iterable[metadata.EntryPoint] | None = None) -> PluginCatalog:
@@ -136,6 +157,9 @@ def discover(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Plugi
             version = dist.version if dist is not None else (
                 __version__ if ep.value == _BUILTIN_TARGET else "?"
             )  # fmt: skip
+            for preset in plugin.presets:
+                if not preset.applies_to:
+                    raise TypeError(f"preset {preset.name!r} names no segmenter (applies_to)")
             _install(out, plugin, version, ep.value, seen)
         except Exception as exc:  # noqa: BLE001  (third-party code: one line, never fatal)
             line = f"{label}: {type(exc).__name__}: {exc}".splitlines()[0][:300]

@@ -136,12 +136,13 @@ def seg_request(preset: str | None = None, **explicit: Any) -> SegTrainRequest:
 
 def find_preset(kind: str, name: str) -> tuple[Contribution, Preset]:
     """The contribution of ``kind`` that publishes preset ``name``, and the preset."""
-    everyone = catalog().contributions(kind)
-    for contribution in everyone:
-        for recipe in contribution.presets:
-            if recipe.name == name:
-                return contribution, recipe
-    valid = ", ".join(p.name for c in everyone for p in c.presets) or "none installed"
+    if kind != "segmenter":
+        raise ConfigError(f"presets are recipes of segmenters, not of {kind}s")
+    everyone = catalog().presets()
+    for contribution, recipe, _publisher in everyone:
+        if recipe.name == name:
+            return contribution, recipe
+    valid = ", ".join(p.name for _, p, _ in everyone) or "none installed"
     raise ConfigError(f"unknown preset {name!r}; valid: {valid}")
 
 
