@@ -87,8 +87,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             )
             if r.citation:
                 console.print(f"  {'':<33}[dim]cite: {esc(r.citation)}[/dim]")
-    for line in found.broken:
-        warn(f"plugin not loaded: {line}")
+    if found.broken:  # each was named in one warning when the plugins were found
+        console.print(f"{len(found.broken)} plugin(s) not loaded (see the warning above)")
     return 0
 
 

@@ -35,7 +35,9 @@ EXIT_CANCELLED = 130
 def register(sub: Any) -> None:
     """Add the segmentation commands to the ``cytoreview`` parser."""
     p = sub.add_parser(
-        "train-seg", help="train the U-Net on the human masks", description=_cmd_train.__doc__
+        "train-seg",
+        help="train a segmenter (the U-Net by default) on the human masks",
+        description=_cmd_train.__doc__,
     )
     p.add_argument("project", type=Path, help="the project folder")
     # --arch, --preset and each method's own settings (the U-Net's --encoder...), all from the

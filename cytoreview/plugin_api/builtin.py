@@ -14,9 +14,12 @@ from cytoreview.plugin_api.settings import option
 
 __all__ = ["PLUGIN", "UnetSettings"]
 
-_FUSION = (
-    "Ghoneim-style image + mask fusion (see the core paper in the README): an image branch and "
-    "a mask branch"
+_FUSION = "image + mask fusion: an image branch and a mask branch"
+#: The core method: U-Net from 80 painted seeds, image-only and fusion classifiers.
+CORE_CITATION = (
+    "Ortiz-González A, Martínez-España R, Morales-García J, et al. Segmentation techniques "
+    "applied to CNNs for cervical cancer classification. IEEE Access. 2025. "
+    "doi:10.1109/ACCESS.2025.3562762"
 )
 
 
@@ -50,6 +53,7 @@ PLUGIN = Plugin(
             description=f"{_FUSION}, each globally average pooled, concatenated, dense head",
             target="cytoreview.models.classifiers:FUSION_GAP",
             uses_mask=True,
+            citation=CORE_CITATION,
         ),
         Contribution(
             kind="classifier",
@@ -57,6 +61,7 @@ PLUGIN = Plugin(
             description=f"{_FUSION}, each flattened, concatenated, dense head",
             target="cytoreview.models.classifiers:FUSION_FLATTEN",
             uses_mask=True,
+            citation=CORE_CITATION,
         ),
         Contribution(
             kind="classifier",
@@ -64,6 +69,7 @@ PLUGIN = Plugin(
             description="CNN on the RGB crop, globally average pooled, linear head",
             target="cytoreview.models.classifiers:IMAGE_ONLY",
             uses_mask=False,
+            citation=CORE_CITATION,
         ),
     ),
 )

@@ -11,8 +11,8 @@ CytoReview's own methods are a plugin like any other, declared under the same gr
 
 from __future__ import annotations
 
-import logging
 import threading
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -20,15 +20,33 @@ from typing import Any
 
 from cytoreview import __version__
 from cytoreview.errors import ConfigError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginCatalog",
+    "PluginWarning",
+    "catalog",
+    "find",
+    "reset_catalog",
+]
 from cytoreview.plugin_api.contributions import KINDS, Contribution, Plugin, Preset
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginCatalog", "catalog", "find", "reset_catalog"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginCatalog",
+    "PluginWarning",
+    "catalog",
+    "find",
+    "reset_catalog",
+]
 
 #: The entry-point group a plugin package declares in its ``pyproject.toml``.
 ENTRY_POINT_GROUP = "cytoreview.plugins"
 _BUILTIN_TARGET = "cytoreview.plugin_api.builtin:PLUGIN"
 
-log = logging.getLogger(__name__)
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded; the program works without it."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +183,9 @@ def discover(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Plugi
             line = f"{label}: {type(exc).__name__}: {exc}".splitlines()[0][:300]
             out.broken.append(line)
     for line in out.broken:
-        log.warning("plugin skipped: %s", line)
+        # A warning (not a log record): the command line shows it as one "warning:" line, the
+        # workbench in its message bar; the program goes on without the plugin.
+        warnings.warn(f"plugin not loaded: {line}", PluginWarning, stacklevel=2)
     return out
 
 
