@@ -86,8 +86,10 @@ def bench_training_stalls(app, root: Path, seconds: float) -> dict:
     timer.setInterval(10)
     timer.timeout.connect(tick)
     panel = wb.train_panel
-    request = SegTrainRequest(settings={"encoder": "resnet18"}, epochs=1000, input_size=64, batch_size=4,
-                              time_budget_min=seconds / 60, device="cpu")  # fmt: skip
+    request = SegTrainRequest(
+        settings={"encoder": "resnet18"}, epochs=1000, input_size=64, batch_size=4,
+        time_budget_min=seconds / 60, device="cpu",
+    )  # fmt: skip
     panel.start_training(request)
     started = time.perf_counter()
     last[0] = started

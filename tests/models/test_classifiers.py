@@ -8,10 +8,10 @@ import torch
 
 from cytoreview.errors import ConfigError
 from cytoreview.models.classifiers import (
-    classifier_uses_mask,
     TINY_BACKBONE,
     CellClassifier,
     build_classifier,
+    classifier_uses_mask,
     load_backbone_weights,
 )
 

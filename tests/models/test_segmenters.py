@@ -29,9 +29,9 @@ def test_unknown_names_list_the_valid_ones() -> None:
         build_unet("resnet1000")
     with pytest.raises(ConfigError, match=r"unknown segmenter 'segnet'; valid: unet"):
         build_segmenter({"arch": "segnet"})
-    with pytest.raises(ConfigError, match="encoder.*valid: resnet18"):
+    with pytest.raises(ConfigError, match=r"encoder.*valid: resnet18"):
         build_segmenter({"arch": "unet", "settings": {"encoder": "resnet1000"}})
-    with pytest.raises(ConfigError, match="unknown setting.*depth; valid: encoder"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*depth; valid: encoder"):
         build_segmenter({"arch": "unet", "settings": {"depth": 4}})
 
 

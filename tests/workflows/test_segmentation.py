@@ -153,7 +153,9 @@ def test_fine_tune_starts_from_the_parent_and_keeps_it(trained) -> None:
     _, tuned = drive(train_segmentation(project, request, actor="dr_b"))
     assert tuned.model_id != report.model_id and tuned.parent_model == report.model_id
     config, _ = store.load(tuned.model_id)
-    assert config["settings"] == {"encoder": "resnet18"} and config["input_size"] == 64  # the parent's geometry
+    assert (
+        config["settings"] == {"encoder": "resnet18"} and config["input_size"] == 64
+    )  # the parent's geometry
     assert store.checkpoint_path(report.model_id).is_file()  # the old version is kept
 
 

@@ -7,7 +7,6 @@ each ``target`` is imported only when the method is used.
 from __future__ import annotations
 
 from cytoreview.plugin_api import Contribution, Plugin
-
 from cytoreview_chowdary.fusion_settings import FusionMlpSettings
 from cytoreview_chowdary.rse_settings import RseUnetSettings
 
