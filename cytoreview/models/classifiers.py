@@ -52,6 +52,7 @@ __all__ = [
     "CellClassifier",
     "build_classifier",
     "classifier_uses_mask",
+    "describe_classifier",
     "load_backbone_weights",
 ]
 
@@ -272,6 +273,31 @@ def build_classifier(config: dict[str, Any]) -> CellClassifier:
     _num_classes(config)
     arch = str(config.get("arch", DEFAULT_ARCH))
     return find("classifier", arch, config.get("plugin")).load().build(config)
+
+
+def describe_classifier(config: dict[str, Any]) -> str:
+    """A trained classifier in words, from its config (no plugin needs to be installed).
+
+    The method's own ``describe(config)`` when it has one (a plugin that ignores the backbone
+    says what it is made of instead), else ``ARCH on BACKBONE`` and the settings.
+    """
+    arch = str(config.get("arch", DEFAULT_ARCH))
+    made_by = config.get("plugin") or {}
+    try:
+        method = find("classifier", arch, made_by).load()
+    except ConfigError:  # not installed here: the config alone still says what it was
+        method = None
+    describe = getattr(method, "describe", None)
+    if describe is not None:
+        text = str(describe(config))
+    else:
+        text = f"{arch} on {config.get('backbone', '?')}"
+        settings = config.get("settings") or {}
+        if settings:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in settings.items()) + ")"
+    if made_by.get("plugin") and made_by["plugin"] != "cytoreview":
+        text += f" from plugin {made_by['plugin']} {made_by.get('version', '')}".rstrip()
+    return text
 
 
 def classifier_uses_mask(config: dict[str, Any]) -> bool:

@@ -68,6 +68,9 @@ class ClassifierMethod(Protocol):
     #: :func:`cytoreview.training.classification.train_classifier`.
     trainer: Callable[..., Any] | None
 
+    # Optional: ``describe(config) -> str``, a trained model in words for the report and the
+    # review panel (default: ``ARCH on BACKBONE`` and the settings).
+
 
 @runtime_checkable
 class MaskGeneratorMethod(Protocol):

@@ -15,6 +15,7 @@ from typing import Any
 
 from cytoreview import __version__
 from cytoreview.errors import ImageReadError, NotEnoughDataError
+from cytoreview.models.classifiers import describe_classifier
 from cytoreview.models.segmenters import describe_segmenter
 from cytoreview.report.html import render_report
 from cytoreview.report.model import (
@@ -196,8 +197,7 @@ def _cls_section(
         )
     arch = ""
     if run is not None:
-        training = run.config.get("training", {})
-        arch = f"{training.get('arch', '?')} on {training.get('backbone', '?')}"
+        arch = describe_classifier({**run.config.get("training", {}), **run.config})
     return ClassificationSection(
         class_names=m.class_names, accuracy=m.accuracy, macro_f1=m.macro_f1,
         per_class={

@@ -168,3 +168,22 @@ def test_load_backbone_weights_partial_with_a_report() -> None:
     assert not torch.equal(model.state_dict()[mask_name], imagenet.state_dict()[name])
     with pytest.raises(ConfigError, match="right weights file"):
         load_backbone_weights(model, {"fc.weight": torch.zeros(2, 2)})
+
+
+def test_a_classifier_of_a_missing_plugin_names_the_plugin_and_still_describes_itself() -> None:
+    from cytoreview.models.classifiers import describe_classifier
+
+    config = {
+        "arch": "svm-fusion", "class_names": ["NILM", "HSIL"], "backbone": "none",
+        "settings": {"kernel": "rbf"},
+        "plugin": {"kind": "classifier", "name": "svm-fusion", "plugin": "cytoreview-svm",
+                   "version": "1.2"},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=r"plugin cytoreview-svm 1\.2, which is not installed"):
+        build_classifier(config)
+    assert describe_classifier(config) == (
+        "svm-fusion on none (kernel rbf) from plugin cytoreview-svm 1.2"
+    )
+    assert describe_classifier({"arch": "fusion-gap", "backbone": "resnet18"}) == (
+        "fusion-gap on resnet18"
+    )
