@@ -231,7 +231,13 @@ class ModelStore:
         with self.project.catalog.write() as conn:
             Catalog.set_meta(conn, f"current_model_{kind}", model_id)
             Catalog.audit(
-                conn, actor, "set_current_model", "model", None, kind=kind, model_id=model_id,
+                conn,
+                actor,
+                "set_current_model",
+                "model",
+                None,
+                kind=kind,
+                model_id=model_id,
                 **details,
             )
 

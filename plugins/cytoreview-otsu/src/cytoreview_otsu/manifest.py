@@ -13,12 +13,11 @@ since it compares the built-in U-Net's encoders; this preset gives it the paper'
 from __future__ import annotations
 
 from cytoreview.plugin_api import Contribution, Plugin, Preset
-
 from cytoreview_otsu.settings import OtsuSettings
 
 CITATION = (
     "Wubineh BZ, Rusiecki A, Halawa K. Segmentation of cytology images to detect cervical "
-    "cancer using deep learning techniques. Wrocław University of Science and Technology."
+    "cancer using deep learning techniques."
 )
 
 #: The paper's augmentation is "rotation, flipping, and scaling": every other part of
@@ -62,8 +61,8 @@ PLUGIN = Plugin(
         Contribution(
             kind="mask-generator",
             name="otsu",
-            description="grey conversion, contrast stretch, Otsu thresholds (cells, then nuclei "
-            "inside them) and erosion/dilation: 3-class masks with no painting",
+            description="grey conversion, contrast stretch, Otsu thresholds (three-class, or cells "
+            "then nuclei inside them), erosion/dilation: 3-class masks with no painting",
             target="cytoreview_otsu.masks:OTSU",
             settings=OtsuSettings,
             citation=CITATION,
