@@ -209,8 +209,13 @@ def _table_files(comparison: EncoderComparison, val_names: list[str]) -> dict[st
     writer = csv.DictWriter(buffer, fieldnames=_TABLE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in comparison.rows:
-        cells = {"encoder": row.encoder, "status": row.status, "model_id": row.model_id or "",
-                 "train_seconds": round(row.seconds, 1), **row.scores}  # fmt: skip
+        cells = {
+            "encoder": row.encoder,
+            "status": row.status,
+            "model_id": row.model_id or "",
+            "train_seconds": round(row.seconds, 1),
+            **row.scores,
+        }
         writer.writerow({k: csv_cell(v) for k, v in cells.items()})
     data = {
         "rows": [asdict(row) for row in comparison.rows],
@@ -272,9 +277,14 @@ def compare_encoders(
     store = ModelStore(project)
     in_use = store.current_model(KIND)
     comparison = EncoderComparison(
-        rows=[], n_train=0, n_val=0, recipe=_recipe(base), table_csv=None, table_json=None,
+        rows=[],
+        n_train=0,
+        n_val=0,
+        recipe=_recipe(base),
+        table_csv=None,
+        table_json=None,
         cancelled=False,
-    )  # fmt: skip
+    )
     val_names: list[str] | None = None
     val_data = None
     total = len(wanted)
@@ -320,11 +330,13 @@ def compare_encoders(
             break
         row.scores = _json_safe(scores)
         yield Progress(
-            "compare", k, total,
+            "compare",
+            k,
+            total,
             f"{tag}: Dice cytoplasm {scores['dice_cytoplasm']:.3f}, nucleus "
             f"{scores['dice_nucleus']:.3f}; {row.seconds:.0f} s training",
             metrics=row.scores,
-        )  # fmt: skip
+        )
     if in_use is not None and store.current_model(KIND) != in_use and store.has_checkpoint(in_use):
         store.set_current_model(KIND, in_use, actor=actor, reason="compare-encoders finished")
     if comparison.rows:
