@@ -11,6 +11,7 @@ from typing import Any
 from cytoreview import __version__
 from cytoreview.cli import (
     commands_cls,
+    commands_compare,
     commands_demo,
     commands_labels,
     commands_plugins,
@@ -72,6 +73,7 @@ def build_parser(
     commands_cls.register(sub)
     commands_demo.register(sub)
     commands_plugins.register(sub)
+    commands_compare.register(sub)
     for register in extra_commands:
         register(sub)
     return parser

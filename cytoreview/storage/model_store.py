@@ -218,6 +218,29 @@ class ModelStore:
         """The model id in use for ``kind`` (the latest usable run's), or None."""
         return self.project.catalog.get_meta(f"current_model_{kind}")
 
+    def set_current_model(self, kind: str, model_id: str, *, actor: str, **details: Any) -> None:
+        """Make ``model_id`` the one in use for ``kind`` again (audited, with ``details``).
+
+        Raises
+        ------
+        ProjectError
+            If the project holds no weights of ``model_id``.
+        """
+        if not self.has_checkpoint(model_id):
+            raise ProjectError(f"{self.project.root}: no weights of model {model_id!r}")
+        with self.project.catalog.write() as conn:
+            Catalog.set_meta(conn, f"current_model_{kind}", model_id)
+            Catalog.audit(
+                conn,
+                actor,
+                "set_current_model",
+                "model",
+                None,
+                kind=kind,
+                model_id=model_id,
+                **details,
+            )
+
 
 def _run_from_row(row: Any) -> TrainingRun:
     data = dict(row)
