@@ -16,12 +16,18 @@ PANEL_HELP: dict[str, str] = {
         "Approve when the mask is right."
     ),
     "train": (
-        "Trains on every painted mask (manual, corrected, approved) in the background; Stop "
-        "keeps the best model so far. Then auto-segment the other images."
+        "Trains on the painted masks in the background; Stop keeps the best model so far. "
+        "Then auto-segment the other images."
     ),
     "classifier": (
         "Trains the Bethesda (or binary) classifier on the labelled images in the background; "
         "then classify and explain every image for the review queue."
+    ),
+    "generate": (
+        "Makes an auto mask for every image without a person's mask (only the rows selected in "
+        "the table if 'Selected images only' is ticked). A person's mask is never replaced; "
+        "each new mask names the method as its source, and training uses these masks only "
+        "when 'Also learn from generated masks' is ticked."
     ),
     "review": (
         "Most uncertain first. Accept approves the mask, Edit opens it in Annotate (edits are "
@@ -110,9 +116,9 @@ TOOLTIPS: dict[str, str] = {
         "below it. Hover over an entry for what it is."
     ),
     "generate_masks": (
-        "Make an auto mask with the chosen generator for every image without a person's mask "
-        "(only the selected rows if 'Selected images only' is ticked); a person's mask is never "
-        "replaced, and each new mask names the generator as its source"
+        "Make masks from the image alone (no painting) with a mask generator, for every image "
+        "without a person's mask (only the selected rows if 'Selected images only' is ticked); "
+        "a person's mask is never replaced"
     ),
     "no_generator": (
         "No mask generator is installed: install a plugin that provides one (e.g. "

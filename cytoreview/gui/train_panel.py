@@ -18,6 +18,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
@@ -30,7 +31,7 @@ from qtpy.QtWidgets import (
 from cytoreview.choices import TTA_CHOICES
 from cytoreview.defaults import RUN, SEG
 from cytoreview.errors import ConfigError
-from cytoreview.gui.generate_box import GenerateBox
+from cytoreview.gui.generate_dialog import GenerateDialog
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
@@ -154,10 +155,20 @@ class TrainPanel(JobPanel):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip(TOOLTIPS["stop"])
         self.stop_button.clicked.connect(self.stop)
+        for button in (self.start_button, self.stop_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        row = QHBoxLayout()  # the two ways to mask the images without a person's mask
         self.segment_button = QPushButton("Auto-segment now")
         self.segment_button.setToolTip(TOOLTIPS["auto_segment"])
         self.segment_button.clicked.connect(lambda: self.start_segmentation())
-        for button in (self.start_button, self.stop_button, self.segment_button):
+        self.generate_dialog = GenerateDialog(self)
+        self.generate_button = QPushButton("Generate masks…")
+        self.generate_button.setToolTip(
+            TOOLTIPS["generate_masks" if self.generate_dialog.installed else "no_generator"]
+        )
+        self.generate_button.clicked.connect(lambda: self.ask_generation())
+        for button in (self.segment_button, self.generate_button):
             row.addWidget(button)
         layout.addLayout(row)
         row = QHBoxLayout()  # how Auto-segment runs (details in the tooltips)
@@ -173,9 +184,6 @@ class TrainPanel(JobPanel):
         row.addWidget(self.tta_choice)
         row.addStretch(1)
         layout.addLayout(row)
-        self.generate_box = GenerateBox()
-        self.generate_box.button.clicked.connect(lambda: self.start_generation())
-        layout.addWidget(self.generate_box)
         # One line each: side by side, the ETA at the end of the line was clipped.
         self.device_label = StatusLabel("Device: —")
         layout.addWidget(self.device_label)
@@ -275,8 +283,8 @@ class TrainPanel(JobPanel):
         self.stop_button.setEnabled(running)
         has_model = project is not None and ModelStore(project).current_model(KIND) is not None
         self.segment_button.setEnabled(has_model and not running)
-        self.generate_box.button.setEnabled(
-            project is not None and self.generate_box.installed and not running
+        self.generate_button.setEnabled(
+            project is not None and self.generate_dialog.installed and not running
         )
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -337,6 +345,12 @@ class TrainPanel(JobPanel):
                 return False, None
         return True, None if image_ids is None else [project.image(i).name for i in image_ids]
 
+    def ask_generation(self) -> bool:
+        """Ask which mask generator, with which settings; then generate (see below)."""
+        if self.generate_dialog.exec() != QDialog.DialogCode.Accepted:
+            return False
+        return self.start_generation()
+
     def start_generation(
         self,
         generator: str | None = None,
@@ -348,15 +362,15 @@ class TrainPanel(JobPanel):
         Parameters
         ----------
         generator, settings
-            The method and its settings; default: the panel's choice and form.
+            The method and its settings; default: the last ones chosen in the dialog.
         image_ids
             As for :meth:`start_segmentation`.
         """
         project = self.state.project
-        generator = generator or self.generate_box.name()
+        generator = generator or self.generate_dialog.name()
         if project is None or self.runner.is_running or generator is None:
             return False
-        settings = self.generate_box.values() if settings is None else settings
+        settings = self.generate_dialog.values() if settings is None else settings
         go, names = self._chosen_names(image_ids, "generate masks")
         if not go:
             return False

@@ -256,10 +256,9 @@ def test_without_a_mask_generator_the_box_says_how_to_get_one(qtbot) -> None:
         qtbot.addWidget(panel)
     finally:
         reset_catalog()
-    box = panel.generate_box
-    assert not box.installed and box.name() is None
-    assert not box.generator.isEnabled() and not box.button.isEnabled()
-    assert "install a plugin" in box.button.toolTip()
+    assert not panel.generate_dialog.installed and panel.generate_dialog.name() is None
+    assert not panel.generate_button.isEnabled()
+    assert "install a plugin" in panel.generate_button.toolTip()
     assert not panel.start_generation()
 
 
@@ -280,16 +279,25 @@ def test_generate_masks_from_the_panel(generator_workbench, qtbot) -> None:
 
     wb = generator_workbench
     panel, project = wb.train_panel, wb.state.project
-    box = panel.generate_box
-    assert box.installed and items(box.generator) == ["dark-threshold"]
-    assert list(box.form.widgets) == ["cell_below", "nucleus_below"]
-    assert box.button.isEnabled()
-    box.form.set_values({"cell_below": 200})
+    dialog = panel.generate_dialog
+    assert dialog.installed and items(dialog.generator) == ["dark-threshold"]
+    assert list(dialog.form.widgets) == ["cell_below", "nucleus_below"]
+    assert panel.generate_button.isEnabled()
+    # Cancelling the dialog starts nothing.
+    QTimer.singleShot(0, dialog.reject)
+    panel.generate_button.click()
+    assert not panel.runner.is_running and panel.last_generation is None
     events = []
     panel.runner.progress.connect(events.append)
+
+    def choose() -> None:
+        dialog.form.set_values({"cell_below": 200})
+        dialog.generate_button.click()
+
     with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
-        box.button.click()
-        assert not box.button.isEnabled()  # one job at a time
+        QTimer.singleShot(0, choose)
+        panel.generate_button.click()
+        assert not panel.generate_button.isEnabled()  # one job at a time
     report = panel.last_generation
     assert report is not None and not report.cancelled, panel.log_view.toPlainText()
     unpainted = sorted(set(wb.synth.truth) - set(wb.synth.painted))
@@ -311,4 +319,4 @@ def test_generate_masks_from_the_panel(generator_workbench, qtbot) -> None:
     # The project table shows them at once, and a person's masks are left alone.
     assert statuses(wb) == {n: ("manual" if n in wb.synth.painted else "auto")
                             for n in wb.synth.truth}  # fmt: skip
-    assert panel.eta_label.text() == "done" and box.button.isEnabled()
+    assert panel.eta_label.text() == "done" and panel.generate_button.isEnabled()
