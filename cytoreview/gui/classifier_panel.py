@@ -21,15 +21,17 @@ from qtpy.QtWidgets import (
 )
 
 from cytoreview.defaults import CLS, RUN
+from cytoreview.errors import ConfigError
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
 from cytoreview.gui.progress_widgets import StatusLabel, compact
+from cytoreview.gui.settings_form import SettingsForm, fill_methods
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.models.devices import DEVICES
-from cytoreview.plugin_api import catalog
+from cytoreview.plugin_api import find
 from cytoreview.workflows.classification import (
     TASKS,
     ClsTrainReport,
@@ -83,6 +85,7 @@ class ClassifierPanel(JobPanel):
     def __init__(self, state: WorkbenchState, parent: QWidget | None = None) -> None:
         super().__init__(state, "classifier", ("train", "classify", "explain"), parent)
         self.last_report: object = None
+        self._uses_mask = True  # whether the chosen method has a mask branch
         self._build()
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
@@ -100,12 +103,19 @@ class ClassifierPanel(JobPanel):
         self.task.addItems(TASKS)
         # Every default from cytoreview.defaults, as the CLI's flags: the two cannot drift.
         self.task.setCurrentText(CLS.task)
+        # The methods are the plugin catalog's; each one's settings form is built from its
+        # settings dataclass, as its command-line flags are.
         self.arch = compact(QComboBox())
-        self.arch.addItems(catalog().names("classifier"))
-        self.arch.setCurrentText(CLS.arch)
+        fill_methods(self.arch, "classifier", CLS.arch)
         self.backbone = compact(QComboBox())
         self.backbone.addItems(BACKBONES)
         self.backbone.setCurrentText(CLS.backbone)
+        self.mask_backbone = compact(QComboBox())
+        # None: the one rule (cytoreview.defaults.ClsRecipe.mask_backbone_for), as for the CLI
+        # without --mask-backbone.
+        self.mask_backbone.addItem("as image", CLS.mask_backbone)
+        for name in BACKBONES:
+            self.mask_backbone.addItem(name, name)
         self.input_size = compact(QSpinBox())
         # 0 is "auto": the size the workflow chooses from the images (one rule, CLI and GUI).
         self.input_size.setRange(0, 1024)
@@ -123,11 +133,16 @@ class ClassifierPanel(JobPanel):
             ("Task", self.task, "cls_task"),
             ("Model", self.arch, "cls_arch"),
             ("Backbone", self.backbone, "cls_backbone"),
+            ("Mask CNN", self.mask_backbone, "cls_mask_backbone"),
             ("Input", self.input_size, "cls_input"),
             ("Epochs", self.epochs, "epochs"),
             ("Device", self.device, "device"),
         )
         layout.addLayout(form_grid(fields))
+        self.arch_form = SettingsForm()
+        layout.addWidget(self.arch_form)
+        self.arch.currentTextChanged.connect(self._on_arch_changed)
+        self._on_arch_changed(self.arch.currentText())
         row = QHBoxLayout()
         self.start_button = QPushButton("Start training")
         self.start_button.setToolTip(TOOLTIPS["cls_start"])
@@ -153,6 +168,16 @@ class ClassifierPanel(JobPanel):
         self.add_job_widgets(layout, ClassifierPlot())
         layout.addStretch(1)
 
+    def _on_arch_changed(self, name: str) -> None:
+        """Show the method's own settings; a method without a mask branch has no mask CNN."""
+        contribution = find("classifier", name) if name else None
+        self.arch_form.set_contribution(contribution)
+        self._uses_mask = uses_mask = contribution is None or contribution.uses_mask
+        self.mask_backbone.setEnabled(uses_mask)
+        self.mask_backbone.setToolTip(
+            TOOLTIPS["cls_mask_backbone" if uses_mask else "cls_mask_unused"]
+        )
+
     def update_buttons(self) -> None:
         """Training needs a project; classify and explain need a trained classifier."""
         project = self.state.project
@@ -167,13 +192,14 @@ class ClassifierPanel(JobPanel):
     # -- jobs ----------------------------------------------------------------------------------
     def request(self) -> ClsTrainRequest:
         """The training request the form describes."""
+        # A method without a mask branch gets none, as from the CLI without the flag.
+        mask_backbone = self.mask_backbone.currentData() if self._uses_mask else CLS.mask_backbone
         return ClsTrainRequest(
             task=self.task.currentText(),
             arch=self.arch.currentText(),
+            settings=self.arch_form.values(),
             backbone=self.backbone.currentText(),
-            # No mask backbone of its own: the workflow applies the one rule
-            # (cytoreview.defaults.ClsRecipe.mask_backbone_for), as for the CLI without the flag.
-            mask_backbone=CLS.mask_backbone,
+            mask_backbone=mask_backbone,
             input_size=self.input_size.value() or None,
             epochs=self.epochs.value(),
             device=self.device.currentText(),
@@ -185,9 +211,18 @@ class ClassifierPanel(JobPanel):
         if project is None or self.runner.is_running:
             return False
         request = request or self.request()
+        try:
+            # Every setting the method will use, the defaults too: the log says what ran.
+            settings = find("classifier", request.arch).settings_record(request.settings)
+        except ConfigError as exc:
+            self.log_view.appendPlainText(f"cannot train: {exc}")
+            self.state.message.emit("error", str(exc))
+            return False
         actor = self.state.actor
+        described = "".join(f", {k} {v}" for k, v in settings.items())
         self.log_view.appendPlainText(
-            f"training a {request.task} {request.arch} classifier on {request.backbone}…"
+            f"training a {request.task} {request.arch} classifier ({request.backbone} "
+            f"backbone{described})…"
         )
         self.begin_job(
             "train",

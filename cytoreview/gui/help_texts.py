@@ -16,12 +16,18 @@ PANEL_HELP: dict[str, str] = {
         "Approve when the mask is right."
     ),
     "train": (
-        "Trains on every painted mask (manual, corrected, approved) in the background; Stop "
-        "keeps the best model so far. Then auto-segment the other images."
+        "Trains on the painted masks in the background; Stop keeps the best model so far. "
+        "Then auto-segment the other images."
     ),
     "classifier": (
         "Trains the Bethesda (or binary) classifier on the labelled images in the background; "
         "then classify and explain every image for the review queue."
+    ),
+    "generate": (
+        "Makes an auto mask for every image without a person's mask (only the rows selected in "
+        "the table if 'Selected images only' is ticked). A person's mask is never replaced; "
+        "each new mask names the method as its source, and training uses these masks only "
+        "when 'Also learn from generated masks' is ticked."
     ),
     "review": (
         "Most uncertain first. Accept approves the mask, Edit opens it in Annotate (edits are "
@@ -91,8 +97,33 @@ TOOLTIPS: dict[str, str] = {
     ),
     "approve": "Save the mask as approved: checked by a person and right as it is",
     "measure": "Live areas in pixels; N:C is nucleus area / cytoplasm area",
-    # train panel
-    "encoder": "The U-Net's encoder; resnet18 is fast and good enough for most projects",
+    # train panel (a method's own settings take their tooltips from its settings dataclass)
+    "seg_method": (
+        "The segmentation method (built in, or added by an installed plugin); its own settings "
+        "appear below it. Hover over an entry for what it is and whose method it follows."
+    ),
+    "seg_preset": (
+        "A published training recipe for this method: it fills the fields below and sets what "
+        "the form does not show (learning rate, batch, loss...); fields you then change win"
+    ),
+    "no_preset": "No installed plugin publishes a training recipe for this method",
+    "include_generated": (
+        "Also train on masks a mask generator made (source generator:...), e.g. to start a "
+        "project with no painting; masks a model made are never trained on"
+    ),
+    "generator": (
+        "A method that makes masks from the image alone (no painting); its settings appear "
+        "below it. Hover over an entry for what it is."
+    ),
+    "generate_masks": (
+        "Make masks from the image alone (no painting) with a mask generator, for every image "
+        "without a person's mask (only the selected rows if 'Selected images only' is ticked); "
+        "a person's mask is never replaced"
+    ),
+    "no_generator": (
+        "No mask generator is installed: install a plugin that provides one (e.g. "
+        "pip install plugins/cytoreview-otsu), then restart the workbench"
+    ),
     "epochs": "Upper limit of passes over the painted images; early stopping may end sooner",
     "time_budget": "Stop after this many minutes (0: no limit); the best model so far is kept",
     "device": "auto: a GPU when there is one, else all CPU cores",
@@ -103,8 +134,8 @@ TOOLTIPS: dict[str, str] = {
         "Generate auto masks with the newest model for every image without a person's mask"
     ),
     "selected_only": (
-        "Auto-segment only the rows selected in the project table (Ctrl/Shift-click to select "
-        "several); images with a person's mask are never overwritten"
+        "Auto-segment (or generate masks for) only the rows selected in the project table "
+        "(Ctrl/Shift-click to select several); images with a person's mask are never overwritten"
     ),
     "tta": (
         "Average the model over the 8 rotations and mirror images of each image: 8x the time. "
@@ -113,8 +144,16 @@ TOOLTIPS: dict[str, str] = {
     ),
     # classifier panel
     "cls_task": "bethesda: the scheme's classes; binary: revisable vs not-revisable",
-    "cls_arch": "image-only, or the image fused with its mask (flatten or global pooling)",
+    "cls_arch": (
+        "The classification method (built in, or added by an installed plugin); its own "
+        "settings appear below. Hover over an entry for what it is."
+    ),
     "cls_backbone": "The CNN backbone (random weights: nothing is downloaded)",
+    "cls_mask_backbone": (
+        "The CNN of the mask branch; 'as image': the image branch's (or the parent model's "
+        "when fine-tuning)"
+    ),
+    "cls_mask_unused": "This method does not read the mask: it has no mask branch",
     "cls_input": "Side of the network input in pixels (images are letterboxed); auto: the "
     "median image side rounded up to 32, 64-128 px (a fine-tuned model keeps its size)",
     "cls_start": "Train a new classifier on every labelled image (and its current mask)",

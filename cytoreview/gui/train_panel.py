@@ -1,6 +1,10 @@
-"""The train panel: train the U-Net on the painted masks, watch it learn, auto-segment the rest.
+"""The train panel: train a segmenter on the painted masks, watch it learn, auto-segment the rest.
 
-Both jobs run through one :class:`JobRunner` (one at a time); the panel only reacts to their
+The methods (the built-in U-Net or a plugin's), their presets and the mask generators are the
+plugin catalog's; each method's settings form is built from its settings dataclass
+(:mod:`cytoreview.gui.settings_form`), so nothing here is particular to one method.
+
+Its jobs run through one :class:`JobRunner` (one at a time); the panel only reacts to their
 :class:`Progress` events, on the GUI thread, so the window stays responsive during training.
 """
 
@@ -10,9 +14,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
@@ -22,23 +28,30 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from cytoreview.choices import DEFAULT_ENCODER, TTA_CHOICES
+from cytoreview.choices import TTA_CHOICES
 from cytoreview.defaults import RUN, SEG
+from cytoreview.errors import ConfigError
+from cytoreview.gui.generate_dialog import GenerateDialog
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
 from cytoreview.gui.live_plot import TrainingPlot
 from cytoreview.gui.progress_widgets import StatusLabel, compact
+from cytoreview.gui.settings_form import SettingsForm, fill_methods
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.devices import DEVICES
-from cytoreview.models.segmenters import SEG_ENCODERS, SIZE_MULTIPLE
+from cytoreview.models.segmenters import SIZE_MULTIPLE
+from cytoreview.plugin_api import catalog, find
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.types import Progress
+from cytoreview.workflows.mask_generation import GenerateReport, generate_masks
 from cytoreview.workflows.segmentation import (
     KIND,
     SegmentReport,
     SegTrainReport,
     SegTrainRequest,
+    find_preset,
+    seg_request,
     segment_project,
     train_segmentation,
 )
@@ -64,11 +77,16 @@ class TrainPanel(JobPanel):
         selection: Callable[[], list[int]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(state, "segmentation", ("train", "segment"), parent)
+        super().__init__(state, "segmentation", ("train", "segment", "generate"), parent)
         #: The image ids selected in the project table (for "only the selected images").
         self.selection = selection or (lambda: [])
         self.last_training: SegTrainReport | None = None
         self.last_segmentation: SegmentReport | None = None
+        self.last_generation: GenerateReport | None = None
+        #: Request fields and method settings the chosen preset filled (reset when unchosen).
+        self._preset_filled: tuple[set[str], set[str]] = (set(), set())
+        #: What the form showed after the last method or preset choice (see :meth:`request`).
+        self._baseline: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         self._build()
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
@@ -83,10 +101,11 @@ class TrainPanel(JobPanel):
         intro.setWordWrap(True)
         intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
-        self.encoder = compact(QComboBox())
-        self.encoder.addItems(SEG_ENCODERS)
-        # Every default from cytoreview.defaults, as the CLI's flags: the two cannot drift.
-        self.encoder.setCurrentText(DEFAULT_ENCODER)
+        # The methods and their settings come from the plugin catalog; every default from
+        # cytoreview.defaults or the method's settings dataclass, as the CLI's flags.
+        self.method = compact(QComboBox())
+        fill_methods(self.method, "segmenter", SEG.arch)
+        self.preset = compact(QComboBox())
         self.epochs = compact(QSpinBox())
         self.epochs.setRange(1, 2000)
         self.epochs.setValue(SEG.epochs)
@@ -103,9 +122,21 @@ class TrainPanel(JobPanel):
         self.input_size.setSingleStep(SIZE_MULTIPLE)
         self.input_size.setSpecialValueText("auto")
         self.input_size.setSuffix(" px")
+        self.include_generated = QCheckBox("Also learn from generated masks")
+        self.include_generated.setToolTip(TOOLTIPS["include_generated"])
+        layout.addLayout(
+            form_grid(
+                (("Method", self.method, "seg_method"), ("Preset", self.preset, "seg_preset"))
+            )
+        )
+        self.method_form = SettingsForm()
+        layout.addWidget(self.method_form)
+        self.preset_note = QLabel()
+        self.preset_note.setWordWrap(True)
+        self.preset_note.setStyleSheet(INTRO_STYLE)
+        layout.addWidget(self.preset_note)
         form = form_grid(
             (
-                ("Encoder", self.encoder, "encoder"),
                 ("Device", self.device, "device"),
                 ("Epochs", self.epochs, "epochs"),
                 ("Budget", self.time_budget, "time_budget"),
@@ -113,6 +144,10 @@ class TrainPanel(JobPanel):
             )
         )
         layout.addLayout(form)
+        layout.addWidget(self.include_generated)
+        self.method.currentTextChanged.connect(self._on_method_changed)
+        self.preset.currentIndexChanged.connect(lambda _: self._on_preset_changed())
+        self._on_method_changed(self.method.currentText())
         row = QHBoxLayout()
         self.start_button = QPushButton("Start training")
         self.start_button.setToolTip(TOOLTIPS["start_training"])
@@ -120,10 +155,20 @@ class TrainPanel(JobPanel):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip(TOOLTIPS["stop"])
         self.stop_button.clicked.connect(self.stop)
+        for button in (self.start_button, self.stop_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        row = QHBoxLayout()  # the two ways to mask the images without a person's mask
         self.segment_button = QPushButton("Auto-segment now")
         self.segment_button.setToolTip(TOOLTIPS["auto_segment"])
         self.segment_button.clicked.connect(lambda: self.start_segmentation())
-        for button in (self.start_button, self.stop_button, self.segment_button):
+        self.generate_dialog = GenerateDialog(self)
+        self.generate_button = QPushButton("Generate masks…")
+        self.generate_button.setToolTip(
+            TOOLTIPS["generate_masks" if self.generate_dialog.installed else "no_generator"]
+        )
+        self.generate_button.clicked.connect(lambda: self.ask_generation())
+        for button in (self.segment_button, self.generate_button):
             row.addWidget(button)
         layout.addLayout(row)
         row = QHBoxLayout()  # how Auto-segment runs (details in the tooltips)
@@ -145,25 +190,115 @@ class TrainPanel(JobPanel):
         self.add_job_widgets(layout, SegmentationPlot())
         layout.addStretch(1)
 
+    # -- the method, its preset and the form's values --------------------------------------------
+    def _common_values(self) -> dict[str, Any]:
+        """The request fields the form shows, as the request holds them."""
+        budget = self.time_budget.value()
+        return {
+            "epochs": self.epochs.value(),
+            "time_budget_min": budget if budget > 0 else None,
+            "device": self.device.currentText(),
+            "input_size": self.input_size.value() or None,
+            "include_generated": self.include_generated.isChecked(),
+        }
+
+    def _fill_common(self, values: dict[str, Any]) -> None:
+        """Show ``values`` (request fields) in the form's fields that have them."""
+        if "epochs" in values:
+            self.epochs.setValue(int(values["epochs"]))
+        if "time_budget_min" in values:
+            self.time_budget.setValue(float(values["time_budget_min"] or 0))
+        if "device" in values:
+            self.device.setCurrentText(str(values["device"]))
+        if "input_size" in values:
+            self.input_size.setValue(int(values["input_size"] or 0))
+        if "include_generated" in values:
+            self.include_generated.setChecked(bool(values["include_generated"]))
+
+    def _on_method_changed(self, name: str) -> None:
+        """Show the method's settings and list its presets (none chosen)."""
+        self.method_form.set_contribution(find("segmenter", name) if name else None)
+        self.preset.blockSignals(True)  # one preset change below, not one per item
+        self.preset.clear()
+        self.preset.addItem("none", None)
+        for contribution, recipe, publisher in catalog().presets():
+            if contribution.name == name:
+                self.preset.addItem(recipe.name, recipe.name)
+                tip = f"{recipe.description}\n{publisher}" + (
+                    f"\n{recipe.citation}" if recipe.citation else ""
+                )
+                self.preset.setItemData(self.preset.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.preset.blockSignals(False)
+        has_presets = self.preset.count() > 1
+        self.preset.setEnabled(has_presets)
+        self.preset.setToolTip(TOOLTIPS["seg_preset" if has_presets else "no_preset"])
+        self._on_preset_changed()
+
+    def _on_preset_changed(self) -> None:
+        """Fill the form from the chosen preset (or the defaults for "none").
+
+        The defaults and the preset's values are the baseline: only the fields that differ
+        from it go into the request as the user's own, so the preset's other values (learning
+        rate, loss...) still apply, exactly as ``train-seg --preset NAME`` with a few flags.
+        """
+        name = self.preset.currentData()
+        # What an earlier preset filled goes back to the defaults before a new one fills; what
+        # the user set stays.
+        defaults, specs = SegTrainRequest(), {s.name: s.default for s in self.method_form.specs}
+        common, own = self._preset_filled
+        self._fill_common({key: getattr(defaults, key) for key in common})
+        self.method_form.set_values({key: specs[key] for key in own if key in specs})
+        note = ""
+        self._preset_filled = (set(), set())
+        if name is not None:
+            _, recipe = find_preset("segmenter", name)
+            values = dict(recipe.values)
+            settings = dict(values.pop("settings", {}))
+            self.method_form.set_values(settings)
+            shown = set(self._common_values())
+            self._fill_common(values)
+            self._preset_filled = (shown & set(values), set(settings))
+            hidden = {k: v for k, v in values.items() if k not in shown and k != "arch"}
+            note = recipe.description + (
+                "; also sets " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in hidden.items())
+                if hidden
+                else ""
+            )
+        self.preset_note.setText(note)
+        self.preset_note.setVisible(bool(note))
+        # The request's baseline: the defaults, then what the preset filled, as the form shows
+        # them; a field that differs from it is the user's own (even one set before choosing).
+        common, own = self._preset_filled
+        shown, settings = self._common_values(), self.method_form.all_values()
+        self._baseline = (
+            {key: shown[key] if key in common else getattr(defaults, key) for key in shown},
+            {key: settings[key] if key in own else specs.get(key) for key in settings},
+        )
+
     def update_buttons(self) -> None:
-        """Start needs a project, auto-segment a model; nothing starts while a job runs."""
+        """Start needs a project, auto-segment a model, generate a generator; one job at a time."""
         project = self.state.project
         running = self.runner.is_running
         self.start_button.setEnabled(project is not None and not running)
         self.stop_button.setEnabled(running)
         has_model = project is not None and ModelStore(project).current_model(KIND) is not None
         self.segment_button.setEnabled(has_model and not running)
+        self.generate_button.setEnabled(
+            project is not None and self.generate_dialog.installed and not running
+        )
 
     # -- jobs ----------------------------------------------------------------------------------
     def request(self) -> SegTrainRequest:
-        """The training request the form describes."""
-        budget = self.time_budget.value()
-        return SegTrainRequest(
-            settings={"encoder": self.encoder.currentText()},
-            epochs=self.epochs.value(),
-            time_budget_min=budget if budget > 0 else None,
-            device=self.device.currentText(),
-            input_size=self.input_size.value() or None,
+        """The training request the form describes.
+
+        The defaults, then the chosen preset, then what the user changed after choosing it
+        (:func:`~cytoreview.workflows.segmentation.seg_request`, as the CLI builds it).
+        """
+        common, settings = self._baseline
+        changed = {k: v for k, v in self._common_values().items() if v != common[k]}
+        own = {k: v for k, v in self.method_form.all_values().items() if v != settings.get(k)}
+        return seg_request(
+            self.preset.currentData(), arch=self.method.currentText(), settings=own, **changed
         )
 
     def start_training(self, request: SegTrainRequest | None = None) -> bool:
@@ -171,10 +306,21 @@ class TrainPanel(JobPanel):
         project = self.state.project
         if project is None or self.runner.is_running:
             return False
-        request = request or self.request()
+        try:
+            request = request or self.request()
+            # Every setting the method will use, the defaults too: the log says what ran.
+            settings = find("segmenter", request.arch).settings_record(request.settings)
+        except ConfigError as exc:
+            self.log_view.appendPlainText(f"cannot train: {exc}")
+            self.state.message.emit("error", str(exc))
+            return False
         actor = self.state.actor
+        described = ", ".join(f"{k} {v}" for k, v in settings.items()) or "no settings"
         self.log_view.appendPlainText(
-            f"training a {request.arch} ({dict(request.settings)}, up to {request.epochs} epochs)…"
+            f"training {request.arch} ({described}"
+            + (f"; preset {request.preset}" if request.preset else "")
+            + (", with generated masks" if request.include_generated else "")
+            + f"), up to {request.epochs} epochs…"
         )
         self.device_label.setText(f"Device: {request.device} (starting…)")
         self.begin_job(
@@ -182,6 +328,69 @@ class TrainPanel(JobPanel):
             lambda token: train_segmentation(project, request, actor=actor, cancel=token),
             new_curves=True,
             budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
+        )
+        return True
+
+    def _chosen_names(self, image_ids: list[int] | None, job: str) -> tuple[bool, list[str] | None]:
+        """Image names for a masking job: the given ids, else the table's selection if asked.
+
+        Returns (go on, names); names None means every image.
+        """
+        project = self.state.project
+        assert project is not None
+        if image_ids is None and self.selected_only.isChecked():
+            image_ids = self.selection()
+            if not image_ids:
+                self.state.message.emit("warning", f"{job}: no image selected in the table")
+                return False, None
+        return True, None if image_ids is None else [project.image(i).name for i in image_ids]
+
+    def ask_generation(self) -> bool:
+        """Ask which mask generator, with which settings; then generate (see below)."""
+        if self.generate_dialog.exec() != QDialog.DialogCode.Accepted:
+            return False
+        return self.start_generation()
+
+    def start_generation(
+        self,
+        generator: str | None = None,
+        settings: dict[str, Any] | None = None,
+        image_ids: list[int] | None = None,
+    ) -> bool:
+        """Make masks with a mask generator for the images without a person's mask.
+
+        Parameters
+        ----------
+        generator, settings
+            The method and its settings; default: the last ones chosen in the dialog.
+        image_ids
+            As for :meth:`start_segmentation`.
+        """
+        project = self.state.project
+        generator = generator or self.generate_dialog.name()
+        if project is None or self.runner.is_running or generator is None:
+            return False
+        settings = self.generate_dialog.values() if settings is None else settings
+        go, names = self._chosen_names(image_ids, "generate masks")
+        if not go:
+            return False
+        try:
+            chosen = find("mask-generator", generator).settings_record(settings)
+        except ConfigError as exc:
+            self.state.message.emit("error", str(exc))
+            return False
+        which = "the" if names is None else f"{len(names)} selected"
+        described = ", ".join(f"{k} {v}" for k, v in chosen.items()) or "no settings"
+        self.log_view.appendPlainText(
+            f"generating masks with {generator} ({described}) for {which} image(s) without a "
+            "person's mask…"
+        )
+        actor = self.state.actor
+        self.begin_job(
+            "generate",
+            lambda token: generate_masks(
+                project, generator, settings, actor=actor, names=names, cancel=token
+            ),
         )
         return True
 
@@ -206,12 +415,9 @@ class TrainPanel(JobPanel):
             return False
         actor, device = self.state.actor, device or self.device.currentText()
         tta = TTA_CHOICES[self.tta_choice.currentText()] if tta is None else tta
-        if image_ids is None and self.selected_only.isChecked():
-            image_ids = self.selection()
-            if not image_ids:
-                self.state.message.emit("warning", "auto-segment: no image selected in the table")
-                return False
-        names = None if image_ids is None else [project.image(i).name for i in image_ids]
+        go, names = self._chosen_names(image_ids, "auto-segment")
+        if not go:
+            return False
         which = "the" if names is None else f"{len(names)} selected"
         self.log_view.appendPlainText(
             f"auto-segmenting {which} image(s) without a person's mask"
@@ -263,8 +469,24 @@ class TrainPanel(JobPanel):
                 self.log_view.appendPlainText(f"warning: {problem}")
             self.state.notify_masks_changed(None)
             self.state.message.emit("info", text)
+        elif isinstance(report, GenerateReport):
+            self.last_generation = report
+            text = (
+                f"{len(report.made)} mask(s) generated with {report.generator} in "
+                f"{format_duration(report.seconds)}; {len(report.skipped_human)} with a "
+                "person's mask left alone" + (" (stopped)" if report.cancelled else "")
+            )
+            self.log_view.appendPlainText(text)
+            for problem in report.problems:
+                self.log_view.appendPlainText(f"warning: {problem}")
+            if report.made and not self.include_generated.isChecked():
+                self.log_view.appendPlainText(
+                    "Tick 'Also learn from generated masks' to train on them."
+                )
+            self.state.notify_masks_changed(None)
+            self.state.message.emit("info", text)
 
     def _on_failed(self, error: BaseException) -> None:
         self.log_failure(error)
-        if self.job_kind == "segment":
+        if self.job_kind in ("segment", "generate"):
             self.state.notify_masks_changed(None)  # the batches done before the error count

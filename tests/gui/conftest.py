@@ -60,3 +60,28 @@ def workbench(make_napari_viewer, synth_project: SynthProject):
     wb.synth = synth_project
     yield wb
     wb.close()
+
+
+def install_plugins(*targets: str):
+    """Make the built-in methods and the plugins at ``targets`` ("module:attr") the catalog.
+
+    As if they were installed, through the same discovery code; undo with ``reset_catalog()``.
+    """
+    from importlib.metadata import EntryPoint
+
+    from cytoreview.plugin_api import ENTRY_POINT_GROUP, reset_catalog
+    from cytoreview.plugin_api.discovery import discover
+
+    found = discover([EntryPoint(t.partition(":")[0], t, ENTRY_POINT_GROUP) for t in targets])
+    assert not found.broken, found.broken
+    reset_catalog(found)
+    return found
+
+
+@pytest.fixture
+def test_plugins():
+    """The sample plugin (a mask generator) and the form-test methods, for one test."""
+    from cytoreview.plugin_api import reset_catalog
+
+    yield install_plugins("tests.plugins.sample_plugin:PLUGIN", "tests.plugins.form_methods:PLUGIN")
+    reset_catalog()

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from qtpy.QtCore import QTimer
 
+from cytoreview.defaults import SEG
 from cytoreview.workflows.segmentation import SegTrainRequest
 from tests.conftest import PATIENCE_MS
-from tests.gui.conftest import make_project
+from tests.gui.conftest import install_plugins, make_project
 
 pytestmark = pytest.mark.gui
 
 #: A training run small enough for a test: 64 px input, resnet18, one step per epoch.
-TINY = {"encoder": "resnet18", "input_size": 64, "batch_size": 8, "lr": 1e-3,
+TINY = {"settings": {"encoder": "resnet18"}, "input_size": 64, "batch_size": 8, "lr": 1e-3,
         "time_budget_min": 2.0, "device": "cpu"}  # fmt: skip
 
 
@@ -167,6 +168,155 @@ def test_not_enough_painted_masks_is_reported_not_raised(workbench, qtbot) -> No
     panel = workbench.train_panel
     with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
         panel.start_training(SegTrainRequest(epochs=1, **TINY))
+    # The log names the method and every setting it runs with.
+    assert panel.log_view.toPlainText().startswith("training unet (encoder resnet18), up to 1")
     assert "training needs at least 2" in panel.log_view.toPlainText()
     assert any(level == "error" for level, _ in workbench.messages)
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+
+
+# -- methods, presets and mask generators from the plugin catalog ---------------------------------
+@pytest.fixture
+def panel(qtbot, test_plugins):
+    from cytoreview.gui.state import WorkbenchState
+    from cytoreview.gui.train_panel import TrainPanel
+
+    widget = TrainPanel(WorkbenchState(actor="tester"))
+    qtbot.addWidget(widget)
+    return widget
+
+
+def items(combo) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def cli_request(*flags: str):
+    """What ``train-seg proj FLAGS`` asks for (the parser is built from the current catalog)."""
+    from cytoreview.cli.commands_seg import train_request
+    from cytoreview.cli.main import build_parser
+
+    return train_request(build_parser().parse_args(["train-seg", "proj", *flags]))
+
+
+def test_the_methods_and_their_forms_come_from_the_catalog(panel, test_plugins) -> None:
+    assert items(panel.method) == test_plugins.names("segmenter") == ["unet", "every-kind-net"]
+    assert panel.method.currentText() == "unet"
+    assert list(panel.method_form.widgets) == ["encoder"]  # the built-in U-Net's own setting
+    assert items(panel.preset) == ["none", "unet-quick"]
+    panel.method.setCurrentText("every-kind-net")
+    assert list(panel.method_form.widgets) == ["depth", "lr_scale", "squeeze", "norm", "tag"]
+    assert items(panel.preset) == ["none", "every-kind-deep"]
+    panel.method_form.widgets["depth"].setValue(3)
+    request = panel.request()
+    assert (request.arch, dict(request.settings)) == ("every-kind-net", {"depth": 3})
+    assert request == cli_request("--arch", "every-kind-net", "--every-kind-net-depth", "3")
+
+
+def test_a_preset_fills_the_form_and_asks_for_what_the_cli_asks_for(panel) -> None:
+    panel.preset.setCurrentText("unet-quick")
+    assert (panel.epochs.value(), panel.input_size.value()) == (40, 128)
+    assert panel.method_form.value("encoder") == "resnet34"
+    # What the form does not show is said, and still applies.
+    assert "also sets lr 0.002, loss jaccard" in panel.preset_note.text()
+    request = panel.request()
+    assert (request.preset, request.lr, request.loss) == ("unet-quick", 0.002, "jaccard")
+    assert request == cli_request("--preset", "unet-quick")
+    # What the user changes after choosing the preset wins, even a change back to a default.
+    panel.epochs.setValue(60)
+    panel.method_form.set_values({"encoder": "resnet18"})
+    assert panel.request() == cli_request("--preset", "unet-quick", "--epochs", "60",
+                                          "--encoder", "resnet18")  # fmt: skip
+    # No preset again: the fields it filled go back to the defaults, the user's stay.
+    panel.device.setCurrentText("cpu")
+    panel.preset.setCurrentText("none")
+    assert (panel.epochs.value(), panel.input_size.value()) == (SEG.epochs, 0)
+    assert panel.device.currentText() == "cpu" and panel.preset_note.isHidden()
+    assert panel.request() == cli_request("--device", "cpu")
+    # Another method's preset fills that method's settings.
+    panel.method.setCurrentText("every-kind-net")
+    panel.preset.setCurrentText("every-kind-deep")
+    assert panel.method_form.values() == {"depth": 6, "norm": "group"}
+    assert panel.request() == cli_request("--preset", "every-kind-deep", "--device", "cpu")
+
+
+def test_include_generated_reaches_the_request(panel) -> None:
+    assert not panel.request().include_generated
+    panel.include_generated.setChecked(True)
+    assert panel.request() == cli_request("--include-generated")
+
+
+def test_without_a_mask_generator_the_box_says_how_to_get_one(qtbot) -> None:
+    from cytoreview.gui.state import WorkbenchState
+    from cytoreview.gui.train_panel import TrainPanel
+    from cytoreview.plugin_api import reset_catalog
+
+    install_plugins()  # the built-in methods only: none of them makes masks
+    try:
+        panel = TrainPanel(WorkbenchState(actor="tester"))
+        qtbot.addWidget(panel)
+    finally:
+        reset_catalog()
+    assert not panel.generate_dialog.installed and panel.generate_dialog.name() is None
+    assert not panel.generate_button.isEnabled()
+    assert "install a plugin" in panel.generate_button.toolTip()
+    assert not panel.start_generation()
+
+
+@pytest.fixture
+def generator_workbench(make_napari_viewer, tmp_path: Path, test_plugins):
+    from cytoreview.gui.app import build_workbench
+
+    project = make_project(tmp_path, n=6, painted=2)
+    viewer = make_napari_viewer()
+    wb = build_workbench(viewer, project.root, actor="tester")
+    wb.synth = project
+    yield wb
+    wb.close()
+
+
+def test_generate_masks_from_the_panel(generator_workbench, qtbot) -> None:
+    from tests.plugins.sample_plugin import GENERATOR, DarkThresholdSettings
+
+    wb = generator_workbench
+    panel, project = wb.train_panel, wb.state.project
+    dialog = panel.generate_dialog
+    assert dialog.installed and items(dialog.generator) == ["dark-threshold"]
+    assert list(dialog.form.widgets) == ["cell_below", "nucleus_below"]
+    assert panel.generate_button.isEnabled()
+    # Cancelling the dialog starts nothing.
+    QTimer.singleShot(0, dialog.reject)
+    panel.generate_button.click()
+    assert not panel.runner.is_running and panel.last_generation is None
+    events = []
+    panel.runner.progress.connect(events.append)
+
+    def choose() -> None:
+        dialog.form.set_values({"cell_below": 200})
+        dialog.generate_button.click()
+
+    with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
+        QTimer.singleShot(0, choose)
+        panel.generate_button.click()
+        assert not panel.generate_button.isEnabled()  # one job at a time
+    report = panel.last_generation
+    assert report is not None and not report.cancelled, panel.log_view.toPlainText()
+    unpainted = sorted(set(wb.synth.truth) - set(wb.synth.painted))
+    assert sorted(report.made) == unpainted
+    assert sorted(report.skipped_human) == sorted(wb.synth.painted)
+    assert report.settings == {"cell_below": 200, "nucleus_below": 64}
+    assert [e.step for e in events if e.stage == "generate"][-1] == len(unpainted)
+    assert "generating masks with dark-threshold (cell_below 200, nucleus_below 64)" in (
+        panel.log_view.toPlainText()
+    )
+    settings = DarkThresholdSettings(cell_below=200)
+    for name in unpainted:
+        image = project.image(name)
+        version = project.mask_versions(image.id)[-1]
+        assert version.provenance.value == "auto"
+        assert version.source_model == "generator:dark-threshold"
+        expected = GENERATOR.generate(project.load_image(image).rgb, settings)
+        assert (project.current_mask(image.id)[1] == expected).all()
+    # The project table shows them at once, and a person's masks are left alone.
+    assert statuses(wb) == {n: ("manual" if n in wb.synth.painted else "auto")
+                            for n in wb.synth.truth}  # fmt: skip
+    assert panel.eta_label.text() == "done" and panel.generate_button.isEnabled()

@@ -1,0 +1,70 @@
+"""Masks without painting: the dialog that chooses a mask generator and its settings.
+
+The generators are the plugin catalog's (none is built in); each one's settings form is built
+from its settings dataclass. The dialog only chooses: the train panel runs the job (progress,
+Stop, the table refreshed), as it runs auto-segmentation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
+from cytoreview.gui.settings_form import SettingsForm, fill_methods
+from cytoreview.plugin_api import find
+
+__all__ = ["GenerateDialog"]
+
+
+class GenerateDialog(QDialog):
+    """A mask generator list and the chosen one's description and settings.
+
+    Kept by the panel between uses, so the last choice and settings are offered again.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Generate masks without painting")
+        self.setMinimumWidth(420)
+        layout = QVBoxLayout(self)
+        intro = QLabel(PANEL_HELP["generate"])
+        intro.setWordWrap(True)
+        intro.setStyleSheet(INTRO_STYLE)
+        layout.addWidget(intro)
+        self.generator = QComboBox()
+        self.generator.setToolTip(TOOLTIPS["generator"])
+        methods = fill_methods(self.generator, "mask-generator")
+        #: Whether any mask generator is installed (else the panel's button is disabled).
+        self.installed = bool(methods)
+        row = QFormLayout()
+        row.addRow("Method", self.generator)
+        layout.addLayout(row)
+        self.form = SettingsForm(methods[0] if methods else None, describe=True)
+        layout.addWidget(self.form)
+        self.generator.currentTextChanged.connect(
+            lambda name: self.form.set_contribution(find("mask-generator", name))
+        )
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.generate_button = buttons.addButton("Generate", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.generate_button.setToolTip(TOOLTIPS["generate_masks"])
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def name(self) -> str | None:
+        """The chosen generator (None when none is installed)."""
+        return self.generator.currentText() if self.installed else None
+
+    def values(self) -> dict[str, Any]:
+        """Its settings that differ from the defaults."""
+        return self.form.values()
