@@ -115,6 +115,11 @@ TOOLTIPS: dict[str, str] = {
         "A method that makes masks from the image alone (no painting); its settings appear "
         "below it. Hover over an entry for what it is."
     ),
+    "compare_encoders": (
+        "Train the chosen method once per encoder (the Train form's recipe, one validation "
+        "split) and show a table of accuracy, Dice, IoU, precision and sensitivity per class, "
+        "and training time (Wubineh et al.'s backbone comparison)"
+    ),
     "generate_masks": (
         "Make masks from the image alone (no painting) with a mask generator, for every image "
         "without a person's mask (only the selected rows if 'Selected images only' is ticked); "

@@ -18,7 +18,6 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
@@ -31,6 +30,7 @@ from qtpy.QtWidgets import (
 from cytoreview.choices import TTA_CHOICES
 from cytoreview.defaults import RUN, SEG
 from cytoreview.errors import ConfigError
+from cytoreview.gui.compare_dialog import encoder_choices
 from cytoreview.gui.generate_dialog import GenerateDialog
 from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.job_panel import JobPanel, form_grid
@@ -38,13 +38,15 @@ from cytoreview.gui.live_plot import TrainingPlot
 from cytoreview.gui.progress_widgets import StatusLabel, compact
 from cytoreview.gui.settings_form import SettingsForm, fill_methods
 from cytoreview.gui.state import WorkbenchState
+from cytoreview.gui.train_jobs import MaskJobs
 from cytoreview.gui.workers import format_duration
 from cytoreview.models.devices import DEVICES
 from cytoreview.models.segmenters import SIZE_MULTIPLE
 from cytoreview.plugin_api import catalog, find
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.types import Progress
-from cytoreview.workflows.mask_generation import GenerateReport, generate_masks
+from cytoreview.workflows.compare import EncoderComparison
+from cytoreview.workflows.mask_generation import GenerateReport
 from cytoreview.workflows.segmentation import (
     KIND,
     SegmentReport,
@@ -68,7 +70,7 @@ class SegmentationPlot(TrainingPlot):
         return self.score_axes
 
 
-class TrainPanel(JobPanel):
+class TrainPanel(MaskJobs, JobPanel):
     """Segmentation training and auto-segmentation, with progress, ETA and live curves."""
 
     def __init__(
@@ -77,12 +79,13 @@ class TrainPanel(JobPanel):
         selection: Callable[[], list[int]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        super().__init__(state, "segmentation", ("train", "segment", "generate"), parent)
+        super().__init__(state, "segmentation", ("train", "segment", "generate", "compare"), parent)
         #: The image ids selected in the project table (for "only the selected images").
         self.selection = selection or (lambda: [])
         self.last_training: SegTrainReport | None = None
         self.last_segmentation: SegmentReport | None = None
         self.last_generation: GenerateReport | None = None
+        self.last_comparison: EncoderComparison | None = None
         #: Request fields and method settings the chosen preset filled (reset when unchosen).
         self._preset_filled: tuple[set[str], set[str]] = (set(), set())
         #: What the form showed after the last method or preset choice (see :meth:`request`).
@@ -155,7 +158,10 @@ class TrainPanel(JobPanel):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip(TOOLTIPS["stop"])
         self.stop_button.clicked.connect(self.stop)
-        for button in (self.start_button, self.stop_button):
+        self.compare_button = QPushButton("Compare encoders…")
+        self.compare_button.setToolTip(TOOLTIPS["compare_encoders"])
+        self.compare_button.clicked.connect(lambda: self.ask_comparison())
+        for button in (self.start_button, self.stop_button, self.compare_button):
             row.addWidget(button)
         layout.addLayout(row)
         row = QHBoxLayout()  # the two ways to mask the images without a person's mask
@@ -233,6 +239,8 @@ class TrainPanel(JobPanel):
         self.preset.setEnabled(has_presets)
         self.preset.setToolTip(TOOLTIPS["seg_preset" if has_presets else "no_preset"])
         self._on_preset_changed()
+        if hasattr(self, "compare_button"):  # built after the form: the first call is earlier
+            self.update_buttons()
 
     def _on_preset_changed(self) -> None:
         """Fill the form from the chosen preset (or the defaults for "none").
@@ -285,6 +293,9 @@ class TrainPanel(JobPanel):
         self.segment_button.setEnabled(has_model and not running)
         self.generate_button.setEnabled(
             project is not None and self.generate_dialog.installed and not running
+        )
+        self.compare_button.setEnabled(
+            project is not None and not running and bool(encoder_choices(self.method.currentText()))
         )
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -345,55 +356,6 @@ class TrainPanel(JobPanel):
                 return False, None
         return True, None if image_ids is None else [project.image(i).name for i in image_ids]
 
-    def ask_generation(self) -> bool:
-        """Ask which mask generator, with which settings; then generate (see below)."""
-        if self.generate_dialog.exec() != QDialog.DialogCode.Accepted:
-            return False
-        return self.start_generation()
-
-    def start_generation(
-        self,
-        generator: str | None = None,
-        settings: dict[str, Any] | None = None,
-        image_ids: list[int] | None = None,
-    ) -> bool:
-        """Make masks with a mask generator for the images without a person's mask.
-
-        Parameters
-        ----------
-        generator, settings
-            The method and its settings; default: the last ones chosen in the dialog.
-        image_ids
-            As for :meth:`start_segmentation`.
-        """
-        project = self.state.project
-        generator = generator or self.generate_dialog.name()
-        if project is None or self.runner.is_running or generator is None:
-            return False
-        settings = self.generate_dialog.values() if settings is None else settings
-        go, names = self._chosen_names(image_ids, "generate masks")
-        if not go:
-            return False
-        try:
-            chosen = find("mask-generator", generator).settings_record(settings)
-        except ConfigError as exc:
-            self.state.message.emit("error", str(exc))
-            return False
-        which = "the" if names is None else f"{len(names)} selected"
-        described = ", ".join(f"{k} {v}" for k, v in chosen.items()) or "no settings"
-        self.log_view.appendPlainText(
-            f"generating masks with {generator} ({described}) for {which} image(s) without a "
-            "person's mask…"
-        )
-        actor = self.state.actor
-        self.begin_job(
-            "generate",
-            lambda token: generate_masks(
-                project, generator, settings, actor=actor, names=names, cancel=token
-            ),
-        )
-        return True
-
     def start_segmentation(
         self,
         device: str | None = None,
@@ -441,6 +403,8 @@ class TrainPanel(JobPanel):
             self.eta_label.setText(event.message)
 
     def _on_succeeded(self, report: object) -> None:
+        if self.report_mask_job(report):  # generated masks, an encoder comparison
+            return
         if isinstance(report, SegTrainReport):
             self.last_training = report
             self.device_label.setText(f"Device: {report.device}")
@@ -467,22 +431,6 @@ class TrainPanel(JobPanel):
             self.log_view.appendPlainText(text)
             for problem in report.problems:
                 self.log_view.appendPlainText(f"warning: {problem}")
-            self.state.notify_masks_changed(None)
-            self.state.message.emit("info", text)
-        elif isinstance(report, GenerateReport):
-            self.last_generation = report
-            text = (
-                f"{len(report.made)} mask(s) generated with {report.generator} in "
-                f"{format_duration(report.seconds)}; {len(report.skipped_human)} with a "
-                "person's mask left alone" + (" (stopped)" if report.cancelled else "")
-            )
-            self.log_view.appendPlainText(text)
-            for problem in report.problems:
-                self.log_view.appendPlainText(f"warning: {problem}")
-            if report.made and not self.include_generated.isChecked():
-                self.log_view.appendPlainText(
-                    "Tick 'Also learn from generated masks' to train on them."
-                )
             self.state.notify_masks_changed(None)
             self.state.message.emit("info", text)
 

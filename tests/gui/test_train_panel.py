@@ -320,3 +320,32 @@ def test_generate_masks_from_the_panel(generator_workbench, qtbot) -> None:
     assert statuses(wb) == {n: ("manual" if n in wb.synth.painted else "auto")
                             for n in wb.synth.truth}  # fmt: skip
     assert panel.eta_label.text() == "done" and panel.generate_button.isEnabled()
+
+
+def test_compare_encoders_from_the_panel_with_the_forms_recipe(painted_workbench, qtbot) -> None:
+    from cytoreview.gui.compare_dialog import CompareDialog, ComparisonTable
+    from cytoreview.workflows.compare import PAPER_ENCODERS
+
+    wb = painted_workbench
+    panel = wb.train_panel
+    assert panel.compare_button.isEnabled()  # the built-in U-Net has an encoder setting
+    dialog = CompareDialog("unet", "unet, no preset", panel)
+    assert dialog.encoders() == [e for e in dialog.boxes if e in PAPER_ENCODERS]
+    for box in dialog.boxes.values():
+        box.setChecked(False)
+    assert not dialog.go.isEnabled()  # nothing to compare
+    panel.epochs.setValue(1)
+    panel.input_size.setValue(64)
+    with qtbot.waitSignal(panel.runner.finished, timeout=4 * PATIENCE_MS):
+        assert panel.ask_comparison(["resnet18", "mobilenet_v2"])
+        assert not panel.compare_button.isEnabled() and not panel.start_button.isEnabled()
+    report = panel.last_comparison
+    assert report is not None, panel.log_view.toPlainText()
+    assert [(r.encoder, r.status) for r in report.rows] == [
+        ("resnet18", "finished"), ("mobilenet_v2", "finished"),
+    ]  # fmt: skip
+    assert report.recipe["epochs"] == 1 and report.table_csv.is_file()
+    tables = [w for w in panel.findChildren(ComparisonTable) if w.isVisible()]
+    assert len(tables) == 1 and tables[0].table.rowCount() == 2
+    assert tables[0].table.item(1, 0).text() == "mobilenet_v2"
+    assert "2 of 2 encoder(s) compared" in panel.log_view.toPlainText()
