@@ -21,6 +21,7 @@ from cytoreview.errors import CytoReviewError
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
 from cytoreview.types import CancelToken, Progress
+from cytoreview.workflows.cls_runtime import NoHeatmapError
 from cytoreview.workflows.heatmaps import (
     DEFAULT_METHOD,
     Heatmap,
@@ -181,7 +182,8 @@ class HeatmapOverlay(QObject):
     def _on_failed(self, exc: BaseException) -> None:
         # Not computed again by itself (the next request of another image clears this).
         self._failed = self.wanted
-        self.status.emit(f"heatmap failed: {exc}")
+        # A classifier without a CAM layer did not fail: it has no heatmap, and says so.
+        self.status.emit(str(exc) if isinstance(exc, NoHeatmapError) else f"heatmap failed: {exc}")
 
     def _on_computed(self, result: object) -> None:
         if not isinstance(result, Heatmap) or self.state.project is None:
