@@ -245,3 +245,33 @@ def test_cli_trains_without_cnns_and_the_review_says_there_is_no_heatmap(tmp_pat
             get_or_compute_heatmap(project, image_id, device="cpu")
         _, explained = run_job(explain_project(project, device="cpu"))
         assert explained.explained == 0 and "has no heatmap" in explained.skipped[0]
+
+
+@pytest.mark.gui
+def test_the_review_panel_says_this_classifier_has_no_heatmap(
+    make_napari_viewer, qtbot, tmp_path
+) -> None:
+    from cytoreview.gui.app import build_workbench
+
+    project = _project(tmp_path)
+    request = ClsTrainRequest(arch=ARCH, settings=NO_CNN, input_size=32, epochs=1, batch_size=8,
+                              device="cpu")  # fmt: skip
+    run_job(train_classification(project, request, actor="dr_a"))
+    run_job(classify_project(project, actor="dr_a", device="cpu"))
+    image_id = project.images()[1].id
+    root = project.root
+    project.close()
+    wb = build_workbench(make_napari_viewer(), root, actor="dr_a", autosave_delay_ms=50)
+    try:
+        panel = wb.panels["review"]
+        wb.state.open_image(image_id)
+        qtbot.waitUntil(lambda: panel.details is not None and panel.details.image_id == image_id)
+        assert f"({ARCH}" in panel.heatmap_status.text()
+        assert "has no heatmap" in panel.heatmap_status.text()
+        panel.toggle_heatmap()  # asking for one says the same, not "heatmap failed"
+        qtbot.waitUntil(lambda: not wb.panels["review"].heatmap.runner.is_running)
+        qtbot.wait(100)
+        assert "has no heatmap" in panel.heatmap_status.text()
+        assert "failed" not in panel.heatmap_status.text()
+    finally:
+        wb.close()
