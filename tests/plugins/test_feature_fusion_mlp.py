@@ -275,3 +275,14 @@ def test_the_review_panel_says_this_classifier_has_no_heatmap(
         assert "failed" not in panel.heatmap_status.text()
     finally:
         wb.close()
+
+
+def test_a_weights_file_fits_the_first_cnn_branch() -> None:
+    from cytoreview.models.classifiers import load_backbone_weights
+
+    donor = _model(TINY).branches["vgg19"]
+    model = _model(TINY)
+    # As a torchvision vgg19_bn file at width 1.0: "features.N.*" and "classifier.N.*" names.
+    report = load_backbone_weights(model, {f"module.{k}": v for k, v in donor.state_dict().items()})
+    assert report.loaded == len(donor.state_dict()) and not report.missing
+    torch.testing.assert_close(model.branches["vgg19"].features[0].weight, donor.features[0].weight)

@@ -92,6 +92,9 @@ class FeatureFusionMlp(nn.Module):
         self.pca = nn.ModuleDict(
             {g: PcaProjection(d, pca_dims.get(g)) for g, d in dims.items()}
         )  # fmt: skip
+        #: What the core reads of a classifier (e.g. naming the branch a weights file missed).
+        self.config = {"arch": ARCH, "backbone": next(iter(self.branches), "none"),
+                       "num_classes": num_classes, "input_size": input_size}  # fmt: skip
         total = sum(p.out_dim for p in self.pca.values())
         self.mlp = nn.Sequential(
             nn.Linear(total, settings.mlp_hidden),
