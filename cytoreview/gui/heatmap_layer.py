@@ -21,6 +21,7 @@ from cytoreview.errors import CytoReviewError
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
 from cytoreview.types import CancelToken, Progress
+from cytoreview.workflows.cls_runtime import NoHeatmapError
 from cytoreview.workflows.heatmaps import (
     DEFAULT_METHOD,
     Heatmap,
@@ -88,6 +89,7 @@ class HeatmapOverlay(QObject):
         self.runner.succeeded.connect(self._on_computed)
         self.runner.failed.connect(self._on_failed)
         self._failed: int | None = None  # the image whose map could not be computed
+        self._no_heatmap: dict[str, str] = {}  # model id -> why it has no heatmap at all
         self.runner.finished.connect(self._after_job)
         state.project_changed.connect(self._on_project_changed)
 
@@ -165,6 +167,9 @@ class HeatmapOverlay(QObject):
         if model_id is None:
             self.status.emit("no heatmap: no classifier to compute one")
             return False
+        if model_id in self._no_heatmap:  # a classifier without a CAM layer: never computed
+            self.status.emit(self._no_heatmap[model_id])
+            return False
         computable = can_compute(project, model_id)
         if not compute or not computable or self._failed == self.wanted:
             # Another model's map is never shown in its place, whatever is stored.
@@ -181,6 +186,13 @@ class HeatmapOverlay(QObject):
     def _on_failed(self, exc: BaseException) -> None:
         # Not computed again by itself (the next request of another image clears this).
         self._failed = self.wanted
+        if isinstance(exc, NoHeatmapError):  # not a failure: this classifier has no heatmap
+            project, wanted = self.state.project, self.wanted
+            model_id = None if project is None or wanted is None else heatmap_model(project, wanted)
+            if model_id is not None:
+                self._no_heatmap[model_id] = str(exc)
+            self.status.emit(str(exc))
+            return
         self.status.emit(f"heatmap failed: {exc}")
 
     def _on_computed(self, result: object) -> None:
@@ -247,6 +259,7 @@ class HeatmapOverlay(QObject):
             self.viewer.layers.selection.active = self.viewer.layers["mask"]
 
     def _on_project_changed(self, _project: object) -> None:
+        self._no_heatmap.clear()
         if self._layer_alive():
             self.viewer.layers.remove(self.layer)
         self.layer = None

@@ -457,6 +457,8 @@ class ReviewPanel(QWidget):
         if details.measure_problem is not None:
             log.warning("cannot measure %s", details.measure_problem)
         self.cells.show_measurements(details.measurements)
+        if details.heatmap_note is not None:  # e.g. a classifier of hand-crafted features
+            self.heatmap_status.setText(details.heatmap_note)
         self.details_shown.emit(details.image_id)
 
     def _on_details_failed(self, error: BaseException) -> None:

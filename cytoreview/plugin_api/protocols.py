@@ -16,7 +16,10 @@ Classifier
     attribute (a conv module for Grad-CAM++, or None: the review panel then says this
     classifier has no heatmap). It may bring its own trainer (several stages, features that
     are fitted rather than learned); the trainer has the signature of
-    :func:`cytoreview.training.classification.train_classifier`.
+    :func:`cytoreview.training.classification.train_classifier`, and may call
+    ``on_best(weights, stats, model_config)`` with the config ``build`` needs (sizes fitted
+    from the data). A method whose network cannot be exported to ONNX (e.g. OpenCV on numpy
+    inside ``forward``) sets ``onnx_exportable = False``: it then runs in torch.
 Mask generator
     Label masks (0 background, 1 cytoplasm, 2 nucleus) from an RGB image with no painting:
     stored as ``auto`` masks with the generator named as their source, never over a person's.

@@ -278,8 +278,14 @@ def train_classification(
     run_id = store.start_run(kind, model_id, meta, actor=actor)
     saved = {"any": False}
 
-    def on_best(state: dict[str, torch.Tensor], stats: ClsEpochStats) -> None:
-        model_config = config.model_config(present)
+    def on_best(
+        state: dict[str, torch.Tensor],
+        stats: ClsEpochStats,
+        model_config: dict[str, Any] | None = None,
+    ) -> None:
+        # A method's own trainer may pass the config it fitted (e.g. sizes learned from the
+        # data that build() needs); the core trainer passes none.
+        model_config = model_config or config.model_config(present)
         store.save_weights(
             model_id,
             state,
@@ -316,9 +322,11 @@ def train_classification(
         )
         validation = report.to_dict()
         validation["images"] = [examples.names[i] for i in result.val_indices]
-    if saved["any"]:
+    if saved["any"] and not exports_onnx(result.model_config):
+        yield Progress("export", 1, 1, f"no ONNX export: {NO_ONNX}")
+    elif saved["any"]:
         yield Progress("export", 0, 1, "exporting to ONNX")
-        model = build_classifier(config.model_config(result.class_names))
+        model = build_classifier(result.model_config)
         model.load_state_dict(result.state_dict)
         store.save_onnx(model_id, export_classifier_onnx(model, config.input_size))
         yield Progress("export", 1, 1, "ONNX export written")
@@ -362,6 +370,20 @@ def _count(values: Sequence[str]) -> dict[str, int]:
 
 
 # -- loading a trained classifier ----------------------------------------------------------------
+#: Why a model runs in torch although ONNX Runtime was asked for (said in the device text).
+NO_ONNX = "this classifier has no ONNX export"
+
+
+def exports_onnx(config: Mapping[str, Any]) -> bool:
+    """Whether the classifier a config describes can be exported to ONNX.
+
+    A method says it cannot with ``onnx_exportable = False`` (e.g. features computed by
+    OpenCV on numpy inside ``forward``); it then runs in torch whatever engine is asked for.
+    """
+    method = find("classifier", str(config.get("arch", CLS.arch)), config.get("plugin")).load()
+    return bool(getattr(method, "onnx_exportable", True))
+
+
 @dataclass
 class LoadedClassifier:
     """A trained classifier ready for inference and explanation.
@@ -382,6 +404,8 @@ class LoadedClassifier:
     runtimes: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     #: Identity of the ONNX file read (path, mtime, size): sessions are shared between loads.
     onnx_key: tuple[str, int, int] | None = None
+    #: False for a method without an ONNX export: it runs in torch whatever engine is asked.
+    onnx_exportable: bool = True
 
 
 def current_classifier_id(project: Project, task: str) -> str | None:
@@ -396,7 +420,8 @@ def load_classifier(
 
     For the ``onnx`` engine its ONNX export is read too; an export without the CAM outputs
     (made before they existed) or a missing one is made again from the checkpoint and saved,
-    once, so later loads find it.
+    once, so later loads find it. A classifier whose method has no ONNX export
+    (:func:`exports_onnx`) is loaded for torch instead (``onnx_exportable`` False).
     """
     store = ModelStore(project)
     model_id = model_id or current_classifier_id(project, task)
@@ -417,7 +442,8 @@ def load_classifier(
         ) from exc
     model.eval()
     onnx_bytes, onnx_key = None, None
-    if engine == "onnx":
+    exportable = exports_onnx(config)
+    if engine == "onnx" and exportable:
         onnx_bytes = stored_onnx(store, model_id)
         if onnx_bytes is None or not has_cam_outputs(onnx_bytes):
             onnx_bytes = export_classifier_onnx(model, int(config["input_size"]))
@@ -425,13 +451,13 @@ def load_classifier(
         path = store.onnx_path(model_id)
         stat = path.stat()
         onnx_key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    elif engine != "torch":
+    elif engine not in ("onnx", "torch"):
         raise ConfigError(f"unknown engine {engine!r}; valid: onnx, torch")
     return LoadedClassifier(
         model_id=model_id, task=str(config.get("task", task)), config=config, model=model,
         class_names=list(config["class_names"]), input_size=int(config["input_size"]),
         uses_mask=classifier_uses_mask(config), onnx_bytes=onnx_bytes,
-        onnx_key=onnx_key,
+        onnx_key=onnx_key, onnx_exportable=exportable,
     )  # fmt: skip
 
 

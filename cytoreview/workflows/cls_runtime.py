@@ -8,7 +8,9 @@ Grad-CAM++ map too, from the head's weights in closed form
 (:func:`~cytoreview.explain.cam.class_activation_maps`), targeting the class ONNX predicted.
 
 ``torch`` runs the checkpoint in torch eager with autograd for the maps: the reference the ONNX
-engine is tested against (same arg-max; probabilities and maps within a few 1e-6).
+engine is tested against (same arg-max; probabilities and maps within a few 1e-6). A classifier
+whose method has no ONNX export (``LoadedClassifier.onnx_exportable`` False) runs in torch
+whatever engine is asked for, and its device text says so.
 """
 
 from __future__ import annotations
@@ -20,24 +22,30 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from cytoreview.errors import ConfigError
+from cytoreview.errors import ConfigError, CytoReviewError
 from cytoreview.explain.cam import class_activation_maps
 from cytoreview.explain.cam_closed_form import CamHead, cam_head_of, closed_form_cams
 from cytoreview.inference.classify import export_classifier_onnx
 from cytoreview.inference.cls_session import ClassifierSession
 from cytoreview.models.devices import pick_torch_device
-from cytoreview.workflows.classification import LoadedClassifier
+from cytoreview.workflows.classification import NO_ONNX, LoadedClassifier
 
 __all__ = [
     "DEFAULT_ENGINE",
     "ENGINES",
     "ClassifierRuntime",
+    "NoHeatmapError",
     "classifier_runtime",
+    "no_heatmap_text",
 ]
 
 #: Inference engines of classify / explain: ONNX Runtime (default) or torch eager (reference).
 ENGINES: tuple[str, ...] = ("onnx", "torch")
 DEFAULT_ENGINE = "onnx"
+
+
+class NoHeatmapError(CytoReviewError):
+    """The classifier has no CAM layer (``cam_layer`` None): it cannot give a heatmap."""
 
 
 def check_engine(engine: str) -> str:
@@ -84,6 +92,9 @@ class ClassifierRuntime:
     ) -> None:
         self.loaded = loaded
         self.engine = check_engine(engine)
+        fallback = engine == "onnx" and not loaded.onnx_exportable
+        if fallback:
+            engine = self.engine = "torch"
         self.session: ClassifierSession | None = None
         self.cam_head: CamHead | None = None
         self._device_name = device
@@ -102,6 +113,8 @@ class ClassifierRuntime:
                 self.device = f"{torch.cuda.get_device_name(self._torch_device)} (torch CUDA)"
             else:
                 self.device = f"CPU (torch, {torch.get_num_threads()} threads)"
+            if fallback:
+                self.device = self.device[:-1] + f"; {NO_ONNX})"
         self.closed_form = self.cam_head is not None
 
     # -- probabilities ---------------------------------------------------------------------
@@ -143,6 +156,8 @@ class ClassifierRuntime:
             ``N`` classes explained.
         """
         n = len(batch)
+        if getattr(self.loaded.model, "cam_layer", None) is None:
+            raise NoHeatmapError(no_heatmap_text(self.loaded))
         if self.cam_head is not None and self.session is not None:
             fwd = self.session.run_with_cam(batch)
             targets = _targets(target, fwd.probs, n)
@@ -155,6 +170,15 @@ class ClassifierRuntime:
             model.to(pick_torch_device(self._device_name)).eval()
         cams = class_activation_maps(model, model.cam_layer, batch, targets.tolist(), method)
         return probs, cams, targets
+
+
+def no_heatmap_text(loaded: LoadedClassifier) -> str:
+    """The sentence the review shows for a classifier without a CAM layer."""
+    arch = loaded.config.get("arch", "?")
+    return (
+        f"this classifier ({arch}, model {loaded.model_id}) has no heatmap: none of its parts "
+        "is a convolutional network Grad-CAM++ could explain"
+    )
 
 
 def _targets(target: int | Sequence[int] | None, probs: np.ndarray, n: int) -> np.ndarray:

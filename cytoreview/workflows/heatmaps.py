@@ -10,6 +10,12 @@ One path. :func:`get_or_compute_heatmap` reads the stored map of that model or c
 with the quality checks of ``cytoreview explain`` (shares on nucleus / cytoplasm / background,
 the pixel-flipping check) and stores it; the workbench calls it for one image, and
 :func:`explain_project` (``cytoreview explain``) for every image, recomputing.
+
+A classifier without a CAM layer (``cam_layer`` None, e.g. a method built on hand-crafted
+features only) has no heatmap: :func:`heatmap_unavailable` says so in one sentence, which the
+review shows, :func:`get_or_compute_heatmap` raises it as a
+:class:`~cytoreview.workflows.cls_runtime.NoHeatmapError` and :func:`explain_project` reports
+it instead of failing.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from cytoreview.explain.quality import (
     pixel_flipping_curve,
     random_flipping_curve,
 )
+from cytoreview.models.classifiers import build_classifier
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.predictions import PredictionStore
 from cytoreview.storage.project import Project
@@ -41,7 +48,13 @@ from cytoreview.workflows.classification import (
     current_classifier_id,
     load_classifier,
 )
-from cytoreview.workflows.cls_runtime import DEFAULT_ENGINE, check_engine, classifier_runtime
+from cytoreview.workflows.cls_runtime import (
+    DEFAULT_ENGINE,
+    NoHeatmapError,
+    check_engine,
+    classifier_runtime,
+    no_heatmap_text,
+)
 
 #: The method a heatmap is made with unless asked otherwise.
 DEFAULT_METHOD = CAM_METHODS[0]
@@ -86,6 +99,31 @@ def heatmap_model(project: Project, image_id: int) -> str | None:
 def can_compute(project: Project, model_id: str) -> bool:
     """Whether ``model_id`` is a model of this project that can explain an image now."""
     return ModelStore(project).has_checkpoint(model_id)
+
+
+# (checkpoint path, mtime) -> the sentence, or None when the model has a CAM layer.
+_NO_HEATMAP: dict[tuple[str, int], str | None] = {}
+
+
+def heatmap_unavailable(project: Project, model_id: str) -> str | None:
+    """Why ``model_id`` can give no heatmap (it has no CAM layer), or None when it can.
+
+    Builds the network from its config once per checkpoint file (cached).
+    """
+    store = ModelStore(project)
+    if not store.has_checkpoint(model_id):
+        return None
+    path = store.checkpoint_path(model_id)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _NO_HEATMAP:
+        config, _ = store.load(model_id)
+        model = build_classifier(config)
+        _NO_HEATMAP[key] = None
+        if getattr(model, "cam_layer", None) is None:
+            loaded = LoadedClassifier(model_id, str(config.get("task", "")), config, model,
+                                      list(config.get("class_names", [])), 0, False)  # fmt: skip
+            _NO_HEATMAP[key] = no_heatmap_text(loaded)
+    return _NO_HEATMAP[key]
 
 
 def stored_heatmap(
@@ -146,6 +184,8 @@ def get_or_compute_heatmap(
         If the project has no classifier to explain with.
     NotEnoughDataError
         If the model needs a mask and the image has none.
+    NoHeatmapError
+        If the model has no CAM layer (the message is the sentence the review shows).
     """
     if loaded is not None:
         model_id = loaded.model_id
@@ -160,6 +200,8 @@ def get_or_compute_heatmap(
             return stored
     if loaded is None:
         loaded = load_classifier(project, model_id, engine=check_engine(engine))
+    if getattr(loaded.model, "cam_layer", None) is None:
+        raise NoHeatmapError(no_heatmap_text(loaded))
     record = project.image(int(image_id))
     found = project.current_mask(record.id)
     if found is None and loaded.uses_mask:
@@ -273,6 +315,10 @@ def explain_project(
         model_id=loaded.model_id, method=method, engine=engine, device=runtime.device,
         closed_form=runtime.closed_form,
     )  # fmt: skip
+    if getattr(loaded.model, "cam_layer", None) is None:
+        report.skipped.append(no_heatmap_text(loaded))
+        yield Progress("explain", 0, 0, report.skipped[-1], level="warning")
+        return report
     records = project.images()
     if image_ids is not None:
         wanted = set(image_ids)

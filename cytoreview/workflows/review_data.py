@@ -44,6 +44,7 @@ from cytoreview.workflows.cls_runtime import DEFAULT_ENGINE, check_engine, class
 from cytoreview.workflows.heatmaps import ExplainReport as ExplainReport
 from cytoreview.workflows.heatmaps import explain_image as explain_image
 from cytoreview.workflows.heatmaps import explain_project as explain_project
+from cytoreview.workflows.heatmaps import heatmap_model, heatmap_unavailable
 
 
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:
@@ -102,10 +103,11 @@ def classify_project(
     binary_id = current_classifier_id(project, "binary")
     if main.task == "bethesda" and binary_id is not None:
         models.append(load_classifier(project, binary_id, task="binary", engine=engine))
+    runtime = classifier_runtime(main, engine, device)
     report = ClassifyReport(
         models={m.task: m.model_id for m in models},
-        engine=engine,
-        device=classifier_runtime(main, engine, device).device,
+        engine=runtime.engine,  # torch for a classifier without an ONNX export
+        device=runtime.device,
     )
     records = _selected(project, image_ids)
     store = PredictionStore(project)
@@ -244,6 +246,8 @@ class ImageDetails:
         The cells of the current mask (None: no mask, or it could not be measured).
     measure_problem
         Why an image with a mask has no measurements (a missing or damaged file), else None.
+    heatmap_note
+        Why the model whose heatmap would be shown can give none (no CAM layer), else None.
     """
 
     image_id: int
@@ -255,6 +259,7 @@ class ImageDetails:
     current_classifier: str | None
     measurements: ImageMeasurements | None
     measure_problem: str | None = None
+    heatmap_note: str | None = None
 
     @property
     def binary_probability(self) -> float | None:
@@ -310,6 +315,7 @@ def image_details(project: Project, image_id: int, *, measure: bool = True) -> I
                 measurements = measure_image(found[1], rgb, project.pixel_size(record))
         except (CytoReviewError, OSError, ValueError) as exc:
             problem = f"{record.name}: not measured ({exc})"
+    explainer = heatmap_model(project, record.id)
     return ImageDetails(
         image_id=record.id,
         name=record.name,
@@ -320,4 +326,5 @@ def image_details(project: Project, image_id: int, *, measure: bool = True) -> I
         current_classifier=current_classifier_id(project, "bethesda"),
         measurements=measurements,
         measure_problem=problem,
+        heatmap_note=None if explainer is None else heatmap_unavailable(project, explainer),
     )

@@ -14,6 +14,9 @@ Adam, early stopping on an inner 80/20 split), then scores the held-out fold:
 
     .venv/bin/python tests/benchmarks/bench_cls_herlev.py [--minutes-per-run 3] [--folds 5]
         [--archs image-only fusion-flatten fusion-gap] [--seg-minutes 6] [--true-masks]
+        [--settings KEY=VALUE ...]   (the settings of a plugin's classifier, e.g. width=0.25)
+
+A method with its own trainer (a plugin's, e.g. feature-fusion-mlp) is trained by it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from cytoreview.metrics.classification import (
     wilcoxon_compare,
 )
 from cytoreview.models.classifiers import build_classifier
+from cytoreview.plugin_api import describe_settings, find
 from cytoreview.storage.images import read_image, read_label_mask
 from cytoreview.storage.project import Project
 from cytoreview.training.classification import ClsTrainConfig, train_classifier
@@ -145,7 +149,12 @@ def main() -> None:
         default="bethesda",
         help="binary: train a dedicated normal/abnormal head instead of deriving the call",
     )
+    parser.add_argument(
+        "--settings", nargs="+", default=[], metavar="KEY=VALUE",
+        help="the architectures' own settings (each arch takes those it has)",
+    )  # fmt: skip
     args = parser.parse_args()
+    given = dict(item.split("=", 1) for item in args.settings)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     work = Path(tempfile.mkdtemp(prefix="herlev-cls-"))
     try:
@@ -183,7 +192,11 @@ def main() -> None:
                 continue
             train_idx = np.setdiff1d(np.arange(len(names)), test_idx)
             for arch in args.archs:
+                method = find("classifier", arch)
+                own = {s.name for s in describe_settings(method.settings)}
                 config = ClsTrainConfig(
+                    settings=method.settings_record({k: v for k, v in given.items() if k in own}),
+                    plugin=method.provenance(),
                     arch=arch, backbone=args.backbone, mask_backbone=args.backbone,
                     input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
                     lr=args.lr, patience=args.patience, time_budget_s=args.minutes_per_run * 60,
@@ -193,7 +206,8 @@ def main() -> None:
                 start = time.perf_counter()
                 classes = CLASSES if args.task == "bethesda" else ["normal", "abnormal"]
                 targets = labels if args.task == "bethesda" else binary_labels
-                result = drain(train_classifier(
+                trainer = getattr(method.load(), "trainer", None) or train_classifier
+                result = drain(trainer(
                     [images[i] for i in train_idx], [masks[i] for i in train_idx],
                     [targets[i] for i in train_idx], classes, config,
                 ))  # fmt: skip
@@ -250,6 +264,7 @@ def main() -> None:
             "n_images": len(names),
             "class_counts": {c: labels.count(c) for c in CLASSES}, "backbone": args.backbone,
             "input_size": args.input_size, "minutes_per_run": args.minutes_per_run,
+            "settings": given,
             "recipe": {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
                        "lr_patience": args.lr_patience, "ema_decay": args.ema_decay,
                        "balance": args.balance, "batch_size": args.batch_size},
