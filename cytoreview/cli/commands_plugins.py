@@ -73,20 +73,20 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for plugin in found.plugins:
         console.print(f"[bold]{esc(plugin.name)}[/bold] {esc(plugin.version)}")
         for c in plugin.contributions:
-            console.print(f"  {c.kind:<15}{esc(c.name):<18}{esc(c.description)}")
+            console.print(f"  {c.kind:<15}{esc(c.name):<20} {esc(c.description)}")
             for s in describe_settings(c.settings):
-                console.print(f"  {'':<33}{flag_of(c, s)} (default {s.default}): {esc(s.help)}")
+                console.print(f"  {'':<36}{flag_of(c, s)} (default {s.default}): {esc(s.help)}")
             for r in c.presets:
-                console.print(f"  {'':<33}--preset {esc(r.name)}: {esc(r.description)}")
+                console.print(f"  {'':<36}--preset {esc(r.name)}: {esc(r.description)}")
             if c.citation:
-                console.print(f"  {'':<33}[dim]cite: {esc(c.citation)}[/dim]")
+                console.print(f"  {'':<36}[dim]cite: {esc(c.citation)}[/dim]")
         for r in plugin.presets:
             console.print(
                 f"  {'preset':<15}{esc(r.name):<18}{esc(r.description)} "
                 f"(train-seg --preset {esc(r.name)}; trains {esc(r.applies_to)})"
             )
             if r.citation:
-                console.print(f"  {'':<33}[dim]cite: {esc(r.citation)}[/dim]")
+                console.print(f"  {'':<36}[dim]cite: {esc(r.citation)}[/dim]")
     if found.broken:  # each was named in one warning when the plugins were found
         console.print(f"{len(found.broken)} plugin(s) not loaded (see the warning above)")
     return 0

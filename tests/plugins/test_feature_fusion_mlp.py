@@ -286,3 +286,16 @@ def test_a_weights_file_fits_the_first_cnn_branch() -> None:
     report = load_backbone_weights(model, {f"module.{k}": v for k, v in donor.state_dict().items()})
     assert report.loaded == len(donor.state_dict()) and not report.missing
     torch.testing.assert_close(model.branches["vgg19"].features[0].weight, donor.features[0].weight)
+
+
+def test_the_report_names_the_feature_groups_not_a_backbone() -> None:
+    from cytoreview.models.classifiers import describe_classifier
+
+    config = {
+        "arch": "feature-fusion-mlp", "backbone": "resnet18",
+        "settings": {"caffenet": False, "bovw": False},
+        "plugin": {"plugin": "cytoreview-chowdary", "version": "0.1.0"},
+    }  # fmt: skip
+    text = describe_classifier(config)
+    assert text.startswith("feature-fusion-mlp (VGG19 + VGG-F + LBP; CNN width 0.125, PCA 95 %")
+    assert "resnet18" not in text and text.endswith("from plugin cytoreview-chowdary 0.1.0")

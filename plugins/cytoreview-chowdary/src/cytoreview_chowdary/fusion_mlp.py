@@ -181,6 +181,17 @@ class FusionMlpMethod:
             float(config.get("dropout", 0.5)),
         )
 
+    def describe(self, config: dict[str, Any]) -> str:
+        """The trained model in words: its feature groups (it has no single backbone)."""
+        settings = settings_of(config)
+        groups = [name for name, on in (("VGG19", settings.vgg19), ("VGG-F", settings.vgg_f),
+                                         ("CaffeNet", settings.caffenet), ("LBP", settings.lbp),
+                                         ("SIFT bag of words", settings.bovw)) if on]  # fmt: skip
+        return (
+            f"feature-fusion-mlp ({' + '.join(groups)}; CNN width {settings.width:g}, PCA "
+            f"{settings.variance:g} % of the variance)"
+        )
+
     @property
     def trainer(self) -> Any:
         """The two-stage trainer (imported when training, not when a model is loaded)."""
