@@ -12,6 +12,10 @@ picks; ``--hog N`` runs N spinning processes beside the training (a busy worksta
 
     .venv/bin/python tests/benchmarks/bench_seg_quality_herlev.py [--recipe previous]
         [--splits 0 1 2] [--hog 2] [--minutes 10] [--ceiling]
+        [--arch rse-unet --setting base_channels=16]
+
+``--arch`` trains another segmenter contribution (a plugin's) with the same recipe, seeds and
+scoring; ``--setting NAME=VALUE`` sets its own settings (checked by the contribution).
 """
 
 from __future__ import annotations
@@ -78,6 +82,12 @@ PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": Fals
             "lr_patience": 0, "ema_decay": 0.0, "batch_size": 8, "loss": "dice_focal"}  # fmt: skip
 
 
+def method_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The settings of ``--arch``: the U-Net's ``--encoder``, another's ``--setting`` pairs."""
+    given = dict(pair.split("=", 1) for pair in args.setting)
+    return {"encoder": args.encoder, **given} if args.arch == "unet" else given
+
+
 def spin(n: int) -> list[subprocess.Popen]:
     """``n`` processes that keep a core busy each (another program on the workstation)."""
     code = "while True: pass"
@@ -118,7 +128,8 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
                         copy=False, **herlev))  # fmt: skip
     threads = recipe["threads"]
     request = SegTrainRequest(
-        settings={"encoder": args.encoder}, epochs=recipe["epochs"], time_budget_min=args.minutes,
+        arch=args.arch, settings=method_settings(args), epochs=recipe["epochs"],
+        time_budget_min=args.minutes,
         lr=recipe["lr"], input_size=args.input_size, patience=recipe["patience"], seed=0,
         lr_patience=recipe["lr_patience"], ema_decay=recipe["ema_decay"],
         batch_size=recipe["batch_size"], loss=recipe["loss"],
@@ -178,7 +189,15 @@ def main() -> None:
     parser.add_argument("--hog", type=int, default=0, help="busy processes beside the run")
     parser.add_argument("--workers", type=int, default=None, help="augmentation workers")
     parser.add_argument("--ceiling", action="store_true", help="train on all masks")
-    parser.add_argument("--encoder", default="resnet18")
+    parser.add_argument("--arch", default="unet", help="segmenter (`cytoreview plugins`)")
+    parser.add_argument("--encoder", default="resnet18", help="the U-Net's encoder")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of --arch (repeatable), e.g. base_channels=16",
+    )
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--lr", type=float, help="overrides the recipe")
     parser.add_argument("--patience", type=int, help="overrides the recipe")
@@ -225,6 +244,8 @@ def main() -> None:
         "benchmark": "seg_quality_herlev",
         "protocol": "ceiling: all masks, 80/20 split" if args.ceiling else f"{args.seeds} seeds",
         "recipe": args.recipe,
+        "arch": args.arch,
+        "method_settings": method_settings(args),
         "settings": {**recipe, "semi": args.semi, "cpu_bf16": args.cpu_bf16},
         "hog_processes": args.hog,
         "cpu_cores": os.cpu_count(),
