@@ -210,7 +210,9 @@ def test_classify_report_and_heatmap(trained) -> None:
         some.probabilities["HSIL"], abs=1e-6
     )
     data = run_job(build_report_data(project))[1]
-    assert data is not None
+    assert data.classification is not None  # scored against the project's own labels
+    assert data.classification.arch.startswith("feature-fusion-mlp (VGG19 + VGG-F + CaffeNet")
+    assert data.classification.arch.endswith("from plugin cytoreview-chowdary 0.1.0")
     record = project.images()[0]
     loaded = load_classifier(project, engine="torch")
     image = project.load_image(record).rgb

@@ -282,3 +282,18 @@ def test_train_seg_on_the_command_line_takes_the_settings_flags(trained, capsys)
     wrong = ["train-seg", root, "--arch", "unet", "--rse-unet-depth", "3", "--epochs", "1"]
     assert main([str(a) for a in wrong]) != 0
     assert "--rse-unet-depth is a setting of rse-unet, not of unet" in capsys.readouterr().err
+
+
+def test_the_report_names_the_plugin_segmenter(trained) -> None:
+    from cytoreview.report.html import render_report
+    from cytoreview.workflows.report import build_report_data
+
+    project, report, _ = trained
+    data = run_job(build_report_data(project))[1]
+    assert data.segmentation is not None and data.segmentation.model_id == report.model_id
+    version = find("segmenter", "rse-unet").version
+    assert data.segmentation.arch == (
+        "rse-unet (base_channels 8, depth 4, se_reduction 16, use_se True, se_position "
+        f"residual, dropout 0.0) from plugin cytoreview-chowdary {version}"
+    )
+    assert "rse-unet (base_channels 8" in render_report(data)["report.html"].decode()
