@@ -34,6 +34,23 @@ def test_single_cell_crops_are_letterboxed() -> None:
     assert "single-cell crops" in geometry.reason
 
 
+def test_specks_beside_a_cells_nucleus_do_not_make_a_crop_a_field() -> None:
+    # A generated (thresholded) mask: the cell's nucleus plus two dark crumbs of a few pixels.
+    crops = []
+    for s in range(5):
+        mask = field_mask(1, size=64, cell_r=25, nucleus_r=8, seed=s)
+        mask[2:5, 2:5] = 2  # 9 px: more than MIN_NUCLEUS_PX, far less than a nucleus
+        mask[60:62, 58:62] = 2
+        crops.append(mask)
+    geometry = choose_geometry(crops)
+    assert geometry.mode == "crops", geometry.reason
+    assert object_sizes(crops).nucleus_diameter == pytest.approx(2 * 8, abs=2)
+    # Nuclei of different sizes in a field (a large atypical one among normal ones) still count.
+    field = field_mask(6, nucleus_r=5, seed=1)
+    cv2.circle(field, (200, 200), 14, 2, -1)  # about 8x the area of the others
+    assert choose_geometry([field]).mode == "fields"
+
+
 def test_fields_are_tiled_at_native_scale_when_nuclei_are_small() -> None:
     fields = [field_mask(6, seed=s) for s in range(4)]
     sizes = object_sizes(fields)
