@@ -35,6 +35,11 @@ def _type_of(spec: SettingSpec) -> Any:
     return spec.type
 
 
+def _plain(text: str) -> str:
+    """``text`` for argparse's help, which %-formats it ("keeps 95 % of the variance")."""
+    return text.replace("%", "%%")
+
+
 def add_method_flags(
     parser: argparse.ArgumentParser,
     kind: str,
@@ -59,14 +64,14 @@ def add_method_flags(
     described = "; ".join(f"{c.name}: {c.description}" for c in found)
     parser.add_argument(
         choose, choices=names, default=default, required=default is None,
-        help=f"{described}" + (f" (default {default})" if default else ""),
+        help=_plain(described) + (f" (default {default})" if default else ""),
     )  # fmt: skip
     if presets:
         recipes = [f"{p.name} ({c.name}): {p.description}" for c, p, _ in catalog().presets()]
         parser.add_argument(
             "--preset", metavar="NAME",
             help="a published training recipe; flags you give still win: "
-            + ("; ".join(recipes) or "none installed"),
+            + _plain("; ".join(recipes) or "none installed"),
         )  # fmt: skip
     for contribution in found:
         specs = describe_settings(contribution.settings)
@@ -78,7 +83,7 @@ def add_method_flags(
         )
         for spec in specs:
             kwargs: dict[str, Any] = {"dest": _dest(contribution, spec), "default": None}
-            shown = f"{spec.help} (default {spec.default})"
+            shown = _plain(f"{spec.help} (default {spec.default})")
             if spec.type is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             else:

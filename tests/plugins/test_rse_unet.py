@@ -288,12 +288,15 @@ def test_the_report_names_the_plugin_segmenter(trained) -> None:
     from cytoreview.report.html import render_report
     from cytoreview.workflows.report import build_report_data
 
-    project, report, _ = trained
+    project, _, _ = trained
     data = run_job(build_report_data(project))[1]
-    assert data.segmentation is not None and data.segmentation.model_id == report.model_id
+    newest = ModelStore(project).current_model("segmentation")
+    assert data.segmentation is not None and data.segmentation.model_id == newest
+    config, _ = ModelStore(project).load(newest)
     version = find("segmenter", "rse-unet").version
+    settings = ", ".join(f"{k} {v}" for k, v in config["settings"].items())
     assert data.segmentation.arch == (
-        "rse-unet (base_channels 8, depth 4, se_reduction 16, use_se True, se_position "
-        f"residual, dropout 0.0) from plugin cytoreview-chowdary {version}"
+        f"rse-unet ({settings}) from plugin cytoreview-chowdary {version}"
     )
-    assert "rse-unet (base_channels 8" in render_report(data)["report.html"].decode()
+    assert settings.startswith("base_channels 8, depth 4")
+    assert f"rse-unet ({settings})" in render_report(data)["report.html"].decode()
