@@ -387,7 +387,9 @@ def train_segmentation(
         _load_unpainted(project, train_cfg.semi.max_images, request.seed) if train_cfg.semi else []
     )
     extra = f"; {len(unlabelled)} unpainted images to learn from" if unlabelled else ""
-    yield Progress("prepare", 1, 1, f"{len(train_idx)} train / {len(val_idx)} validation images, "
+    recipe = f", preset {request.preset}" if request.preset else ""
+    yield Progress("prepare", 1, 1, f"{describe_segmenter(config)}{recipe}: "
+                   f"{len(train_idx)} train / {len(val_idx)} validation images, "
                    f"input {input_size} px, {geometry.reason}"
                    f"{extra}"
                    f"{'; ' + note if note else ''}")  # fmt: skip
