@@ -42,7 +42,12 @@ from cytoreview.workflows.evaluate_cls import (
     training_images_note,
 )
 from cytoreview.workflows.review_data import measure_project
-from cytoreview.workflows.segmentation import SegEvaluation, evaluate_segmentation
+from cytoreview.workflows.segmentation import (
+    GENERATOR_SOURCE,
+    SegEvaluation,
+    evaluate_segmentation,
+    is_generated,
+)
 
 #: Columns of the morphometry table in the report (a subset of the CSV export's).
 _MORPH_COLUMNS = (
@@ -72,6 +77,23 @@ def _latest_run(store: ModelStore, kind: str) -> TrainingRun | None:
     current = store.current_model(kind)
     runs = [r for r in store.runs(kind) if r.model_id == current]
     return runs[-1] if runs else None
+
+
+def generated_mask_notes(project: Project) -> list[str]:
+    """One line per mask generator whose masks are current: no person and no model made them.
+
+    Their measurements are the generator's (e.g. Otsu thresholds), which a reader must know.
+    """
+    made: dict[str, int] = {}
+    for version in project.current_versions().values():
+        if is_generated(version):
+            name = str(version.source_model)[len(GENERATOR_SOURCE) :]
+            made[name] = made.get(name, 0) + 1
+    return [
+        f"{n} current mask(s) were made by the mask generator {name} (no painting, no model): "
+        "their measurements are the generator's; check them or auto-segment over them"
+        for name, n in sorted(made.items())
+    ]
 
 
 def _summary(project: Project, preds: dict[int, PredictionRecord]) -> dict[str, ClassCounts]:
@@ -323,6 +345,7 @@ def build_report_data(
     without_mask = len(names) - len(measured) - len(unreadable)
     if without_mask:
         notes.append(f"{without_mask} image(s) have no mask yet: no measurements for them")
+    notes.extend(generated_mask_notes(project))
     unit_um = any(m.pixel_size_um for m in measured.values())
     rows = []
     for image_id, m in measured.items():

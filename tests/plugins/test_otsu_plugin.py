@@ -176,6 +176,14 @@ def test_generate_masks_fills_unpainted_images_only(synthetic_project: Project) 
             assert version.provenance is Provenance.AUTO
             assert version.source_model == "generator:otsu"
             assert (project.current_mask(image.id)[1] == 2).any()  # a nucleus was found
+    # The report says where those masks (and so their measurements) came from.
+    from cytoreview.workflows.report import build_report_data
+
+    data = run_job(build_report_data(project))[1]
+    assert (
+        "9 current mask(s) were made by the mask generator otsu (no painting, no model)"
+        in " ".join(data.notes)
+    )
 
 
 def test_train_from_zero_painting_with_the_paper_preset(
