@@ -204,10 +204,14 @@ def _validate(
     return total / max(len(dataset), 1), np.concatenate(probs).astype(np.float32)
 
 
-def _prepare_labels(
+def prepare_labels(
     labels: Sequence[str], class_names: Sequence[str]
 ) -> tuple[list[str], list[int], list[str]]:
-    """Trained classes (those with examples), each sample's index among them, and warnings."""
+    """Trained classes (those with examples), each sample's index among them, and warnings.
+
+    Shared with classifier plugins that bring their own trainer, so that every trainer drops
+    empty classes, refuses unknown ones and warns about single examples the same way.
+    """
     known = set(class_names)
     if unknown := sorted({lab for lab in labels if lab not in known}):
         raise UnknownClassError(
@@ -289,7 +293,7 @@ def train_classifier(
     start = time.perf_counter()
     if not len(images) == len(masks) == len(labels):
         raise ValueError(f"{len(images)} images, {len(masks)} masks, {len(labels)} labels")
-    trained, y, notes = _prepare_labels(list(labels), list(class_names))
+    trained, y, notes = prepare_labels(list(labels), list(class_names))
     train_idx, val_idx = stratified_split(list(labels), config.val_fraction, config.seed)
     if not val_idx:
         raise NotEnoughDataError("no class has two examples: nothing to validate on")

@@ -34,8 +34,8 @@ from cytoreview.training.classification import (
     ClsEpochStats,
     ClsTrainConfig,
     ClsTrainResult,
-    _prepare_labels,
     accuracy_macro_f1,
+    prepare_labels,
 )
 from cytoreview.training.runtime import autocast_for, decay_lr, seed_everything, usable_cores
 from cytoreview.types import CancelToken, Progress
@@ -260,7 +260,7 @@ def train_feature_fusion(
     clock = _Clock(config, cancel)
     if not len(images) == len(masks) == len(labels):
         raise ValueError(f"{len(images)} images, {len(masks)} masks, {len(labels)} labels")
-    trained, y, notes = _prepare_labels(list(labels), list(class_names))
+    trained, y, notes = prepare_labels(list(labels), list(class_names))
     train_idx, val_idx = stratified_split(list(labels), config.val_fraction, config.seed)
     if not val_idx:
         raise NotEnoughDataError("no class has two examples: nothing to validate on")
