@@ -37,7 +37,6 @@ from cytoreview.gui.help_texts import INTRO_STYLE, PANEL_HELP, TOOLTIPS
 from cytoreview.gui.review_widgets import CellTable, ProbabilityBars
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobFactory, JobRunner
-from cytoreview.storage.predictions import PredictionStore
 from cytoreview.types import CancelToken, Progress
 from cytoreview.workflows.class_labels import adopt_expert_call
 from cytoreview.workflows.review import (
@@ -358,8 +357,9 @@ class ReviewPanel(QWidget):
     def adopt_call(self, class_call: str | None = None) -> str | None:
         """Make the reviewer's call (the combo's unless given) the image's class label.
 
-        The call is recorded first when it is not the newest one on record, so the label and
-        the review log say the same. Returns the image's class afterwards (None: refused).
+        :func:`~cytoreview.workflows.class_labels.adopt_expert_call` records the call first
+        when it is not the newest one on record. Returns the image's class afterwards (None:
+        refused).
         """
         image_id = self._target()
         if image_id is None:
@@ -367,10 +367,7 @@ class ReviewPanel(QWidget):
         project = self.state.require_project()
         call = class_call or self.call_combo.currentText()
         try:
-            recorded = PredictionStore(project).latest_reviews().get(image_id)
-            if recorded is None or recorded.class_call != call:
-                record_call(project, image_id, call, reviewer=self.state.actor)
-            change = adopt_expert_call(project, image_id, actor=self.state.actor)
+            change = adopt_expert_call(project, image_id, actor=self.state.actor, call=call)
         except CytoReviewError as exc:
             self.state.message.emit("error", f"label not changed: {exc}")
             return None

@@ -155,19 +155,33 @@ def set_classes_from_table(project: Project, table: str | Path, *, actor: str) -
     return report
 
 
-def adopt_expert_call(project: Project, image_id: int, *, actor: str) -> ClassChange:
+def adopt_expert_call(
+    project: Project, image_id: int, *, actor: str, call: str | None = None
+) -> ClassChange:
     """Make the newest class call a reviewer recorded for an image the image's class label.
+
+    Parameters
+    ----------
+    call
+        The acting reviewer's own call, when they make it now: it is recorded first (as
+        ``actor``'s) unless it already is the newest call on record, so that the label and the
+        review log say the same.
 
     Raises
     ------
     ProjectError
-        If no reviewer has recorded a class call for the image.
+        If no reviewer has recorded a class call for the image (and none is given).
     """
-    call = PredictionStore(project).latest_reviews().get(int(image_id))
+    store = PredictionStore(project)
+    if call is not None:
+        recorded = store.latest_reviews().get(int(image_id))
+        if recorded is None or recorded.class_call != call:
+            store.add_review(int(image_id), reviewer=actor, class_call=call)
+    newest = store.latest_reviews().get(int(image_id))
     record = project.image(int(image_id))
-    if call is None or not call.class_call:
+    if newest is None or not newest.class_call:
         raise ProjectError(f"{record.name}: no expert call recorded yet; record one first")
     return set_image_class(
-        project, record.id, call.class_call, actor=actor,
-        source=f"review call by {call.reviewer} at {call.created_at}",
+        project, record.id, newest.class_call, actor=actor,
+        source=f"review call by {newest.reviewer} at {newest.created_at}",
     )  # fmt: skip

@@ -110,6 +110,19 @@ def test_the_experts_call_becomes_the_label(project: Project) -> None:
     assert entry.actor == "dr_a" and entry.details["source"].startswith("review call by dr_c")
 
 
+def test_a_call_made_while_adopting_is_recorded_first_once(project: Project) -> None:
+    image_id = project.image("b1").id
+    reviews = PredictionStore(project)
+    change = adopt_expert_call(project, image_id, actor="dr_a", call="ASC-US")
+    assert (change.old, change.new) == ("LSIL", "ASC-US")
+    newest = reviews.latest_reviews()[image_id]
+    assert (newest.reviewer, newest.class_call) == ("dr_a", "ASC-US")
+    n_entries = len(project.audit_entries())
+    change = adopt_expert_call(project, image_id, actor="dr_a", call="ASC-US")  # the same again
+    assert not change.changed and reviews.latest_reviews()[image_id].id == newest.id
+    assert len(project.audit_entries()) == n_entries
+
+
 def test_training_and_evaluation_use_the_corrected_class(project: Project) -> None:
     ids = {name: project.image(name).id for name in IMPORTED}
     classes = list(project.scheme.classes)
