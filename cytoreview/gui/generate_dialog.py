@@ -47,7 +47,7 @@ class GenerateDialog(QDialog):
         #: Whether any mask generator is installed (else the panel's button is disabled).
         self.installed = bool(methods)
         row = QFormLayout()
-        row.addRow("Method", self.generator)
+        row.addRow("Generator", self.generator)
         layout.addLayout(row)
         self.form = SettingsForm(methods[0] if methods else None, describe=True)
         layout.addWidget(self.form)

@@ -160,7 +160,7 @@ class SettingsForm(QWidget):
         for row, spec in enumerate(self._specs.values()):
             widget = self._field(spec)
             tip = f"{spec.help} (default {self._shown(spec, spec.default)})".strip()
-            label = QLabel(_label(spec.name))
+            label = QLabel(spec.label or _label(spec.name))
             label.setToolTip(tip)
             label.setBuddy(widget)
             widget.setToolTip(tip)

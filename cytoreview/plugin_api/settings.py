@@ -40,6 +40,7 @@ def option(
     low: float | None = None,
     high: float | None = None,
     flag: str | None = None,
+    label: str | None = None,
 ) -> Any:
     """A dataclass field of a method's settings.
 
@@ -57,8 +58,13 @@ def option(
     flag
         The command-line flag; default ``--<contribution>-<field>`` (see
         :func:`cytoreview.cli.settings_flags.flag_of`).
+    label
+        The workbench form's label; default the field's name in words ("Min cell"). Give one
+        where the name has an abbreviation ("SE reduction").
     """
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "flag": flag}
+    meta = {
+        "help": help, "choices": choices, "low": low, "high": high, "flag": flag, "label": label,
+    }  # fmt: skip
     return dataclasses.field(default=default, metadata={_META: meta})
 
 
@@ -74,6 +80,7 @@ class SettingSpec:
     low: float | None = None
     high: float | None = None
     flag: str | None = None
+    label: str | None = None
 
     def check(self, value: Any, owner: str) -> Any:
         """``value`` converted to this setting's type and checked, or a ConfigError."""
@@ -134,6 +141,7 @@ def describe_settings(settings_type: type) -> list[SettingSpec]:
                 low=meta.get("low"),
                 high=meta.get("high"),
                 flag=meta.get("flag"),
+                label=meta.get("label"),
             )
         )
     return specs

@@ -40,6 +40,7 @@ def test_one_widget_per_setting_by_type_with_the_help_as_tooltip(form) -> None:
     labels = {w.text(): w for w in form.findChildren(QLabel)}
     assert labels["Lr scale"].buddy() is form.widgets["lr_scale"]
     assert labels["Lr scale"].toolTip() == form.widgets["lr_scale"].toolTip()
+    assert labels["SE blocks"].buddy() is form.widgets["squeeze"]  # the setting's own label
 
 
 def test_the_defaults_ask_for_nothing_and_changes_round_trip(form) -> None:

@@ -18,7 +18,7 @@ class EveryKindSettings:
 
     depth: int = option(4, "down-sampling steps", low=2, high=6)
     lr_scale: float = option(0.005, "learning-rate multiplier", low=0.0001, high=1.0)
-    squeeze: bool = option(True, "squeeze-and-excitation blocks")
+    squeeze: bool = option(True, "squeeze-and-excitation blocks", label="SE blocks")
     norm: str = option("batch", "normalisation layers", choices=("batch", "group", "none"))
     tag: str = option("", "free text recorded with the model")
 

@@ -85,15 +85,22 @@ class RseUnetSettings:
         high=MAX_DEPTH,
     )
     se_reduction: int = option(
-        16, "SE squeeze ratio: hidden units = channels / ratio (at least 4)", low=1, high=64
+        16,
+        "SE squeeze ratio: hidden units = channels / ratio (at least 4)",
+        low=1,
+        high=64,
+        label="SE reduction",
     )
     use_se: bool = option(
-        True, "squeeze-and-excitation in each residual module (off: the paper's ablation)"
+        True,
+        "squeeze-and-excitation in each residual module (off: the paper's ablation)",
+        label="Use SE",
     )
     se_position: str = option(
         "residual",
         "where SE weighs the channels: 'residual' branch before the shortcut is added "
         "(Hu et al.), or the module's 'output' after it",
         choices=SE_POSITIONS,
+        label="SE position",
     )
     dropout: float = option(0.0, "channel dropout on the bridge while training", low=0.0, high=0.9)

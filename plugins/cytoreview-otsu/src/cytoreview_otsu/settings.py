@@ -27,6 +27,7 @@ class OtsuSettings:
         "second Otsu inside the cells splits the nuclei off (loses the cytoplasm of crops "
         "whose nucleus is large and dark)",
         choices=METHODS,
+        label="Thresholds",
     )
     clip_percent: float = option(
         1.0,
