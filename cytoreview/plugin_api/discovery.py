@@ -20,15 +20,6 @@ from typing import Any
 
 from cytoreview import __version__
 from cytoreview.errors import ConfigError
-
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "PluginCatalog",
-    "PluginWarning",
-    "catalog",
-    "find",
-    "reset_catalog",
-]
 from cytoreview.plugin_api.contributions import KINDS, Contribution, Plugin, Preset
 
 __all__ = [
