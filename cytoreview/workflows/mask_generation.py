@@ -16,13 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from cytoreview.errors import ConfigError, ImageReadError, ProjectError, UnsafePathError
+from cytoreview.errors import ConfigError, ImageReadError
 from cytoreview.plugin_api import find
 from cytoreview.plugin_api.settings import settings_dict
 from cytoreview.storage.project import Project
-from cytoreview.types import CancelToken, Progress, Provenance
+from cytoreview.types import CancelToken, Progress
 from cytoreview.workflows.pipeline import prefetched
-from cytoreview.workflows.segmentation import GENERATOR_SOURCE
+from cytoreview.workflows.segmentation import (
+    GENERATOR_SOURCE,
+    images_to_automask,
+    save_auto_mask,
+)
 
 __all__ = ["GenerateReport", "generate_masks"]
 
@@ -83,17 +87,7 @@ def generate_masks(
     )  # fmt: skip
     source = f"{GENERATOR_SOURCE}{contribution.name}"
     note = f"{contribution.plugin} {contribution.version}; settings {report.settings}"
-    current = project.current_versions()
-    wanted = set(names) if names is not None else None
-    todo = []
-    for image in project.images():
-        if wanted is not None and image.name not in wanted:
-            continue
-        version = current.get(image.id)
-        if version is not None and version.provenance.is_human:
-            report.skipped_human.append(image.name)
-        else:
-            todo.append(image)
+    todo, report.skipped_human = images_to_automask(project, names)
     start = time.perf_counter()
     yield Progress("generate", 0, len(todo), f"{len(todo)} image(s) to mask with {generator}")
 
@@ -121,16 +115,14 @@ def generate_masks(
         for message in problems:
             yield Progress("generate", done, len(todo), message, level="warning")
         for image, mask in made:
-            try:
-                project.save_mask(
-                    image.id, mask, Provenance.AUTO, actor=actor, source_model=source, note=note
-                )
-            except UnsafePathError as exc:
-                report.problems.append(f"{exc}; no mask generated")
-                continue
-            except ProjectError as exc:  # a person painted it meanwhile: theirs wins
-                report.skipped_human.append(image.name)
-                report.problems.append(str(exc))
+            saved = save_auto_mask(
+                project, image, mask, actor=actor, source_model=source, note=note,
+                not_saved="no mask generated",
+            )  # fmt: skip
+            if not saved.saved:
+                report.problems.append(saved.problem or "")
+                if saved.person_painted:
+                    report.skipped_human.append(image.name)
                 continue
             report.made.append(image.name)
         done += len(chunk)

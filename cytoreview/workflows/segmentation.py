@@ -471,6 +471,67 @@ class SegmentReport:
     tta: bool = False
 
 
+def images_to_automask(
+    project: Project, names: Sequence[str] | None = None
+) -> tuple[list[Any], list[str]]:
+    """The images an automatic mask may be written for, and those left alone.
+
+    Every image (or the named ones) whose current mask is not a person's; the names of those
+    with a person's mask (manual, corrected, approved) come second: they are never touched.
+    """
+    current = project.current_versions()
+    wanted = set(names) if names is not None else None
+    todo, human = [], []
+    for image in project.images():
+        if wanted is not None and image.name not in wanted:
+            continue
+        version = current.get(image.id)
+        if version is not None and version.provenance.is_human:
+            human.append(image.name)
+        else:
+            todo.append(image)
+    return todo, human
+
+
+@dataclass(frozen=True)
+class AutoMaskSave:
+    """What :func:`save_auto_mask` did: saved, or why not."""
+
+    saved: bool
+    #: One line naming the image when not saved.
+    problem: str | None = None
+    #: Not saved because a person's mask became current meanwhile (theirs wins).
+    person_painted: bool = False
+
+
+def save_auto_mask(
+    project: Project,
+    image: Any,
+    mask: np.ndarray,
+    *,
+    actor: str,
+    source_model: str,
+    not_saved: str,
+    uncertainty: float | None = None,
+    note: str | None = None,
+) -> AutoMaskSave:
+    """Write an ``auto`` mask unless a person's mask is current (theirs wins).
+
+    ``not_saved`` ends the problem line of an image whose catalog entry is damaged (a path
+    that would lead outside the project is never written).
+    """
+    try:
+        project.save_mask(
+            image.id, mask, Provenance.AUTO, actor=actor, source_model=source_model,
+            uncertainty=uncertainty, note=note,
+        )  # fmt: skip
+    except UnsafePathError as exc:  # a damaged catalog: never write outside the project
+        return AutoMaskSave(False, f"{exc}; {not_saved}")
+    except ProjectError as exc:  # a person painted it meanwhile: theirs wins
+        return AutoMaskSave(False, str(exc), person_painted=True)
+    return AutoMaskSave(True)
+
+
 def load_predictor(
     project: Project,
     model_id: str | None,
@@ -538,17 +599,7 @@ def segment_project(
     tta = SEG.tta_for(spec.fields) if tta is None else tta
     predict = with_tta(predictor) if tta else predictor
     report = SegmentReport(model_id=model_id, engine=engine, device=predictor.device, tta=tta)
-    current = project.current_versions()
-    wanted = set(names) if names is not None else None
-    todo = []
-    for image in project.images():
-        if wanted is not None and image.name not in wanted:
-            continue
-        version = current.get(image.id)
-        if version is not None and version.provenance.is_human:
-            report.skipped_human.append(image.name)
-        else:
-            todo.append(image)
+    todo, report.skipped_human = images_to_automask(project, names)
     start = time.perf_counter()
     views = ", averaging 8 views" if tta else ""
     yield Progress(
@@ -580,18 +631,16 @@ def segment_project(
         for message in problems:
             yield Progress("segment", done, len(todo), message, level="warning")
         for (image, _), result in zip(loaded, results, strict=True):
-            try:
-                project.save_mask(
-                    image.id, result.mask, Provenance.AUTO, actor=actor, source_model=model_id,
-                    uncertainty=result.uncertainty,
-                )  # fmt: skip
-            except UnsafePathError as exc:  # a damaged catalog: never write outside the project
-                report.problems.append(f"{exc}; not segmented")
-                yield Progress("segment", done, len(todo), report.problems[-1], level="warning")
-                continue
-            except ProjectError as exc:  # a person painted it meanwhile: theirs wins
-                report.skipped_human.append(image.name)
-                report.problems.append(str(exc))
+            saved = save_auto_mask(
+                project, image, result.mask, actor=actor, source_model=model_id,
+                uncertainty=result.uncertainty, not_saved="not segmented",
+            )  # fmt: skip
+            if not saved.saved:
+                report.problems.append(saved.problem or "")
+                if saved.person_painted:
+                    report.skipped_human.append(image.name)
+                else:
+                    yield Progress("segment", done, len(todo), saved.problem, level="warning")
                 continue
             report.segmented.append(image.name)
             report.uncertainties[image.name] = result.uncertainty
