@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from _drive import drain
+from _herlev import DATA, import_herlev
 
 from cytoreview.storage.project import Project
-from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.mask_generation import generate_masks
 from cytoreview.workflows.segmentation import (
     evaluate_segmentation,
@@ -35,8 +35,6 @@ from cytoreview.workflows.segmentation import (
     segment_project,
     train_segmentation,
 )
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "herlev40"
 
 
 def _scores(evaluation) -> dict:
@@ -52,8 +50,7 @@ def _scores(evaluation) -> dict:
 
 def run(args: argparse.Namespace, work: Path) -> dict:
     project = Project.init(work / "proj", actor="bench")
-    herlev = {"path_column": "id", "class_column": "bethesda", "image_dir": DATA / "images"}
-    drain(import_images(project, DATA / "labels.csv", actor="bench", copy=False, **herlev))
+    import_herlev(project)
     start = time.perf_counter()
     made = drain(generate_masks(project, args.generator, actor="bench"))
     result: dict = {

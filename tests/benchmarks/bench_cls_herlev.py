@@ -34,10 +34,10 @@ import cv2
 import numpy as np
 import torch
 from _drive import drain
+from _herlev import DATA, import_herlev, paint, seed_names
 
 from cytoreview.data.cls_dataset import make_inputs
 from cytoreview.data.datasets import choose_input_size
-from cytoreview.data.sampling import Candidate, stratified_pick
 from cytoreview.defaults import CLS
 from cytoreview.explain.cam import class_activation_maps
 from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
@@ -51,38 +51,26 @@ from cytoreview.plugin_api import describe_settings, find
 from cytoreview.storage.images import read_image, read_label_mask
 from cytoreview.storage.project import Project
 from cytoreview.training.classification import ClsTrainConfig, train_classifier
-from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.segmentation import SegTrainRequest, segment_project, train_segmentation
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "herlev40"
 CLASSES = ["NILM", "LSIL", "HSIL"]
 
 
 def engine_masks(work: Path, seg_minutes: float, seeds: int) -> tuple[dict[str, np.ndarray], dict]:
     """True masks for the 80 painted seeds, U-Net auto masks for the rest (the product path)."""
     project = Project.init(work / "proj", actor="bench")
-    herlev = {"path_column": "id", "class_column": "bethesda", "image_dir": DATA / "images"}
-    drain(import_images(project, DATA / "labels.csv", actor="bench", copy=False, **herlev))
-    images = project.images()
-    per_class = -(-seeds // len({im.class_label for im in images}))
-    picks = stratified_pick([Candidate(im.id, im.class_label, im.sha256) for im in images],
-                            per_class, 0)  # fmt: skip
-    ids = set(sorted(i for v in picks.values() for i in v)[:seeds])
-    painted = work / "painted"
-    painted.mkdir()
-    for im in images:
-        if im.id in ids:
-            shutil.copy(DATA / "masks" / f"{im.name}.png", painted / f"{im.name}.png")
-    drain(import_images(project, DATA / "labels.csv", actor="pathologist", masks_dir=painted,
-                        copy=False, **herlev))  # fmt: skip
+    import_herlev(project)
+    painted = seed_names(project, seeds, 0)
+    paint(project, work, painted)
     request = SegTrainRequest(epochs=10_000, time_budget_min=seg_minutes, lr=1e-3, patience=60)
     start = time.perf_counter()
     report = drain(train_segmentation(project, request, actor="bench"), log=True)
-    seg_info = {"seeds": len(ids), "train_minutes": round((time.perf_counter() - start) / 60, 2),
+    minutes = round((time.perf_counter() - start) / 60, 2)
+    seg_info = {"seeds": len(painted), "train_minutes": minutes,
                 "val_scores": report.best.scores if report.best else None}  # fmt: skip
     drain(segment_project(project, actor="bench", batch_size=32))
     masks = {}
-    for im in images:
+    for im in project.images():
         found = project.current_mask(im.id)
         masks[im.name] = found[1]
     project.close()

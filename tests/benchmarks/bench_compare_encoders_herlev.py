@@ -22,34 +22,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from _drive import drain
+from _herlev import import_herlev, paint, seed_names
 
-from cytoreview.data.sampling import Candidate, stratified_pick
 from cytoreview.storage.project import Project
 from cytoreview.workflows.compare import PAPER_ENCODERS, compare_encoders
-from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.segmentation import seg_request
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "herlev40"
 
 
 def painted_project(work: Path, seeds: int, split: int) -> Project:
     """Herlev imported, ``seeds`` stratified images with their true masks as manual masks."""
     project = Project.init(work / "proj", actor="bench")
-    herlev = {"path_column": "id", "class_column": "bethesda", "image_dir": DATA / "images"}
-    drain(import_images(project, DATA / "labels.csv", actor="bench", copy=False, **herlev))
-    images = project.images()
-    per_class = -(-seeds // len({im.class_label for im in images}))
-    picks = stratified_pick(
-        [Candidate(im.id, im.class_label, im.sha256) for im in images], per_class, split
-    )
-    ids = set(sorted(i for v in picks.values() for i in v)[:seeds])
-    masks = work / "painted"
-    masks.mkdir()
-    for im in images:
-        if im.id in ids:
-            shutil.copy(DATA / "masks" / f"{im.name}.png", masks / f"{im.name}.png")
-    drain(import_images(project, DATA / "labels.csv", actor="pathologist", masks_dir=masks,
-                        copy=False, **herlev))  # fmt: skip
+    import_herlev(project)
+    paint(project, work, seed_names(project, seeds, split))
     return project
 
 

@@ -34,19 +34,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from _drive import drain
+from _herlev import DATA, import_herlev, paint, seed_names
 
-from cytoreview.data.sampling import Candidate, stratified_pick
 from cytoreview.defaults import SEG
 from cytoreview.storage.project import Project
-from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.segmentation import (
     SegTrainRequest,
     evaluate_segmentation,
     segment_project,
     train_segmentation,
 )
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "herlev40"
 
 
 def boundary_sensitivity() -> dict[str, float]:
@@ -106,26 +103,12 @@ def run_split(args: argparse.Namespace, recipe: dict, split: int) -> dict:
 
 def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict:
     project = Project.init(work / "proj", actor="bench")
-    # Herlev's table: image stem in "id", Bethesda class in "bethesda"; images stay in place.
-    herlev = {"path_column": "id", "class_column": "bethesda", "image_dir": DATA / "images"}
-    drain(import_images(project, DATA / "labels.csv", actor="bench", copy=False, **herlev))
-    images = project.images()
+    import_herlev(project)
     if args.ceiling:
-        painted = {im.name for im in images}
+        painted = {im.name for im in project.images()}
     else:
-        per_class = -(-args.seeds // len({im.class_label for im in images}))
-        picks = stratified_pick(
-            [Candidate(im.id, im.class_label, im.sha256) for im in images], per_class, split
-        )
-        ids = sorted(i for v in picks.values() for i in v)[: args.seeds]
-        painted = {im.name for im in images if im.id in set(ids)}
-    masks = work / "painted"
-    masks.mkdir()
-    for name in painted:
-        shutil.copy(DATA / "masks" / f"{name}.png", masks / f"{name}.png")
-    # The second pass only adds the painted masks: the images are already there.
-    drain(import_images(project, DATA / "labels.csv", actor="pathologist", masks_dir=masks,
-                        copy=False, **herlev))  # fmt: skip
+        painted = seed_names(project, args.seeds, split)
+    paint(project, work, painted)
     threads = recipe["threads"]
     request = SegTrainRequest(
         arch=args.arch, settings=method_settings(args), epochs=recipe["epochs"],
