@@ -1,4 +1,4 @@
-"""Plugin commands: ``plugins`` (what is installed) and ``generate-masks`` (masks, no painting)."""
+"""Plugin commands: ``plugins``, ``generate-masks`` and ``masks-from-labels``."""
 
 from __future__ import annotations
 
@@ -31,10 +31,26 @@ def register(sub: Any) -> None:
         description=_cmd_generate.__doc__,
     )  # fmt: skip
     p.add_argument("project", type=Path, help="the project folder")
-    generators = catalog().names("mask-generator")
+    generators = catalog().contributions("mask-generator")
+    # With no --generator: the one generator that needs nothing but the pixels, if only one.
+    plain = [c.name for c in generators if not c.uses_labels]
     add_method_flags(
         p, "mask-generator", choose="--generator",
-        default=generators[0] if len(generators) == 1 else None,
+        default=plain[0] if len(plain) == 1 else None,
+    )  # fmt: skip
+    p.add_argument("images", nargs="*", help="only these images (default: every image)")
+    p.set_defaults(handler=_cmd_generate)
+
+    p = sub.add_parser(
+        "masks-from-labels", help="make masks from the images' class labels alone (no painting)",
+        description=_cmd_from_labels.__doc__,
+    )  # fmt: skip
+    p.add_argument("project", type=Path, help="the project folder")
+    learners = [c.name for c in generators if c.uses_labels]
+    add_method_flags(
+        p, "mask-generator", choose="--generator",
+        default=learners[0] if len(learners) == 1 else None,
+        where=lambda c: c.uses_labels,
     )  # fmt: skip
     p.add_argument("images", nargs="*", help="only these images (default: every image)")
     p.set_defaults(handler=_cmd_generate)
@@ -112,6 +128,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         f"({esc(report.plugin)} {esc(report.version)}) in {report.seconds:.1f} s; "
         f"{len(report.skipped_human)} image(s) with a person's mask left as they are"
     )
+    if report.fitted_model:
+        console.print(f"fitted first: {esc(report.fitted or '')} (stored as model "
+                      f"{esc(report.fitted_model)})")  # fmt: skip
+    if report.uncertainties:
+        worst = sorted(report.uncertainties.items(), key=lambda kv: -kv[1])[:3]
+        console.print("least sure (review first): "
+                      + ", ".join(f"{esc(n)} {u:.2f}" for n, u in worst))  # fmt: skip
     for line in report.problems:
         warn(line)
     return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_from_labels(args: argparse.Namespace) -> int:
+    """Make masks from class labels alone: a generator that learns from the project's class
+    labels (e.g. a normal/abnormal classifier whose explanations are grouped into nucleus and
+    cytoplasm and refined with GrabCut) masks every image that has no person's mask. The
+    masks are 'auto' masks whose source is the generator, with an uncertainty for the review
+    queue; a person's mask is never replaced. Images in the test split are not learned from."""
+    return _cmd_generate(args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cytoreview.errors import ConfigError
@@ -47,6 +48,7 @@ def add_method_flags(
     choose: str = "--arch",
     default: str | None = None,
     presets: bool = False,
+    where: Callable[[Contribution], bool] | None = None,
 ) -> None:
     """Add the flag that chooses a method of ``kind`` and every method's settings flags.
 
@@ -58,8 +60,10 @@ def add_method_flags(
         The method a user gets without choosing (None: the flag is required).
     presets
         Also add ``--preset NAME`` (the recipes the methods publish).
+    where
+        Only the contributions it accepts (e.g. the generators that learn from class labels).
     """
-    found = catalog().contributions(kind)
+    found = [c for c in catalog().contributions(kind) if where is None or where(c)]
     names = [c.name for c in found]
     described = "; ".join(f"{c.name}: {c.description}" for c in found)
     parser.add_argument(

@@ -1,8 +1,9 @@
 """Masks without painting: the dialog that chooses a mask generator and its settings.
 
 The generators are the plugin catalog's (none is built in); each one's settings form is built
-from its settings dataclass. The dialog only chooses: the train panel runs the job (progress,
-Stop, the table refreshed), as it runs auto-segmentation.
+from its settings dataclass. The same dialog, opened as "Masks from class labels", lists only
+the generators that learn from the project's class labels. The dialog only chooses: the train
+panel runs the job (progress, Stop, the table refreshed), as it runs auto-segmentation.
 """
 
 from __future__ import annotations
@@ -32,18 +33,23 @@ class GenerateDialog(QDialog):
     Kept by the panel between uses, so the last choice and settings are offered again.
     """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, from_labels: bool = False) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Generate masks without painting")
+        #: Whether this dialog offers the generators that learn from class labels (the
+        #: "Masks from class labels" action) rather than every generator.
+        self.from_labels = from_labels
+        title = "Masks from class labels" if from_labels else "Generate masks without painting"
+        self.setWindowTitle(title)
         self.setMinimumWidth(420)
         layout = QVBoxLayout(self)
-        intro = QLabel(PANEL_HELP["generate"])
+        intro = QLabel(PANEL_HELP["from_labels" if from_labels else "generate"])
         intro.setWordWrap(True)
         intro.setStyleSheet(INTRO_STYLE)
         layout.addWidget(intro)
         self.generator = QComboBox()
         self.generator.setToolTip(TOOLTIPS["generator"])
-        methods = fill_methods(self.generator, "mask-generator")
+        learns = (lambda c: c.uses_labels) if from_labels else None
+        methods = fill_methods(self.generator, "mask-generator", where=learns)
         #: Whether any mask generator is installed (else the panel's button is disabled).
         self.installed = bool(methods)
         row = QFormLayout()
@@ -56,7 +62,9 @@ class GenerateDialog(QDialog):
         )
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.generate_button = buttons.addButton("Generate", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.generate_button.setToolTip(TOOLTIPS["generate_masks"])
+        self.generate_button.setToolTip(
+            TOOLTIPS["masks_from_labels" if from_labels else "generate_masks"]
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)

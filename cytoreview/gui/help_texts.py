@@ -29,6 +29,12 @@ PANEL_HELP: dict[str, str] = {
         "each new mask names the method as its source, and training uses these masks only "
         "when 'Also learn from generated masks' is ticked."
     ),
+    "from_labels": (
+        "Makes masks from the class labels the images already have, with no painting: the "
+        "method learns from the labelled images (test split left out), then masks every image "
+        "without a person's mask. Each mask gets an uncertainty, so the review queue shows the "
+        "least sure first; a person's mask is never replaced."
+    ),
     "review": (
         "Most uncertain first. Accept approves the mask, Edit opens it in Annotate (edits are "
         "saved as corrected), Skip sends it to the end. Your class call is kept beside the model's."
@@ -124,6 +130,15 @@ TOOLTIPS: dict[str, str] = {
         "Make masks from the image alone (no painting) with a mask generator, for every image "
         "without a person's mask (only the selected rows if 'Selected images only' is ticked); "
         "a person's mask is never replaced"
+    ),
+    "masks_from_labels": (
+        "Make masks from the images' class labels alone (e.g. a normal/abnormal classifier "
+        "whose explanations are grouped into nucleus and cytoplasm and refined with GrabCut); "
+        "needs images with a class label"
+    ),
+    "no_label_generator": (
+        "No method that learns masks from class labels is installed: install one (e.g. "
+        "pip install plugins/cytoreview-xai), then restart the workbench"
     ),
     "no_generator": (
         "No mask generator is installed: install a plugin that provides one (e.g. "

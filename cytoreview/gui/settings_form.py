@@ -14,7 +14,7 @@ the widgets' own, so a value out of range cannot be typed; the help text is the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from qtpy.QtCore import Qt, Signal
@@ -280,13 +280,19 @@ class SettingsForm(QWidget):
         self.set_values({spec.name: spec.default for spec in self._specs.values()})
 
 
-def fill_methods(combo: QComboBox, kind: str, default: str | None = None) -> list[Contribution]:
+def fill_methods(
+    combo: QComboBox,
+    kind: str,
+    default: str | None = None,
+    where: Callable[[Contribution], bool] | None = None,
+) -> list[Contribution]:
     """Fill ``combo`` with the installed methods of ``kind`` (the plugin catalog's order).
 
     Each entry's tooltip says what the method is and whom it follows; ``default`` is chosen
-    when installed. Returns the methods listed (none: the combo is left empty).
+    when installed; ``where`` keeps only the methods it accepts. Returns the methods listed
+    (none: the combo is left empty).
     """
-    methods = catalog().contributions(kind)
+    methods = [c for c in catalog().contributions(kind) if where is None or where(c)]
     combo.clear()
     for row, contribution in enumerate(methods):
         combo.addItem(contribution.name)

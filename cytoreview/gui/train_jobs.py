@@ -37,32 +37,39 @@ class MaskJobs:
     request: Any
     _chosen_names: Any
 
-    def ask_generation(self) -> bool:
-        """Ask which mask generator, with which settings; then generate (see below)."""
-        if self.generate_dialog.exec() != QDialog.DialogCode.Accepted:
+    def ask_generation(self, dialog: Any = None) -> bool:
+        """Ask which mask generator, with which settings; then generate (see below).
+
+        ``dialog``: the "Masks from class labels" one, or (default) the one for every generator.
+        """
+        dialog = dialog or self.generate_dialog
+        if dialog.exec() != QDialog.DialogCode.Accepted:
             return False
-        return self.start_generation()
+        return self.start_generation(dialog=dialog)
 
     def start_generation(
         self,
         generator: str | None = None,
         settings: dict[str, Any] | None = None,
         image_ids: list[int] | None = None,
+        dialog: Any = None,
     ) -> bool:
         """Make masks with a mask generator for the images without a person's mask.
 
         Parameters
         ----------
         generator, settings
-            The method and its settings; default: the last ones chosen in the dialog.
+            The method and its settings; default: the last ones chosen in ``dialog`` (default:
+            the Generate masks dialog).
         image_ids
             As for :meth:`start_segmentation`.
         """
         project = self.state.project
-        generator = generator or self.generate_dialog.name()
+        dialog = dialog or self.generate_dialog
+        generator = generator or dialog.name()
         if project is None or self.runner.is_running or generator is None:
             return False
-        settings = self.generate_dialog.values() if settings is None else settings
+        settings = dialog.values() if settings is None else settings
         go, names = self._chosen_names(image_ids, "generate masks")
         if not go:
             return False
@@ -129,6 +136,14 @@ class MaskJobs:
                 "person's mask left alone" + (" (stopped)" if report.cancelled else "")
             )
             self.log_view.appendPlainText(text)
+            if report.fitted:
+                self.log_view.appendPlainText(
+                    f"learnt first: {report.fitted} (stored as model {report.fitted_model})"
+                )
+            if report.uncertainties:
+                self.log_view.appendPlainText(
+                    "each mask has an uncertainty: the Review queue shows the least sure first"
+                )
             for problem in report.problems:
                 self.log_view.appendPlainText(f"warning: {problem}")
             if report.made and not self.include_generated.isChecked():

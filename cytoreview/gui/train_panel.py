@@ -174,7 +174,13 @@ class TrainPanel(MaskJobs, JobPanel):
             TOOLTIPS["generate_masks" if self.generate_dialog.installed else "no_generator"]
         )
         self.generate_button.clicked.connect(lambda: self.ask_generation())
-        for button in (self.segment_button, self.generate_button):
+        self.labels_dialog = GenerateDialog(self, from_labels=True)
+        self.labels_button = QPushButton("Masks from class labels…")
+        self.labels_button.setToolTip(
+            TOOLTIPS["masks_from_labels" if self.labels_dialog.installed else "no_label_generator"]
+        )
+        self.labels_button.clicked.connect(lambda: self.ask_generation(self.labels_dialog))
+        for button in (self.segment_button, self.generate_button, self.labels_button):
             row.addWidget(button)
         layout.addLayout(row)
         row = QHBoxLayout()  # how Auto-segment runs (details in the tooltips)
@@ -293,6 +299,9 @@ class TrainPanel(MaskJobs, JobPanel):
         self.segment_button.setEnabled(has_model and not running)
         self.generate_button.setEnabled(
             project is not None and self.generate_dialog.installed and not running
+        )
+        self.labels_button.setEnabled(
+            project is not None and self.labels_dialog.installed and not running
         )
         self.compare_button.setEnabled(
             project is not None and not running and bool(encoder_choices(self.method.currentText()))

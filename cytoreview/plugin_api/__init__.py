@@ -12,6 +12,7 @@ from cytoreview.plugin_api.discovery import (
     find,
     reset_catalog,
 )
+from cytoreview.plugin_api.examples import LabelledImage
 from cytoreview.plugin_api.settings import (
     SettingSpec,
     describe_settings,
@@ -24,6 +25,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "KINDS",
     "Contribution",
+    "LabelledImage",
     "NoSettings",
     "Plugin",
     "PluginCatalog",

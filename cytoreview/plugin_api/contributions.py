@@ -77,6 +77,10 @@ class Contribution:
     uses_mask
         Classifiers: whether the model reads the mask channels (images without a mask are then
         left out of training and classification).
+    uses_labels
+        Mask generators: whether it learns from the project's class labels (a ``prepare``
+        step, see :mod:`cytoreview.plugin_api.protocols`): the workbench's "Masks from class
+        labels" action and ``cytoreview masks-from-labels`` offer these.
     presets
         Named recipes of this contribution.
     plugin, version
@@ -90,6 +94,7 @@ class Contribution:
     settings: type = NoSettings
     citation: str = ""
     uses_mask: bool = False
+    uses_labels: bool = False
     presets: tuple[Preset, ...] = ()
     plugin: str = ""
     version: str = ""

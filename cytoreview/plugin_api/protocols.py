@@ -9,7 +9,11 @@ Segmenter
     when asked) with the segmentation recipe, exports it to ONNX, tiles fields, averages views,
     scores uncertainty and writes auto-masks: nothing in ``workflows/`` depends on which network
     it is. A network gives ``(N, 3, H, W)`` logits (background, cytoplasm, nucleus) for any
-    ``H, W`` that are multiples of ``size_multiple``.
+    ``H, W`` that are multiples of ``size_multiple`` (with no ``--input-size`` given, the size
+    the core picks from the data is rounded up to a multiple of it). It may bring its own
+    ``trainer`` (e.g. a GAN's generator and discriminator): a generator function with the
+    signature and events of :func:`cytoreview.training.segmentation.train_segmenter`, given the
+    network ``build`` made; that network is then exported and used for inference as is.
 Classifier
     A cell classifier in the core's input layout: ``(N, 6, S, S)`` float32 (channels 0-2 the
     normalised RGB crop, 3-5 the one-hot mask) to ``(N, K)`` logits, with a ``cam_layer``
@@ -23,6 +27,14 @@ Classifier
 Mask generator
     Label masks (0 background, 1 cytoplasm, 2 nucleus) from an RGB image with no painting:
     stored as ``auto`` masks with the generator named as their source, never over a person's.
+    ``generate`` may return ``(mask, uncertainty)``: a float in [0, 1], higher for a mask it is
+    less sure of (the review queue shows those first). A generator that learns first (e.g. a
+    classifier trained on the project's class labels, whose explanations become masks) has a
+    ``prepare(examples, settings, *, cancel)`` generator function: ``examples`` is a sequence
+    of :class:`~cytoreview.plugin_api.examples.LabelledImage` (test split left out), it yields
+    :class:`~cytoreview.types.Progress` and returns a fitted object whose ``generate(rgb)``
+    makes the masks; the fitted object may also have ``checkpoint() -> (config, state_dict)``
+    (stored in the project's models, so a later run can reuse it) and ``describe() -> str``.
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ if TYPE_CHECKING:
 #: A ``torch.nn.Module`` (named in words: this module must not import torch).
 Module = Any
 
-__all__ = ["ClassifierMethod", "MaskGeneratorMethod", "SegmenterMethod"]
+__all__ = ["ClassifierMethod", "FittedGenerator", "MaskGeneratorMethod", "SegmenterMethod"]
 
 
 @runtime_checkable
@@ -79,6 +91,24 @@ class ClassifierMethod(Protocol):
 class MaskGeneratorMethod(Protocol):
     """Masks without painting."""
 
-    def generate(self, rgb: np.ndarray, settings: Any) -> np.ndarray:
-        """``(H, W)`` uint8 labels (0, 1, 2) of an ``(H, W, 3)`` uint8 image."""
+    def generate(self, rgb: np.ndarray, settings: Any) -> np.ndarray | tuple[np.ndarray, float]:
+        """``(H, W)`` uint8 labels (0, 1, 2) of an ``(H, W, 3)`` uint8 image (and uncertainty).
+
+        Not called for a generator with a ``prepare`` step: its fitted object's
+        ``generate(rgb)`` is.
+        """
         ...
+
+    # Optional: ``prepare(examples, settings, *, cancel) -> Generator[Progress, None, Fitted]``
+    # (see the module docstring).
+
+
+@runtime_checkable
+class FittedGenerator(Protocol):
+    """What a generator's ``prepare`` step returns."""
+
+    def generate(self, rgb: np.ndarray) -> np.ndarray | tuple[np.ndarray, float]:
+        """Labels of one image (and an uncertainty in [0, 1])."""
+        ...
+
+    # Optional: ``checkpoint() -> (config, state_dict)`` and ``describe() -> str``.

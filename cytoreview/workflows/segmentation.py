@@ -346,9 +346,11 @@ def train_segmentation(
                 [im.shape for im in images], tile_threshold=request.tile_threshold
             )
         )
-        input_size = request.input_size or default_size
         network = _new_config(request)
-    multiple = max(SIZE_MULTIPLE, int(segmenter_method(network).size_multiple))
+        # A network with a larger total stride (e.g. Pix2Pix's seven halvings: 128) gets the
+        # smallest size it accepts that is at least what the data needs.
+        input_size = request.input_size or _round_up(default_size, _size_multiple(network))
+    multiple = _size_multiple(network)
     if input_size % multiple:
         raise ConfigError(f"input size must be a multiple of {multiple}, got {input_size}")
     train_cfg = SegTrainConfig(
@@ -393,8 +395,11 @@ def train_segmentation(
                    f"input {input_size} px, {geometry.reason}"
                    f"{extra}"
                    f"{'; ' + note if note else ''}")  # fmt: skip
+    # A method may bring its own trainer (e.g. a GAN's two networks and losses); it has the
+    # core trainer's signature and events, so everything around it stays the same.
+    trainer = getattr(segmenter_method(network), "trainer", None) or train_segmenter
     try:
-        result = yield from train_segmenter(
+        result = yield from trainer(
             model,
             ([images[i] for i in train_idx], [masks[i] for i in train_idx]),
             ([images[i] for i in val_idx], [masks[i] for i in val_idx]),
@@ -431,6 +436,15 @@ def train_segmentation(
         device=result.device, seconds=result.seconds, parent_model=parent, init_note=note,
         skipped=skipped,
     )  # fmt: skip
+
+
+def _size_multiple(network: Mapping[str, Any]) -> int:
+    """What the network's input sides must be multiples of (never less than the core's 32)."""
+    return max(SIZE_MULTIPLE, int(segmenter_method(dict(network)).size_multiple))
+
+
+def _round_up(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
 
 
 def _augment(changes: Mapping[str, Any]) -> AugmentConfig:
