@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from cytoreview_xai.grouping import Grouping, group_relevance
 
 __all__ = [

@@ -2,6 +2,14 @@
 
 The paper's recipe (Section III-C-2): cross-entropy, SGD at lr 0.001 (momentum 0.9), the rate
 divided by 10 every 7 epochs, up to 50 epochs with early stopping on validation performance.
+The paper fine-tuned ImageNet weights; here nothing is downloaded and the network starts from
+random weights, where that SGD rate does not move it: on Herlev (488 training cells, the
+network at a quarter of its widths) SGD at 0.001 and 0.003 stayed at chance (loss 0.69, every
+cell called abnormal) for 8 epochs, and 0.01 started to learn at epoch 5 and fell back to
+chance at epoch 7. Adam at 0.0001 with the same schedule reached 0.80 validation accuracy
+(macro-F1 0.75) by epoch 8, so the ``optimiser`` setting defaults to ``adam``; ``sgd`` is the
+paper's (for a ``weights``-free run it only makes sense with many more epochs).
+
 What the paper leaves open, and what is chosen here:
 
 * **Validation**: a stratified 20 % split (the core's
@@ -45,7 +53,8 @@ from cytoreview_xai.settings import INPUT_SIZE
 
 __all__ = ["TrainedClassifier", "model_input", "predict_probs", "train_classifier"]
 
-LR = 1e-3
+#: Learning rate per optimiser (SGD: the paper's).
+LR: dict[str, float] = {"adam": 1e-4, "sgd": 1e-3}
 MOMENTUM = 0.9
 LR_STEP_EPOCHS = 7
 LR_FACTOR = 0.1
@@ -123,6 +132,7 @@ def train_classifier(
     abnormal: Sequence[bool],
     *,
     classifier: str = "adapted128",
+    optimiser: str = "adam",
     epochs: int = 50,
     patience: int = 7,
     cancel: CancelToken | None = None,
@@ -140,6 +150,8 @@ def train_classifier(
         The project's binary call of each image's class (True: "needs review").
     classifier
         ``adapted128`` or ``simplified``.
+    optimiser
+        ``adam`` or ``sgd`` (:data:`LR` gives their rates).
     epochs, patience
         Most epochs, and epochs without a better validation F1 before stopping.
     cancel
@@ -178,8 +190,14 @@ def train_classifier(
     counts = np.bincount(y[train_idx], minlength=len(CLASS_NAMES)).astype(np.float64)
     weights = torch.tensor(len(train_idx) / (len(CLASS_NAMES) * counts), dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(dev))
-    optimiser = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    schedule = torch.optim.lr_scheduler.StepLR(optimiser, LR_STEP_EPOCHS, LR_FACTOR)
+    if optimiser not in LR:
+        raise ValueError(f"unknown optimiser {optimiser!r}; valid: {', '.join(LR)}")
+    step_rule: torch.optim.Optimizer = (
+        torch.optim.Adam(model.parameters(), lr=LR["adam"])
+        if optimiser == "adam"
+        else torch.optim.SGD(model.parameters(), lr=LR["sgd"], momentum=MOMENTUM)
+    )
+    schedule = torch.optim.lr_scheduler.StepLR(step_rule, LR_STEP_EPOCHS, LR_FACTOR)
     tuner = ThreadTuner() if dev.type == "cpu" else None
     rng = np.random.default_rng(seed)
     n_batches = math.ceil(len(train_idx) / BATCH_SIZE)
@@ -187,8 +205,8 @@ def train_classifier(
     start = time.perf_counter()
     yield Progress(
         "train-classifier", 0, epochs,
-        f"training {classifier} on {len(train_idx)} images ({int(counts[ABNORMAL])} abnormal), "
-        f"validating on {len(val_idx)}",
+        f"training {classifier} ({optimiser}) on {len(train_idx)} images "
+        f"({int(counts[ABNORMAL])} abnormal), validating on {len(val_idx)}",
         device=describe_device(dev),
     )  # fmt: skip
     reason, epoch = "max_epochs", 0
@@ -204,10 +222,10 @@ def train_classifier(
             target = torch.from_numpy(y[chosen]).to(dev)
             if tuner is not None:
                 tuner.start_step()
-            optimiser.zero_grad(set_to_none=True)
+            step_rule.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), target)
             loss.backward()
-            optimiser.step()
+            step_rule.step()
             if tuner is not None:
                 tuner.end_step()
             losses.append(float(loss.detach()))
