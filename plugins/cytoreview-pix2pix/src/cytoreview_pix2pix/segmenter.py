@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
