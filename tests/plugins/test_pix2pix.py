@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from cytoreview.cli.main import main
 from cytoreview.data.datasets import SegmentationDataset
 from cytoreview.data.synthetic import synth_dataset
 from cytoreview.errors import ConfigError
@@ -341,3 +342,16 @@ def test_segment_project_writes_auto_masks_with_uncertainty(trained) -> None:
     _, onnx_predictor, _ = load_predictor(project, report.model_id, precision="fp32")
     x = np.random.default_rng(0).normal(size=(2, 3, SIDE, SIDE)).astype(np.float32)
     np.testing.assert_allclose(torch_predictor(x), onnx_predictor(x), atol=1e-4)
+
+
+def test_train_seg_on_the_command_line_takes_the_pix2pix_flags(trained, capsys) -> None:
+    project, _, _ = trained
+    before = {r.model_id for r in ModelStore(project).runs("segmentation")}
+    args = ["train-seg", str(project.root), "--arch", "pix2pix", "--epochs", "1"]
+    args += ["--pix2pix-base-channels", "8", "--pix2pix-kernel", "6"]
+    assert main(args) == 0
+    assert "finished (max_epochs) after 1 epoch(s)" in capsys.readouterr().out
+    (new,) = {r.model_id for r in ModelStore(project).runs("segmentation")} - before
+    config, _ = ModelStore(project).load(new)
+    assert config["arch"] == "pix2pix" and config["input_size"] == 128
+    assert config["settings"]["kernel"] == 6 and config["settings"]["base_channels"] == 8
