@@ -7,6 +7,8 @@ shared) through ``train_segmentation`` and auto-mask the rest with ``segment_pro
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -355,3 +357,21 @@ def test_train_seg_on_the_command_line_takes_the_pix2pix_flags(trained, capsys) 
     config, _ = ModelStore(project).load(new)
     assert config["arch"] == "pix2pix" and config["input_size"] == 128
     assert config["settings"]["kernel"] == 6 and config["settings"]["base_channels"] == 8
+
+
+@pytest.mark.gui
+def test_the_workbench_offers_pix2pix_with_its_form_and_preset(qtbot) -> None:
+    from cytoreview.gui.state import WorkbenchState
+    from cytoreview.gui.train_panel import TrainPanel
+    from cytoreview.plugin_api import reset_catalog
+
+    reset_catalog()  # the installed plugins, not a test catalog left by another test
+    train = TrainPanel(WorkbenchState(actor="tester"))
+    qtbot.addWidget(train)
+    train.method.setCurrentText("pix2pix")
+    assert list(train.method_form.widgets) == [f.name for f in fields(Pix2PixSettings)]
+    assert [train.preset.itemText(i) for i in range(train.preset.count())] == [
+        "none",
+        "castro-cortes2025",
+    ]
+    assert train.request().arch == "pix2pix"
