@@ -23,7 +23,8 @@ from cytoreview.models.segmenters import build_segmenter
 from cytoreview.plugin_api import find
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
-from cytoreview.types import Provenance
+from cytoreview.training.segmentation import SegTrainConfig
+from cytoreview.types import CancelToken, Provenance
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.segmentation import (
     SegTrainRequest,
@@ -261,6 +262,39 @@ def test_onnx_export_agrees_with_torch() -> None:
         (got,) = session.run(None, {"image": x.numpy()})
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_the_trainer_stops_between_steps_when_cancelled_and_keeps_its_best_weights() -> None:
+    samples = [s for _, s in synth_dataset(6, seed=1, size_range=(40, 60))]
+    images, masks = [s.image for s in samples], [s.mask for s in samples]
+    model = segmenter.PIX2PIX.build(TINY, classes=3, in_channels=3)
+    config = SegTrainConfig(input_size=SIDE, epochs=5, batch_size=2, threads=1, loader_workers=0)
+    cancel = CancelToken()
+    saved: list[int] = []
+    job = segmenter.PIX2PIX.trainer(
+        model,
+        (images[:4], masks[:4]),
+        (images[4:], masks[4:]),
+        config,
+        cancel=cancel,
+        on_best=lambda state, stats: saved.append(stats.epoch),
+    )
+    events = []
+    try:
+        while True:
+            event = next(job)
+            events.append(event)
+            if event.stage == "train" and event.step == 3:  # the second epoch's first step
+                cancel.cancel()
+    except StopIteration as stop:
+        result = stop.value
+    assert result.stop_reason == "cancelled"
+    assert [e.step for e in events if e.stage == "train"] == [0, 1, 2, 3]
+    assert len(result.history) == 1 and saved == [1]  # the cut epoch is not validated
+    assert result.best is result.history[0] and not model.training
+    # The weights kept are the first epoch's (the moving average's), loaded into the model.
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, result.state_dict[name], msg=name)
 
 
 # --------------------------------------------------------------------------- the core's workflows
