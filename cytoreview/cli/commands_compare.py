@@ -1,4 +1,4 @@
-"""``compare-encoders``: train the U-Net with several encoders on one recipe and split.
+"""``compare-encoders`` (the U-Net's encoders on one recipe and split) and ``compare-methods``.
 
 The workflow (torch) is imported when the command runs, so the parser stays quick.
 """
@@ -75,6 +75,62 @@ def _base_request(args: argparse.Namespace) -> Any:
     if args.include_generated:
         explicit["include_generated"] = True
     return seg_request(args.preset, **explicit)
+
+
+def register_methods(sub: Any) -> None:
+    """Add ``compare-methods`` to the ``cytoreview`` parser."""
+    p = sub.add_parser(
+        "compare-methods",
+        help="the project's segmentation methods side by side (training and ground truth)",
+        description=_cmd_methods.__doc__,
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--truth", type=Path, help="ground-truth label masks named like the images")
+    p.add_argument("--ignore", type=Path, help="masks of pixels to leave out of every score")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_cmd_methods)
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    """Every trained segmenter with the Dice and IoU its validation images measured (rows with
+    the same split letter were scored on the same images), and, with --truth, every automatic
+    method's latest mask of each image (segmenters and mask generators, e.g. masks from
+    class labels) scored against the ground truth on the images they all masked."""
+    from cytoreview.workflows.method_comparison import compare_mask_methods
+
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = compare_mask_methods(project, args.truth, ignore_dir=args.ignore, cancel=token)
+        result = drive(job, token, verbose=args.verbose)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+        return 0
+    tags: dict[str, str] = {}
+    console.print("trained segmenters (validation images of each run, pooled):")
+    for r in result.trained:
+        tag = tags.setdefault(r.split_tag, chr(ord("A") + len(tags)))
+        scores = "  ".join(
+            f"{k.replace('_', ' ')} {v:.3f}" for k, v in r.scores.items() if v is not None
+        )
+        console.print(f"  {esc(r.model_id)}{' (in use)' if r.current else ''}: {esc(r.method)}; "
+                      f"split {tag}; {scores}")  # fmt: skip
+    if not result.trained:
+        console.print("  none yet")
+    if result.scored:
+        console.print(
+            f"masks against {esc(str(result.truth_dir))} on the {result.shared_images} image(s) "
+            "every method masked (mean over images):"
+        )
+        for m in result.scored:
+            scores = "  ".join(
+                f"{metric} {region} {m.mean[region][metric]:.3f}"
+                for metric in ("dice", "iou") for region in ("cytoplasm", "nucleus")
+                if m.mean[region][metric] is not None
+            )  # fmt: skip
+            console.print(f"  {esc(m.method)} [{esc(m.source)}]: {scores}")
+    for line in result.problems:
+        console.print(f"[yellow]{esc(line)}[/]")
+    return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

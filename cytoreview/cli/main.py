@@ -74,6 +74,7 @@ def build_parser(
     commands_demo.register(sub)
     commands_plugins.register(sub)
     commands_compare.register(sub)
+    commands_compare.register_methods(sub)
     for register in extra_commands:
         register(sub)
     return parser

@@ -20,6 +20,7 @@ from cytoreview.report.model import (
     ClassCounts,
     ClassificationSection,
     GalleryItem,
+    MethodsSection,
     MorphometryTable,
     ReportData,
     SegmentationSection,
@@ -302,6 +303,52 @@ def _segmentation(data: ReportData, page: _Page) -> str:
     return "".join(out)
 
 
+def _methods(sec: MethodsSection | None) -> str:
+    """Segmentation methods side by side: training validation, then masks against the truth."""
+    if sec is None or (len(sec.trained) < 2 and not sec.scored):
+        return ""
+    out = ["<h2>Segmentation methods compared</h2>"]
+    if sec.trained:
+        tags = {t: chr(ord("A") + i) for i, t in enumerate(dict.fromkeys(
+            r["split_tag"] for r in sec.trained))}  # fmt: skip
+        out.append(
+            "<p>Every trained segmenter, scored by its own training run on its validation "
+            "images at its input size (pooled over pixels). Only rows with the same validation "
+            "split letter were scored on the same images.</p>"
+        )
+        head = ["Model", "Method", "Recipe", "Train / val", "Input px", "Time",
+                "Dice cyto", "Dice nuc", "IoU cyto", "IoU nuc", "Split"]  # fmt: skip
+        rows = []
+        for r in sec.trained:
+            score = r.get("scores", {})
+            seconds = r.get("seconds")
+            rows.append([
+                _e(r["model_id"]) + (" (in use)" if r.get("current") else ""), _e(r["method"]),
+                _e(r.get("preset") or "defaults"), f"{r['n_train']} / {r['n_val']}",
+                format_number(r.get("input_size")),
+                "—" if seconds is None else f"{format_number(seconds / 60, 1)} min",
+                *(format_number(score.get(k), 3) for k in
+                  ("dice_cytoplasm", "dice_nucleus", "iou_cytoplasm", "iou_nucleus")),
+                tags[r["split_tag"]],
+            ])  # fmt: skip
+        out.append(_table(head, rows, text_cols=(0, 1, 2)))
+    if sec.scored:
+        out.append(
+            f"<p>Each method's latest mask of each image against the ground truth in "
+            f"{_e(sec.truth_dir)}, on the {format_number(sec.shared_images)} image(s) every "
+            "method masked, at each image's own size (mean over images).</p>"
+        )
+        head = ["Method", "Source", "Images", "Dice cyto", "Dice nuc", "IoU cyto", "IoU nuc"]
+        rows = [
+            [_e(r["method"]), _e(r["source"]), format_number(r["n_images"]),
+             *(format_number(r["mean"].get(region, {}).get(metric), 3)
+               for metric in ("dice", "iou") for region in ("cytoplasm", "nucleus"))]
+            for r in sec.scored
+        ]  # fmt: skip
+        out.append(_table(head, rows, text_cols=(0, 1)))
+    return "".join(out)
+
+
 def _classification(sec: ClassificationSection | None, page: _Page) -> str:
     out = ["<h2>Classification</h2>"]
     if sec is None:
@@ -417,6 +464,7 @@ def render_report(
         _notes(data),
         _summary(data, page),
         _segmentation(data, page),
+        _methods(data.methods),
         _classification(data.classification, page),
         _gallery(data, max_gallery, thumb_px, jpeg_quality),
         _morphometry(data.morphometry, data, page, max_table_rows),

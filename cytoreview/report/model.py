@@ -292,6 +292,31 @@ class MorphometryTable:
 
 
 @dataclass(frozen=True)
+class MethodsSection:
+    """Segmentation methods side by side (see :mod:`cytoreview.workflows.method_comparison`).
+
+    Parameters
+    ----------
+    trained
+        One mapping per trained segmenter: ``model_id``, ``method``, ``preset``, ``n_train``,
+        ``n_val``, ``input_size``, ``seconds``, ``scores`` (``dice_cytoplasm``...),
+        ``split_tag`` (equal tags: the same validation images), ``current``.
+    scored
+        One mapping per automatic source scored against the ground truth: ``source``,
+        ``method``, ``n_images``, ``mean`` (region to metric).
+    shared_images
+        Images every scored source masked (and with ground truth).
+    truth_dir
+        Where the ground truth came from ("" when not scored).
+    """
+
+    trained: Sequence[dict[str, Any]] = ()
+    scored: Sequence[dict[str, Any]] = ()
+    shared_images: int = 0
+    truth_dir: str = ""
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything one report shows. Only ``title`` and ``class_names`` are required.
 
@@ -312,6 +337,8 @@ class ReportData:
     mask_quality
         The project's current masks scored against ground truth at native resolution (what
         ``cytoreview evaluate-seg`` measures), one section per kind of mask (auto, manual...).
+    methods
+        Segmentation methods side by side (shown when there is more than one to compare).
     gallery
         Images to show, already chosen by the caller; the renderer caps their number.
     """
@@ -329,6 +356,7 @@ class ReportData:
     morphometry: MorphometryTable | None = None
     notes: Sequence[str] = ()
     mask_quality: Sequence[SegmentationSection] = ()
+    methods: MethodsSection | None = None
 
     def __post_init__(self) -> None:
         if not self.class_names:

@@ -24,6 +24,7 @@ from cytoreview.report.model import (
     ClassificationSection,
     ClassScores,
     GalleryItem,
+    MethodsSection,
     MorphometryTable,
     ReportData,
     RocCurve,
@@ -40,6 +41,11 @@ from cytoreview.workflows.evaluate_cls import (
     ClsEvaluation,
     evaluate_classification,
     training_images_note,
+)
+from cytoreview.workflows.method_comparison import (
+    MethodComparison,
+    compare_mask_methods,
+    trained_segmenters,
 )
 from cytoreview.workflows.review_data import measure_project
 from cytoreview.workflows.segmentation import (
@@ -174,6 +180,29 @@ def _mask_quality(evaluation: SegEvaluation, truth_dir: Path) -> list[Segmentati
         )
         for kind in order
     ]
+
+
+def _methods_section(
+    project: Project,
+    truth_dir: str | Path | None,
+    ignore_dir: str | Path | None,
+    notes: list[str],
+    cancel: CancelToken | None,
+) -> Generator[Progress, None, MethodsSection]:
+    """Segmentation methods side by side (the scored table only with ground truth)."""
+    try:
+        comparison = yield from compare_mask_methods(
+            project, truth_dir, ignore_dir=ignore_dir, cancel=cancel
+        )
+    except NotEnoughDataError as exc:
+        notes.append(f"methods not compared against the ground truth: {exc}")
+        comparison = MethodComparison(trained=trained_segmenters(project))
+    notes.extend(f"method comparison: {p}" for p in comparison.problems)
+    data = comparison.to_dict()
+    return MethodsSection(
+        trained=data["trained"], scored=data["scored"],
+        shared_images=comparison.shared_images, truth_dir=comparison.truth_dir or "",
+    )  # fmt: skip
 
 
 def _cls_curve(run: TrainingRun | None) -> TrainingCurve | None:
@@ -316,6 +345,7 @@ def build_report_data(
         else:
             mask_quality = _mask_quality(seg_eval, Path(seg_truth_dir))
             notes.extend(f"mask not scored: {p}" for p in seg_eval.problems)
+    methods = yield from _methods_section(project, seg_truth_dir, seg_ignore_dir, notes, cancel)
     yield Progress("report", 2, 5, "scoring the predictions")
     classification = None
     cls_run = _latest_run(store, "classification-bethesda")
@@ -418,6 +448,7 @@ def build_report_data(
         software_version=__version__, normal_classes=sorted(project.scheme.not_revisable),
         data_summary=summary, segmentation=segmentation, classification=classification,
         gallery=gallery, morphometry=morphometry, notes=notes, mask_quality=mask_quality,
+        methods=methods,
     )  # fmt: skip
 
 

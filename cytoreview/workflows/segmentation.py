@@ -700,7 +700,6 @@ def evaluate_segmentation(
         Only masks of these provenances (e.g. ``["auto"]`` to score what the model generated).
     """
     from cytoreview.metrics.segmentation import evaluate_masks
-    from cytoreview.storage.images import read_ignore_mask, read_label_mask
 
     truth_dir = Path(truth_dir)
     if not truth_dir.is_dir():
@@ -716,22 +715,17 @@ def evaluate_segmentation(
     for step, image in enumerate(images, start=1):
         if cancel is not None and cancel.cancelled:
             break
-        truth_path = _find_by_stem(truth_dir, image.name)
-        if truth_path is None:
-            missing.append(image.name)
-            continue
         try:
-            truth = read_label_mask(truth_path, expected_shape=(image.height, image.width))
-            ignore = None
-            if ignore_dir is not None:
-                ignore_path = _find_by_stem(Path(ignore_dir), image.name)
-                if ignore_path is not None:
-                    ignore = read_ignore_mask(ignore_path, (image.height, image.width))
+            found_truth = read_truth(image, truth_dir, ignore_dir)
         except InputFileError as exc:  # a bad truth or ignore file: named, the rest is scored
             # Only what a bad file raises: a bug (TypeError, IndexError...) must stop the run,
             # not pass for one more "problem" beside the scores.
             problems.append(str(exc))
             continue
+        if found_truth is None:
+            missing.append(image.name)
+            continue
+        truth, ignore = found_truth
         found = project.current_mask(image.id)
         if found is None:
             problems.append(f"{image.name}: mask versions are damaged; not scored")
@@ -752,6 +746,28 @@ def evaluate_segmentation(
         missing_truth=missing,
         problems=problems,
     )
+
+
+def read_truth(
+    image: Any, truth_dir: str | Path, ignore_dir: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The ground-truth mask of ``image`` (and its ignore mask), None when there is none.
+
+    Files are named like the image (any extension). Raises
+    :class:`~cytoreview.errors.InputFileError` for an unreadable or mis-sized file.
+    """
+    from cytoreview.storage.images import read_ignore_mask, read_label_mask
+
+    truth_path = _find_by_stem(Path(truth_dir), image.name)
+    if truth_path is None:
+        return None
+    truth = read_label_mask(truth_path, expected_shape=(image.height, image.width))
+    ignore = None
+    if ignore_dir is not None:
+        ignore_path = _find_by_stem(Path(ignore_dir), image.name)
+        if ignore_path is not None:
+            ignore = read_ignore_mask(ignore_path, (image.height, image.width))
+    return truth, ignore
 
 
 def _find_by_stem(folder: Path, stem: str) -> Path | None:

@@ -349,3 +349,57 @@ def test_compare_encoders_from_the_panel_with_the_forms_recipe(painted_workbench
     assert len(tables) == 1 and tables[0].table.rowCount() == 2
     assert tables[0].table.item(1, 0).text() == "mobilenet_v2"
     assert "2 of 2 encoder(s) compared" in panel.log_view.toPlainText()
+
+
+@pytest.fixture
+def labels_workbench(make_napari_viewer, tmp_path: Path):
+    """A workbench with a plain generator and one that learns from class labels installed."""
+    from cytoreview.gui.app import build_workbench
+    from cytoreview.plugin_api import reset_catalog
+
+    install_plugins("tests.plugins.sample_plugin:PLUGIN", "tests.plugins.learning_methods:PLUGIN")
+    project = make_project(tmp_path, n=6, painted=1)
+    viewer = make_napari_viewer()
+    wb = build_workbench(viewer, project.root, actor="tester")
+    wb.synth = project
+    yield wb
+    wb.close()
+    reset_catalog()
+
+
+def test_masks_from_class_labels_from_the_panel(labels_workbench, qtbot) -> None:
+    wb = labels_workbench
+    panel, project = wb.train_panel, wb.state.project
+    dialog = panel.labels_dialog
+    # Only the generator that learns from labels is offered here; both under Generate masks.
+    assert items(dialog.generator) == ["learnt-threshold"]
+    assert items(panel.generate_dialog.generator) == ["dark-threshold", "learnt-threshold"]
+    assert dialog.windowTitle() == "Masks from class labels" and panel.labels_button.isEnabled()
+    with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
+        QTimer.singleShot(0, dialog.generate_button.click)
+        panel.labels_button.click()
+    report = panel.last_generation
+    assert report is not None and report.generator == "learnt-threshold"
+    assert len(report.made) == 5 and report.fitted_model
+    log = panel.log_view.toPlainText()
+    assert "learnt first: thresholds" in log and "least sure first" in log
+    for name in report.made:
+        version = project.mask_versions(project.image(name).id)[-1]
+        assert version.source_model == "generator:learnt-threshold"
+        assert version.uncertainty == pytest.approx(report.uncertainties[name])
+
+
+def test_without_a_label_learner_the_button_says_how_to_get_one(qtbot) -> None:
+    from cytoreview.gui.state import WorkbenchState
+    from cytoreview.gui.train_panel import TrainPanel
+    from cytoreview.plugin_api import reset_catalog
+
+    install_plugins("tests.plugins.sample_plugin:PLUGIN")  # a generator, but not from labels
+    try:
+        panel = TrainPanel(WorkbenchState(actor="tester"))
+        qtbot.addWidget(panel)
+    finally:
+        reset_catalog()
+    assert panel.generate_dialog.installed and not panel.labels_dialog.installed
+    assert not panel.labels_button.isEnabled()
+    assert "cytoreview-xai" in panel.labels_button.toolTip()

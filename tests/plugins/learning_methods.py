@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from cytoreview.errors import ImageReadError
-from cytoreview.storage.checkpoints import load_weights
 from cytoreview.models.segmenters import UNET
 from cytoreview.plugin_api import Contribution, LabelledImage, Plugin, option
+from cytoreview.storage.checkpoints import load_weights
 from cytoreview.training.segmentation import train_segmenter
 from cytoreview.types import CancelToken, Progress
 
