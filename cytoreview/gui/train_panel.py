@@ -161,10 +161,10 @@ class TrainPanel(MaskJobs, JobPanel):
         self.compare_button = QPushButton("Compare encoders…")
         self.compare_button.setToolTip(TOOLTIPS["compare_encoders"])
         self.compare_button.clicked.connect(lambda: self.ask_comparison())
-        for button in (self.start_button, self.stop_button, self.compare_button):
+        for button in (self.start_button, self.stop_button):
             row.addWidget(button)
         layout.addLayout(row)
-        row = QHBoxLayout()  # the two ways to mask the images without a person's mask
+        row = QHBoxLayout()  # a trained model masks the rest; or compare encoders first
         self.segment_button = QPushButton("Auto-segment now")
         self.segment_button.setToolTip(TOOLTIPS["auto_segment"])
         self.segment_button.clicked.connect(lambda: self.start_segmentation())
@@ -180,7 +180,11 @@ class TrainPanel(MaskJobs, JobPanel):
             TOOLTIPS["masks_from_labels" if self.labels_dialog.installed else "no_label_generator"]
         )
         self.labels_button.clicked.connect(lambda: self.ask_generation(self.labels_dialog))
-        for button in (self.segment_button, self.generate_button, self.labels_button):
+        for button in (self.segment_button, self.compare_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        row = QHBoxLayout()  # masks with no painting: from the pixels, or from class labels
+        for button in (self.generate_button, self.labels_button):
             row.addWidget(button)
         layout.addLayout(row)
         row = QHBoxLayout()  # how Auto-segment runs (details in the tooltips)
