@@ -45,14 +45,16 @@ class Pix2PixSettings:
         ``(kernel - 2) / 2`` halves (and doubles) the sides exactly. The discriminator keeps
         pix2pix's 4 x 4 (see :mod:`cytoreview_pix2pix.networks`). Default 6, the paper's: on
         Herlev (80 painted cells, 530 scored, the other defaults) 6 x 6 gave Dice cytoplasm /
-        nucleus 0.718 / 0.836 and 4 x 4 0.719 / 0.827, at 4.9 against 3.5 s an epoch
-        (tests/benchmarks/README.md).
+        nucleus 0.751 / 0.856 and 4 x 4 0.727 / 0.832 (at lr 2e-3: 0.718 / 0.836 and 0.719 /
+        0.827), at 1.7 times the time an epoch (tests/benchmarks/README.md).
     base_channels
         Filters of the first layer (published: 64, the "C64" of C64-C128-...). The other layers
         have 2, 4 and 8 times as many, at most ``max_channels``. Default 16: on 2 CPU cores a
-        training step (batch 8, 128 px, generator and discriminator) took 10-12 s at 64
-        (49 M + 11 M weights), 4 s at 32 and 1.6 s at 16 (3 M + 0.7 M): a 15-minute run makes
-        about 80 steps at 64 and 500 at 16 (Herlev numbers: tests/benchmarks/README.md).
+        training step (batch 8, 128 px, 4 x 4 filters, generator and discriminator) took
+        10-12 s at 64 (49 M + 11 M weights), 4 s at 32 and 1.6 s at 16 (3 M + 0.7 M). On
+        Herlev with 6 x 6 filters and lr 2e-3 (110 M weights at 64) width 64 made 10 epochs in
+        10 minutes, validation Dice cytoplasm / nucleus 0.65 / 0.59, where 16 had 0.70 / 0.63
+        after the same 10 epochs and 0.79 / 0.80 after 10 minutes (tests/benchmarks/README.md).
     max_channels
         The widest layer (published: 512).
     l1_weight
