@@ -127,7 +127,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
                 for metric in ("dice", "iou") for region in ("cytoplasm", "nucleus")
                 if m.mean[region][metric] is not None
             )  # fmt: skip
-            console.print(f"  {esc(m.method)} [{esc(m.source)}]: {scores}")
+            console.print(f"  {esc(m.method)} (source {esc(m.source)}): {scores}")
     for line in result.problems:
         console.print(f"[yellow]{esc(line)}[/]")
     return 0
