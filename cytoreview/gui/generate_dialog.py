@@ -1,8 +1,9 @@
 """Masks without painting: the dialog that chooses a mask generator and its settings.
 
 The generators are the plugin catalog's (none is built in); each one's settings form is built
-from its settings dataclass. The same dialog, opened as "Masks from class labels", lists only
-the generators that learn from the project's class labels. The dialog only chooses: the train
+from its settings dataclass. "Generate masks" lists the generators that work from the image
+alone; the same dialog opened as "Masks from class labels" lists those that learn from the
+project's class labels. The dialog only chooses: the train
 panel runs the job (progress, Stop, the table refreshed), as it runs auto-segmentation.
 """
 
@@ -48,8 +49,10 @@ class GenerateDialog(QDialog):
         layout.addWidget(intro)
         self.generator = QComboBox()
         self.generator.setToolTip(TOOLTIPS["generator"])
-        learns = (lambda c: c.uses_labels) if from_labels else None
-        methods = fill_methods(self.generator, "mask-generator", where=learns)
+        # Two dialogs, two kinds of generator: from the image alone, or learnt from labels.
+        methods = fill_methods(
+            self.generator, "mask-generator", where=lambda c: c.uses_labels == from_labels
+        )
         #: Whether any mask generator is installed (else the panel's button is disabled).
         self.installed = bool(methods)
         row = QFormLayout()

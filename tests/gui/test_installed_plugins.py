@@ -34,6 +34,14 @@ def test_the_installed_plugins_methods_are_offered_with_their_forms(qtbot) -> No
     assert list(train.method_form.widgets) == ["encoder"]
     assert train.generate_dialog.installed and "otsu" in items(train.generate_dialog.generator)
     assert "method" in train.generate_dialog.form.widgets  # otsu's multi-otsu / two-pass
+    # Masks from class labels: the XAI generator, with its explanation and grouping choices.
+    assert "xai-weak" not in items(train.generate_dialog.generator)
+    assert items(train.labels_dialog.generator) == ["xai-weak"] and train.labels_dialog.installed
+    assert {"explanation", "grouping", "grabcut"} <= set(train.labels_dialog.form.widgets)
+    train.method.setCurrentText("pix2pix")
+    assert {"kernel", "base_channels"} <= set(train.method_form.widgets)
+    assert "castro-cortes2025" in items(train.preset)
+    train.method.setCurrentText("unet")
     panel = ClassifierPanel(WorkbenchState(actor="tester"))
     qtbot.addWidget(panel)
     assert "feature-fusion-mlp" in items(panel.arch)

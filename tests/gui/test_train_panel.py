@@ -371,9 +371,9 @@ def test_masks_from_class_labels_from_the_panel(labels_workbench, qtbot) -> None
     wb = labels_workbench
     panel, project = wb.train_panel, wb.state.project
     dialog = panel.labels_dialog
-    # Only the generator that learns from labels is offered here; both under Generate masks.
+    # The generator that learns from labels is offered here, the pixel-only one under Generate.
     assert items(dialog.generator) == ["learnt-threshold"]
-    assert items(panel.generate_dialog.generator) == ["dark-threshold", "learnt-threshold"]
+    assert items(panel.generate_dialog.generator) == ["dark-threshold"]
     assert dialog.windowTitle() == "Masks from class labels" and panel.labels_button.isEnabled()
     with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
         QTimer.singleShot(0, dialog.generate_button.click)
