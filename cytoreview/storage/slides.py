@@ -1,0 +1,313 @@
+"""Whole-slide images, opened lazily: levels as dask arrays, regions read on demand.
+
+A scanner slide is 50,000-150,000 px a side: level 0 is never decoded whole. Two readers:
+
+- **tifffile** for TIFF pyramids (OME-TIFF, generic tiled TIFF, Aperio SVS written as TIFF):
+  each level is a zarr store over the file's tiles (``TiffFile.aszarr``), so a region reads only
+  the tiles it touches;
+- **OpenSlide** (the ``openslide-bin`` wheel: no system library needed) for the vendor formats
+  tifffile does not read (NDPI, MRXS, SCN, DICOM WSI, VMS, BIF), each level wrapped as a dask
+  array of ``read_region`` blocks.
+
+Pixel size (um per px) and objective power come from the metadata (OME ``PhysicalSizeX``,
+Aperio ``MPP`` / ``AppMag``, OpenSlide's ``openslide.mpp-x`` / ``objective-power``, or the TIFF
+resolution tags in cm or inch); None when the file does not say (the caller asks the user once).
+
+Also :func:`write_pyramid_tiff`, the writer of pyramidal (OME-)TIFF slides (synthetic test
+slides, exported label pyramids): storage is the only layer that writes files.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cytoreview.errors import InputFileError
+
+__all__ = [
+    "OPENSLIDE_SUFFIXES",
+    "Slide",
+    "SlideLevel",
+    "open_slide",
+    "write_pyramid_tiff",
+]
+
+#: Formats only OpenSlide reads (TIFF-based ones go through tifffile first).
+OPENSLIDE_SUFFIXES = (".ndpi", ".mrxs", ".scn", ".dcm", ".vms", ".vmu", ".bif", ".svslide")
+TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf", ".tf8", ".tf2")
+#: Block side of the dask arrays over OpenSlide levels.
+OPENSLIDE_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class SlideLevel:
+    """One resolution of a slide."""
+
+    height: int
+    width: int
+    #: Level-0 pixels per pixel of this level (1.0 for level 0).
+    downsample: float
+
+
+@dataclass
+class Slide:
+    """An open slide. Close it (or use it as a context manager) to release the file.
+
+    Attributes
+    ----------
+    path
+        The file.
+    reader
+        ``tifffile`` or ``openslide``.
+    levels
+        Full resolution first.
+    pixel_size_um
+        Micrometres per level-0 pixel, None when the metadata does not say.
+    objective_power
+        The scan's objective magnification (e.g. 20, 40), None when unknown.
+    """
+
+    path: Path
+    reader: str
+    levels: list[SlideLevel]
+    pixel_size_um: float | None
+    objective_power: float | None
+    _arrays: list[Any] = field(default_factory=list, repr=False)
+    _handle: Any = field(default=None, repr=False)
+
+    def level_array(self, level: int = 0) -> Any:
+        """Level ``level`` as a lazy ``(H, W, 3)`` uint8 dask array (nothing decoded yet)."""
+        return self._arrays[level]
+
+    def read_region(self, level: int, y: int, x: int, height: int, width: int) -> np.ndarray:
+        """``(height, width, 3)`` uint8 RGB at ``level``, top-left ``(y, x)`` in its pixels.
+
+        The region is clipped to the level: a request past the edge returns what exists.
+        """
+        array = self._arrays[level]
+        y0, x0 = max(0, y), max(0, x)
+        return np.asarray(array[y0 : y + height, x0 : x + width].compute())
+
+    def close(self) -> None:
+        """Release the file handle."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_slide(path: str | Path) -> Slide:
+    """Open a slide lazily (see the module docstring for which reader takes which file).
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing or no reader can open it (one line naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such file")
+    suffix = (
+        "".join(path.suffixes[-2:]).lower()
+        if path.name.lower().endswith(".ome.tif")
+        else (path.suffix.lower())
+    )
+    errors = []
+    readers = (_open_openslide, _open_tiff) if suffix in OPENSLIDE_SUFFIXES else (
+        _open_tiff, _open_openslide
+    )  # fmt: skip
+    for reader in readers:
+        try:
+            return reader(path)
+        except Exception as exc:  # any reader's failure: try the next, then say both  # noqa: BLE001
+            errors.append(f"{reader.__name__.removeprefix('_open_')}: {str(exc)[:120]}")
+    raise InputFileError(path, "not a slide either reader can open (" + "; ".join(errors) + ")")
+
+
+def _as_rgb(array: Any) -> Any:
+    """A ``(H, W[, C])`` level as ``(H, W, 3)`` uint8 (grey repeated, alpha dropped)."""
+    import dask.array as da
+
+    if array.ndim == 2:
+        array = da.stack([array] * 3, axis=-1)
+    elif array.shape[-1] == 1:
+        array = da.concatenate([array] * 3, axis=-1)
+    elif array.shape[-1] >= 4:
+        array = array[..., :3]
+    if array.dtype != np.uint8:
+        if array.dtype == np.uint16:
+            array = (array // 257).astype(np.uint8)
+        else:
+            raise ValueError(f"{array.dtype} pixels are not supported for slides")
+    return array
+
+
+def _open_tiff(path: Path) -> Slide:
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    tif = tifffile.TiffFile(path)
+    try:
+        series = tif.series[0]
+        if series.axes[-1] not in "SC" and series.axes[-2:] != "YX":
+            raise ValueError(f"axes {series.axes} are not an image")
+        group = zarr.open(tif.aszarr(series=0), mode="r")
+        stores = [group] if isinstance(group, zarr.Array) else [
+            group[str(i)] for i in range(len(series.levels))
+        ]  # fmt: skip
+        arrays = [_as_rgb(da.from_zarr(store)) for store in stores]
+        full = arrays[0].shape[1]
+        levels = [SlideLevel(a.shape[0], a.shape[1], full / a.shape[1]) for a in arrays]
+        pixel_size, power = _tiff_metadata(tif)
+    except Exception:
+        tif.close()
+        raise
+    return Slide(path, "tifffile", levels, pixel_size, power, arrays, tif)
+
+
+def _tiff_metadata(tif: Any) -> tuple[float | None, float | None]:
+    """Pixel size (um) and objective power from OME-XML, an Aperio description, or tags."""
+    if tif.ome_metadata:
+        root = ET.fromstring(tif.ome_metadata)
+        pixels = next((e for e in root.iter() if e.tag.endswith("Pixels")), None)
+        objective = next((e for e in root.iter() if e.tag.endswith("Objective")), None)
+        power = objective.get("NominalMagnification") if objective is not None else None
+        if pixels is not None and pixels.get("PhysicalSizeX"):
+            unit = pixels.get("PhysicalSizeXUnit", "µm")
+            scale = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}.get(unit)
+            if scale is not None:
+                return float(pixels.get("PhysicalSizeX")) * scale, _float(power)
+    description = tif.pages[0].description or ""
+    if description.startswith("Aperio"):
+        mpp = re.search(r"MPP\s*=\s*([0-9.]+)", description)
+        mag = re.search(r"AppMag\s*=\s*([0-9.]+)", description)
+        return _float(mpp.group(1) if mpp else None), _float(mag.group(1) if mag else None)
+    page = tif.pages[0]
+    tags = page.tags
+    if "XResolution" in tags and "ResolutionUnit" in tags:
+        numerator, denominator = tags["XResolution"].value
+        unit = int(tags["ResolutionUnit"].value)
+        per_um = {2: 25_400.0, 3: 10_000.0}.get(unit)  # inch, cm
+        if per_um and numerator and denominator:
+            size = per_um / (numerator / denominator)
+            if 0.01 <= size <= 10:  # a scanner's range; 72 dpi defaults are not a pixel size
+                return size, None
+    return None, None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _open_openslide(path: Path) -> Slide:
+    import dask.array as da
+    import openslide
+    from dask import delayed
+
+    handle = openslide.OpenSlide(str(path))
+    try:
+        arrays, levels = [], []
+        for level, (width, height) in enumerate(handle.level_dimensions):
+            downsample = float(handle.level_downsamples[level])
+            rows = []
+            for y in range(0, height, OPENSLIDE_BLOCK):
+                row = []
+                for x in range(0, width, OPENSLIDE_BLOCK):
+                    h, w = min(OPENSLIDE_BLOCK, height - y), min(OPENSLIDE_BLOCK, width - x)
+                    block = delayed(_openslide_block)(handle, level, downsample, y, x, h, w)
+                    row.append(da.from_delayed(block, (h, w, 3), dtype=np.uint8))
+                rows.append(da.concatenate(row, axis=1))
+            arrays.append(da.concatenate(rows, axis=0))
+            levels.append(SlideLevel(height, width, downsample))
+        props = handle.properties
+        pixel_size = _float(props.get(openslide.PROPERTY_NAME_MPP_X))
+        power = _float(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER))
+    except Exception:
+        handle.close()
+        raise
+    return Slide(path, "openslide", levels, pixel_size, power, arrays, handle)
+
+
+def _openslide_block(
+    handle: Any, level: int, downsample: float, y: int, x: int, h: int, w: int
+) -> np.ndarray:
+    # read_region takes level-0 coordinates and gives RGBA with transparent empty areas.
+    rgba = np.asarray(handle.read_region((int(x * downsample), int(y * downsample)), level, (w, h)))
+    rgb = rgba[..., :3].copy()
+    rgb[rgba[..., 3] == 0] = 255  # no scan data: white glass, as a slide's background
+    return rgb
+
+
+def write_pyramid_tiff(
+    path: str | Path,
+    rgb: np.ndarray,
+    *,
+    levels: int = 3,
+    pixel_size_um: float | None = None,
+    tile: int = 256,
+    flavour: str = "ome",
+    objective_power: float | None = None,
+) -> Path:
+    """Write ``rgb`` as a tiled pyramidal TIFF (each level half the one before).
+
+    Parameters
+    ----------
+    flavour
+        ``ome`` (OME-TIFF with SubIFDs and PhysicalSizeX) or ``aperio`` (an SVS-like TIFF:
+        levels as pages, an ``Aperio`` description with ``MPP`` and ``AppMag``, as OpenSlide
+        and scanners expect).
+    """
+    import cv2
+    import tifffile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pyramid = [np.ascontiguousarray(rgb)]
+    for _ in range(levels - 1):
+        prev = pyramid[-1]
+        pyramid.append(cv2.resize(prev, (max(1, prev.shape[1] // 2), max(1, prev.shape[0] // 2)),
+                                  interpolation=cv2.INTER_AREA))  # fmt: skip
+    options = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
+    tmp = path.with_name(path.name + ".part")
+    with tifffile.TiffWriter(tmp, bigtiff=True, ome=flavour == "ome") as writer:
+        if flavour == "ome":
+            metadata: dict[str, Any] = {"axes": "YXS"}
+            if pixel_size_um is not None:
+                metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um,
+                                PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")  # fmt: skip
+            writer.write(pyramid[0], subifds=levels - 1, metadata=metadata, **options)
+            for level in pyramid[1:]:
+                writer.write(level, subfiletype=1, metadata=None, **options)
+        elif flavour == "aperio":
+            height, width = rgb.shape[:2]
+            description = (
+                f"Aperio Image Library CytoReview\r\n{width}x{height} [0,0 {width}x{height}] "
+                f"({tile}x{tile}) ZLIB|AppMag = {objective_power or 20}"
+                + (f"|MPP = {pixel_size_um}" if pixel_size_um is not None else "")
+            )
+            writer.write(pyramid[0], description=description, metadata=None, **options)
+            # Aperio's second page is a small untiled thumbnail (readers expect it there).
+            scale = 768 / max(height, width)
+            thumb = cv2.resize(rgb, (max(1, int(width * scale)), max(1, int(height * scale))),
+                               interpolation=cv2.INTER_AREA)  # fmt: skip
+            writer.write(thumb, photometric="rgb", description="", metadata=None)
+            for level in pyramid[1:]:
+                writer.write(level, description="", metadata=None, **options)
+        else:
+            raise ValueError(f"unknown flavour {flavour!r}; valid: ome, aperio")
+    tmp.replace(path)  # atomic: a reader never sees half a slide
+    return path

@@ -1,0 +1,77 @@
+"""Whole-slide images opened lazily: levels, regions, pixel size, both readers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cytoreview.data.synthetic import synth_field
+from cytoreview.errors import InputFileError
+from cytoreview.storage.slides import open_slide, write_pyramid_tiff
+
+
+@pytest.fixture(scope="module")
+def slide_pixels() -> np.ndarray:
+    """A 1536 x 2048 mosaic of synthetic Pap fields (a small slide)."""
+    rows = [
+        np.concatenate(
+            [synth_field(["NILM", "HSIL"], r * 4 + c, (512, 512)).image for c in range(4)], axis=1
+        )
+        for r in range(3)
+    ]
+    return np.concatenate(rows, axis=0)
+
+
+@pytest.mark.parametrize("flavour", ["ome", "aperio"])
+def test_a_pyramid_opens_lazily_with_its_levels_and_pixel_size(
+    tmp_path: Path, slide_pixels: np.ndarray, flavour: str
+) -> None:
+    suffix = ".ome.tif" if flavour == "ome" else ".svs"
+    path = write_pyramid_tiff(
+        tmp_path / f"slide{suffix}", slide_pixels, levels=3, pixel_size_um=0.25,
+        flavour=flavour, objective_power=40,
+    )  # fmt: skip
+    assert not list(tmp_path.glob("*.part"))
+    with open_slide(path) as slide:
+        assert [(lv.height, lv.width) for lv in slide.levels] == [
+            (1536, 2048),
+            (768, 1024),
+            (384, 512),
+        ]
+        assert [lv.downsample for lv in slide.levels] == [1.0, 2.0, 4.0]
+        assert slide.pixel_size_um == pytest.approx(0.25)
+        if flavour == "aperio":
+            assert slide.objective_power == 40
+        # Lazy: a dask array, chunked like the file's tiles, nothing read yet.
+        level0 = slide.level_array(0)
+        assert level0.shape == (1536, 2048, 3) and level0.numblocks[0] > 1
+        region = slide.read_region(0, 700, 900, 300, 400)
+        assert np.array_equal(region, slide_pixels[700:1000, 900:1300])  # lossless zlib
+        edge = slide.read_region(2, 300, 400, 200, 200)  # clipped at the level's edge
+        assert edge.shape == (84, 112, 3)
+
+
+def test_openslide_reads_the_aperio_flavour(tmp_path: Path, slide_pixels: np.ndarray) -> None:
+    from cytoreview.storage.slides import _open_openslide
+
+    path = write_pyramid_tiff(tmp_path / "s.svs", slide_pixels, levels=2, pixel_size_um=0.5,
+                              flavour="aperio")  # fmt: skip
+    slide = _open_openslide(path)
+    try:
+        assert slide.reader == "openslide" and slide.pixel_size_um == pytest.approx(0.5)
+        assert slide.levels[0].width == 2048
+        region = slide.read_region(0, 100, 1000, 64, 80)
+        assert np.array_equal(region, slide_pixels[100:164, 1000:1080])
+    finally:
+        slide.close()
+
+
+def test_a_file_no_reader_opens_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"not a slide at all")
+    with pytest.raises(InputFileError, match=r"broken\.svs.*not a slide"):
+        open_slide(bad)
+    with pytest.raises(InputFileError, match="no such file"):
+        open_slide(tmp_path / "missing.ndpi")
