@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,8 +34,10 @@ __all__ = [
     "OPENSLIDE_SUFFIXES",
     "Slide",
     "SlideLevel",
+    "TileSource",
     "open_slide",
     "write_pyramid_tiff",
+    "write_tiled_pyramid",
 ]
 
 #: Formats only OpenSlide reads (TIFF-based ones go through tifffile first).
@@ -252,6 +255,34 @@ def _openslide_block(
     return rgb
 
 
+class TileSource(Protocol):
+    """What :func:`write_tiled_pyramid` reads: each level's shape and row-major tiles."""
+
+    def level_shape(self, level: int) -> tuple[int, int]:
+        """``(height, width)`` of level ``level``."""
+        ...
+
+    def tiles(self, level: int, tile: int) -> Iterator[np.ndarray]:
+        """Its ``(h, w, 3)`` uint8 tiles, row-major (edge tiles may be smaller)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _ArrayPyramid:
+    """An in-memory image as a tile source (levels made by area averaging)."""
+
+    pyramid: list[np.ndarray]
+
+    def level_shape(self, level: int) -> tuple[int, int]:
+        return self.pyramid[level].shape[:2]
+
+    def tiles(self, level: int, tile: int) -> Iterator[np.ndarray]:
+        image = self.pyramid[level]
+        for y in range(0, image.shape[0], tile):
+            for x in range(0, image.shape[1], tile):
+                yield image[y : y + tile, x : x + tile]
+
+
 def write_pyramid_tiff(
     path: str | Path,
     rgb: np.ndarray,
@@ -264,50 +295,109 @@ def write_pyramid_tiff(
 ) -> Path:
     """Write ``rgb`` as a tiled pyramidal TIFF (each level half the one before).
 
-    Parameters
-    ----------
-    flavour
-        ``ome`` (OME-TIFF with SubIFDs and PhysicalSizeX) or ``aperio`` (an SVS-like TIFF:
-        levels as pages, an ``Aperio`` description with ``MPP`` and ``AppMag``, as OpenSlide
-        and scanners expect).
+    See :func:`write_tiled_pyramid` for the flavours.
     """
     import cv2
-    import tifffile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pyramid = [np.ascontiguousarray(rgb)]
     for _ in range(levels - 1):
         prev = pyramid[-1]
         pyramid.append(cv2.resize(prev, (max(1, prev.shape[1] // 2), max(1, prev.shape[0] // 2)),
                                   interpolation=cv2.INTER_AREA))  # fmt: skip
-    options = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
+    return write_tiled_pyramid(
+        path, _ArrayPyramid(pyramid), levels=levels, pixel_size_um=pixel_size_um, tile=tile,
+        flavour=flavour, objective_power=objective_power,
+    )  # fmt: skip
+
+
+def _full_tiles(tiles: Iterator[np.ndarray], tile: int) -> Iterator[np.ndarray]:
+    """Edge tiles padded to ``tile`` x ``tile`` (the writer crops the padding away)."""
+    for part in tiles:
+        if part.shape[0] == tile and part.shape[1] == tile:
+            yield np.ascontiguousarray(part)
+            continue
+        full = np.full((tile, tile, part.shape[2]), 255, np.uint8)
+        full[: part.shape[0], : part.shape[1]] = part
+        yield full
+
+
+def write_tiled_pyramid(
+    path: str | Path,
+    source: TileSource,
+    *,
+    levels: int = 3,
+    pixel_size_um: float | None = None,
+    tile: int = 256,
+    flavour: str = "ome",
+    objective_power: float | None = None,
+) -> Path:
+    """Write a pyramid tile by tile (never the whole slide in memory), atomically.
+
+    Parameters
+    ----------
+    source
+        Each level's shape and its RGB tiles in row-major order.
+    flavour
+        ``ome`` (OME-TIFF with SubIFDs and PhysicalSizeX) or ``aperio`` (an SVS-like TIFF:
+        level 0, a thumbnail, then the other levels as pages, an ``Aperio`` description with
+        ``MPP`` and ``AppMag``, as OpenSlide and scanners lay it out).
+    """
+    import tifffile
+
+    if flavour not in ("ome", "aperio"):
+        raise ValueError(f"unknown flavour {flavour!r}; valid: ome, aperio")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib",
+               "dtype": np.uint8}  # fmt: skip
+
+    def level(i: int) -> tuple[Iterator[np.ndarray], tuple[int, int, int]]:
+        height, width = source.level_shape(i)
+        return _full_tiles(source.tiles(i, tile), tile), (height, width, 3)
+
     tmp = path.with_name(path.name + ".part")
     with tifffile.TiffWriter(tmp, bigtiff=True, ome=flavour == "ome") as writer:
+        data, shape = level(0)
         if flavour == "ome":
             metadata: dict[str, Any] = {"axes": "YXS"}
             if pixel_size_um is not None:
                 metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um,
                                 PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")  # fmt: skip
-            writer.write(pyramid[0], subifds=levels - 1, metadata=metadata, **options)
-            for level in pyramid[1:]:
-                writer.write(level, subfiletype=1, metadata=None, **options)
-        elif flavour == "aperio":
-            height, width = rgb.shape[:2]
+            writer.write(data, shape=shape, subifds=levels - 1, metadata=metadata, **options)
+            for i in range(1, levels):
+                data, shape = level(i)
+                writer.write(data, shape=shape, subfiletype=1, metadata=None, **options)
+        else:
+            height, width = shape[:2]
             description = (
                 f"Aperio Image Library CytoReview\r\n{width}x{height} [0,0 {width}x{height}] "
                 f"({tile}x{tile}) ZLIB|AppMag = {objective_power or 20}"
                 + (f"|MPP = {pixel_size_um}" if pixel_size_um is not None else "")
             )
-            writer.write(pyramid[0], description=description, metadata=None, **options)
-            # Aperio's second page is a small untiled thumbnail (readers expect it there).
-            scale = 768 / max(height, width)
-            thumb = cv2.resize(rgb, (max(1, int(width * scale)), max(1, int(height * scale))),
-                               interpolation=cv2.INTER_AREA)  # fmt: skip
+            writer.write(data, shape=shape, description=description, metadata=None, **options)
+            # Aperio's second page is a small untiled thumbnail (readers expect it there): the
+            # smallest level, which is at most a few hundred px for a real pyramid.
+            small = source.level_shape(levels - 1)
+            thumb = np.concatenate(
+                [np.concatenate(list(row), axis=1) for row in _rows(
+                    source.tiles(levels - 1, tile), small, tile)], axis=0
+            )  # fmt: skip
             writer.write(thumb, photometric="rgb", description="", metadata=None)
-            for level in pyramid[1:]:
-                writer.write(level, description="", metadata=None, **options)
-        else:
-            raise ValueError(f"unknown flavour {flavour!r}; valid: ome, aperio")
+            for i in range(1, levels):
+                data, shape = level(i)
+                writer.write(data, shape=shape, description="", metadata=None, **options)
     tmp.replace(path)  # atomic: a reader never sees half a slide
     return path
+
+
+def _rows(
+    tiles: Iterator[np.ndarray], shape: tuple[int, int], tile: int
+) -> Iterator[list[np.ndarray]]:
+    """Row-major tiles of a level of ``shape`` grouped by tile row."""
+    across = -(-shape[1] // tile)
+    row: list[np.ndarray] = []
+    for part in tiles:
+        row.append(part)
+        if len(row) == across:
+            yield row
+            row = []

@@ -75,3 +75,39 @@ def test_a_file_no_reader_opens_is_one_line(tmp_path: Path) -> None:
         open_slide(bad)
     with pytest.raises(InputFileError, match="no such file"):
         open_slide(tmp_path / "missing.ndpi")
+
+
+def test_a_synthetic_slide_written_tile_by_tile_reads_back(tmp_path: Path) -> None:
+    from cytoreview.data.synthetic_slide import SyntheticSlide
+    from cytoreview.storage.slides import write_tiled_pyramid
+
+    source = SyntheticSlide(1300, 1700, seed=3, field=256, empty_fraction=0.25)
+    path = write_tiled_pyramid(tmp_path / "synth.ome.tif", source, levels=3, tile=256,
+                               pixel_size_um=0.5)  # fmt: skip
+    rgb, mask = source.region(0, 0, 1300, 1700)
+    assert rgb.shape == (1300, 1700, 3) and set(np.unique(mask)) == {0, 1, 2}
+    with open_slide(path) as slide:
+        assert [(lv.height, lv.width) for lv in slide.levels] == [
+            (1300, 1700), (650, 850), (325, 425)
+        ]  # fmt: skip
+        assert np.array_equal(slide.read_region(0, 0, 0, 1300, 1700), rgb)
+        level1 = np.asarray(slide.level_array(1))
+    # Level 1 is level 0 averaged 2 x 2, tile by tile, as the source made it.
+    tiles = list(source.tiles(1, 256))
+    assert np.array_equal(level1[:256, :256], tiles[0])
+    # The same position gives the same pixels, whichever tile or region asked for it.
+    again, again_mask = source.region(400, 500, 300, 300)
+    assert np.array_equal(again, rgb[400:700, 500:800])
+    assert np.array_equal(again_mask, mask[400:700, 500:800])
+    masks = list(source.mask_tiles(0, 256))
+    assert np.array_equal(masks[0], mask[:256, :256])
+
+
+def test_a_synthetic_slide_has_bare_glass() -> None:
+    from cytoreview.data.synthetic_slide import SyntheticSlide
+
+    source = SyntheticSlide(2048, 2048, seed=0, field=256, empty_fraction=0.5)
+    _, mask = source.region(0, 0, 2048, 2048)
+    cells = [(mask[r : r + 256, c : c + 256] > 0).any()
+             for r in range(0, 2048, 256) for c in range(0, 2048, 256)]  # fmt: skip
+    assert 0.25 < 1 - np.mean(cells) < 0.75  # about half the fields are empty glass
