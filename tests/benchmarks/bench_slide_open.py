@@ -26,11 +26,19 @@ from cytoreview.storage.slides import write_tiled_pyramid
 
 #: What the fresh process measures (its peak RSS is the number that matters).
 PROBE = r"""
-import json, resource, sys, time
+import json, sys, time
+
+def hwm_mb():
+    # VmHWM belongs to this process's own memory map; getrusage's ru_maxrss would carry the
+    # parent's high-water mark across fork + exec on Linux.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
 t0 = time.perf_counter()
 from cytoreview.storage.slides import open_slide
 t_import = time.perf_counter() - t0
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_mb()
 t0 = time.perf_counter()
 slide = open_slide(sys.argv[1])
 t_open = time.perf_counter() - t0
@@ -41,13 +49,13 @@ t_region = time.perf_counter() - t0
 t0 = time.perf_counter()
 overview = slide.read_region(len(slide.levels) - 1, 0, 0, 10**6, 10**6)
 t_overview = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_mb()
 print(json.dumps({
     "reader": slide.reader, "levels": [[lv.height, lv.width] for lv in slide.levels],
     "pixel_size_um": slide.pixel_size_um, "import_s": round(t_import, 3),
     "open_s": round(t_open, 3), "region_1024_s": round(t_region, 3),
     "overview_s": round(t_overview, 3), "overview_shape": list(overview.shape),
-    "rss_before_open_mb": round(base / 1024, 1), "rss_peak_mb": round(peak / 1024, 1),
+    "rss_before_open_mb": round(base, 1), "rss_peak_mb": round(peak, 1),
     "level0_decoded_mb": round(h * w * 3 / 2**20, 1),
 }))
 """
