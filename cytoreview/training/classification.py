@@ -30,11 +30,10 @@ from cytoreview.errors import ConfigError, NotEnoughDataError, UnknownClassError
 from cytoreview.models.classifiers import DEFAULT_ARCH, DEFAULT_BACKBONE, build_classifier
 from cytoreview.models.devices import describe_device, pick_torch_device
 from cytoreview.training.runtime import (
-    ThreadTuner,
     autocast_for,
+    cpu_threads,
     decay_lr,
     seed_everything,
-    usable_cores,
 )
 from cytoreview.training.semi import ema_update, make_teacher, warmed_up_decay
 from cytoreview.types import CancelToken, Progress
@@ -302,12 +301,7 @@ def train_classifier(
 
     seed_everything(config.seed)
     device = pick_torch_device(config.device)
-    tuner: ThreadTuner | None = None
-    if device.type == "cpu":
-        if config.threads is None:
-            tuner = ThreadTuner()
-        else:
-            torch.set_num_threads(max(1, min(config.threads, usable_cores())))
+    tuner = cpu_threads(device, config.threads)
     model_config = config.model_config(trained)
     model = build_classifier(model_config)
     if init_state is not None and (note := _load_init_state(model, init_state)):

@@ -210,3 +210,18 @@ class ThreadTuner:
         self._recent = []
         self._chosen_at = self._clock()
         self._use(best)
+
+
+def cpu_threads(device: torch.device, threads: int | None) -> ThreadTuner | None:
+    """Set torch's CPU threads for a training run: a tuner that measures them, or a fixed count.
+
+    ``threads`` None on the CPU returns a :class:`ThreadTuner` (the trainer calls its
+    ``start_step`` / ``end_step``); a number is applied at once, capped by the usable cores.
+    Off the CPU nothing is set and None is returned.
+    """
+    if device.type != "cpu":
+        return None
+    if threads is None:
+        return ThreadTuner()
+    torch.set_num_threads(max(1, min(threads, usable_cores())))
+    return None

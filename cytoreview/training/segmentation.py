@@ -31,12 +31,11 @@ from cytoreview.models.devices import describe_device, pick_torch_device
 from cytoreview.training.loader import EpochBatches, make_loader
 from cytoreview.training.losses import SegmentationLoss, class_weights_from_masks, classes_present
 from cytoreview.training.runtime import (
-    ThreadTuner,
     autocast_for,
+    cpu_threads,
     decay_lr,
     precision_name,
     seed_everything,
-    usable_cores,
 )
 from cytoreview.training.semi import (
     SemiConfig,
@@ -182,6 +181,35 @@ def _validate(
     return total / max(n, 1), scores
 
 
+def segmentation_loaders(
+    train: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+    val: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
+    config: SegTrainConfig,
+) -> tuple[EpochBatches, Iterable[Any], Iterable[Any], int]:
+    """The batches of a segmentation run: augmented training, plain validation.
+
+    Shared with segmenter plugins that bring their own trainer, so that every trainer sees the
+    same letterboxing, tiling and augmentation of the same images.
+
+    Returns
+    -------
+    tuple
+        The training batch order (``set_epoch`` each epoch), the training loader, the
+        validation loader and the number of training steps of the whole run.
+    """
+    geometry = (config.input_size, config.augment, config.seed, config.tile_threshold, config.scale)
+    train_set = SegmentationDataset(*train, *geometry)
+    val_set = SegmentationDataset(*val, config.input_size, None, config.seed,
+                                  config.tile_threshold, config.scale)  # fmt: skip
+    batches = EpochBatches(len(train_set), config.batch_size, config.seed)
+    total_steps = len(batches) * config.epochs
+    loader = make_loader(train_set, batches, total_steps, config.loader_workers)
+    val_loader = make_loader(
+        val_set, EpochBatches(len(val_set), config.batch_size, shuffle=False), 0, 0
+    )
+    return batches, loader, val_loader, total_steps
+
+
 def train_segmenter(
     model: torch.nn.Module,
     train: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
@@ -212,12 +240,7 @@ def train_segmenter(
     start = time.perf_counter()
     seed_everything(config.seed)
     device = pick_torch_device(config.device)
-    tuner: ThreadTuner | None = None
-    if device.type == "cpu":
-        if config.threads is None:
-            tuner = ThreadTuner()
-        else:
-            torch.set_num_threads(max(1, min(config.threads, usable_cores())))
+    tuner = cpu_threads(device, config.threads)
     weights = class_weights_from_masks(train[1])
     present = classes_present([*train[1], *val[1]])
     loss_fn = SegmentationLoss(
@@ -230,17 +253,7 @@ def train_segmenter(
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
-    geometry = (config.input_size, config.augment, config.seed, config.tile_threshold, config.scale)
-    train_set = SegmentationDataset(*train, *geometry)
-    val_set = SegmentationDataset(*val, config.input_size, None, config.seed,
-                                  config.tile_threshold, config.scale)  # fmt: skip
-    batches = EpochBatches(len(train_set), config.batch_size, config.seed)
-    steps_per_epoch = len(batches)
-    total_steps = steps_per_epoch * config.epochs
-    loader = make_loader(train_set, batches, total_steps, config.loader_workers)
-    val_loader = make_loader(
-        val_set, EpochBatches(len(val_set), config.batch_size, shuffle=False), 0, 0
-    )
+    batches, loader, val_loader, total_steps = segmentation_loaders(train, val, config)
     semi = config.semi if config.semi is not None and len(unlabelled) else None
     teacher, extra = None, None
     if semi is not None:
@@ -323,7 +336,7 @@ def train_segmenter(
                 if share is not None:
                     metrics["pseudo_label_share"] = share
                 yield Progress("train", step, total_steps, metrics=metrics)
-            if reason != "max_epochs" and seen < len(train_set):
+            if reason != "max_epochs" and seen < batches.n:
                 break  # an interrupted epoch is not validated: its numbers would mislead
             val_loss, scores = _validate(
                 evaluated, loss_fn, val_loader, device, config.amp, config.cpu_bf16

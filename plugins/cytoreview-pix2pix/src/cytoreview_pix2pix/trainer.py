@@ -45,23 +45,21 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812 - the conventional name
 
-from cytoreview.data.datasets import SegmentationDataset
 from cytoreview.models.devices import describe_device, pick_torch_device
-from cytoreview.training.loader import EpochBatches, make_loader
 from cytoreview.training.losses import SegmentationLoss, class_weights_from_masks, classes_present
 from cytoreview.training.runtime import (
-    ThreadTuner,
     autocast_for,
+    cpu_threads,
     decay_lr,
     precision_name,
     seed_everything,
-    usable_cores,
 )
 from cytoreview.training.segmentation import (
     EpochStats,
     SegTrainConfig,
     SegTrainResult,
     _validate,
+    segmentation_loaders,
 )
 from cytoreview.training.semi import ema_update, make_teacher, warmed_up_decay
 from cytoreview.types import CancelToken, Progress
@@ -132,12 +130,7 @@ def train_pix2pix(
     seed_everything(config.seed)
     settings = model.settings
     device = pick_torch_device(config.device)
-    tuner: ThreadTuner | None = None
-    if device.type == "cpu":
-        if config.threads is None:
-            tuner = ThreadTuner()
-        else:
-            torch.set_num_threads(max(1, min(config.threads, usable_cores())))
+    tuner = cpu_threads(device, config.threads)
     weights = class_weights_from_masks(train[1])
     present = classes_present([*train[1], *val[1]])
     # Only for the validation loss the core reports beside the scores (same loss as the U-Net).
@@ -153,17 +146,7 @@ def train_pix2pix(
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
-    geometry = (config.input_size, config.augment, config.seed, config.tile_threshold, config.scale)
-    train_set = SegmentationDataset(*train, *geometry)
-    val_set = SegmentationDataset(
-        *val, config.input_size, None, config.seed, config.tile_threshold, config.scale
-    )
-    batches = EpochBatches(len(train_set), config.batch_size, config.seed)
-    total_steps = len(batches) * config.epochs
-    loader = make_loader(train_set, batches, total_steps, config.loader_workers)
-    val_loader = make_loader(
-        val_set, EpochBatches(len(val_set), config.batch_size, shuffle=False), 0, 0
-    )
+    batches, loader, val_loader, total_steps = segmentation_loaders(train, val, config)
     # As in the core: the averaged weights are validated and kept (they swing less).
     averaged = make_teacher(model) if config.ema_decay else None
     evaluated = averaged if averaged is not None else model
@@ -272,7 +255,7 @@ def train_pix2pix(
                     f"D {values['loss_d']:.3f}",
                     metrics=metrics,
                 )
-            if reason != "max_epochs" and seen < len(train_set):
+            if reason != "max_epochs" and seen < batches.n:
                 break  # an interrupted epoch is not validated: its numbers would mislead
             val_loss, scores = _validate(
                 evaluated, loss_fn, val_loader, device, config.amp, config.cpu_bf16
