@@ -119,7 +119,7 @@ def _prepare(
     if not examples:
         raise NotEnoughDataError(
             f"{project.root}: no image has a class label; {contribution.name} learns from class "
-            "labels (import them: `cytoreview import-labels`, or give classes when importing)"
+            "labels (give them: `cytoreview set-class PROJECT --csv FILE`, or class folders when importing)"
         )
     yield Progress("prepare", 0, 1, f"{contribution.name} learns from {len(examples)} labelled "
                    "image(s) (test split left out)")  # fmt: skip
