@@ -119,7 +119,8 @@ def _prepare(
     if not examples:
         raise NotEnoughDataError(
             f"{project.root}: no image has a class label; {contribution.name} learns from class "
-            "labels (give them: `cytoreview set-class PROJECT --csv FILE`, or class folders when importing)"
+            "labels (give them: `cytoreview set-class PROJECT --csv FILE`, or import class "
+            "folders)"
         )
     yield Progress("prepare", 0, 1, f"{contribution.name} learns from {len(examples)} labelled "
                    "image(s) (test split left out)")  # fmt: skip
