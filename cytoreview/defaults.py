@@ -212,6 +212,54 @@ CLS = ClsRecipe()
 PIXEL_SIZE_UM_RANGE = (0.01, 10.0)
 
 
+@dataclass(frozen=True)
+class SlideRecipe:
+    """How whole slides are cut into cells and segmented when the user says nothing.
+
+    Attributes
+    ----------
+    chunk
+        Side of a segmentation core and of the label store's chunks (px of the level
+        segmented). 1024: a core plus halo is about 5 MB of RGB and 15 MB of float32
+        probabilities, so a worker stays small; larger cores only save halo reads.
+    halo_um
+        Context read around each core, in micrometres: at least half of a large squamous cell
+        (superficial cells reach 50-70 um across), so a cell cut by a core border is seen whole
+        by both neighbours.
+    halo_px
+        The same when the slide's pixel size is unknown.
+    thumbnail_side
+        Longest side of the level the tissue mask is computed on (the smallest level at least
+        this large): enough to see a single isolated cell at 0.25 um/px (~8 px of it at 4096).
+    crop_um
+        Side of a cell crop cut by the cell finder, in micrometres (a superficial cell and its
+        neighbourhood); ``crop_px`` when the pixel size is unknown.
+    """
+
+    chunk: int = 1024
+    halo_um: float = 40.0
+    halo_px: int = 160
+    thumbnail_side: int = 4096
+    crop_um: float = 80.0
+    crop_px: int = 256
+
+    def halo(self, pixel_size_um: float | None) -> int:
+        """The halo in pixels of a level with this pixel size (None: :attr:`halo_px`)."""
+        if not pixel_size_um:
+            return self.halo_px
+        return max(16, round(self.halo_um / pixel_size_um))
+
+    def crop(self, pixel_size_um: float | None) -> int:
+        """The crop side in pixels of a level with this pixel size (None: :attr:`crop_px`)."""
+        if not pixel_size_um:
+            return self.crop_px
+        return max(32, round(self.crop_um / pixel_size_um))
+
+
+#: The slide settings every slide job starts from.
+SLIDE = SlideRecipe()
+
+
 def check_pixel_size(value: float) -> float:
     """``value`` as a float when it is a plausible microscope pixel size (µm/px).
 

@@ -24,6 +24,7 @@ from cytoreview.workflows.check import check_project
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.projects import build_scheme, create_project, open_project
 from cytoreview.workflows.seeds import pick_seeds
+from cytoreview.workflows.slides import set_slide_pixel_size, slide_summaries
 from cytoreview.workflows.status import project_status
 
 EXIT_CANCELLED = 130
@@ -64,6 +65,17 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--link", action="store_true", help="reference images where they are instead of copying"
     )
+    p.add_argument(
+        "--copy-slides",
+        action="store_true",
+        help="copy whole-slide images into the project (by default they are linked where they are)",
+    )
+    p.add_argument(
+        "--slide-pixel-size",
+        type=float,
+        metavar="UM",
+        help="micrometres per level-0 pixel of the slides, when their metadata lacks or is wrong",
+    )
     p.set_defaults(handler=_cmd_import)
 
     p = sub.add_parser("seeds", help="pick the images to paint", description=_cmd_seeds.__doc__)
@@ -97,8 +109,16 @@ def register(sub: Any) -> None:
     p.add_argument("project", type=Path, help="the project folder")
     p.add_argument("um", type=float, nargs="?", help="micrometres per pixel, e.g. 0.25")
     p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
+    p.add_argument(
+        "--slide", metavar="NAME", help="set a slide's level-0 size (and its crops' sizes)"
+    )
     p.add_argument("--clear", action="store_true", help="forget the pixel size")
     p.set_defaults(handler=_cmd_pixel_size)
+
+    p = sub.add_parser("slides", help="list the registered slides", description=_cmd_slides.__doc__)
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_slides)
 
     p = sub.add_parser("audit", help="show the audit log", description=_cmd_audit.__doc__)
     p.add_argument("project", type=Path, help="the project folder")
@@ -159,13 +179,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
             class_column=args.class_column,
             image_dir=args.image_dir,
             copy=not args.link,
+            copy_slides=args.copy_slides,
+            slide_pixel_size_um=args.slide_pixel_size,
             cancel=token,
         )
         report = drive(job, token, verbose=args.verbose)
     console.print(report.summary, markup=False)  # each warning was shown as it happened
     if report.cancelled:
         return EXIT_CANCELLED
-    if report.problems and not (report.added or report.already_present):
+    if report.problems and not (
+        report.added or report.already_present or report.slides_added or report.slides_present
+    ):
         raise ProjectError(
             f"{args.source}: nothing could be imported ({len(report.problems)} problem(s) above)"
         )
@@ -230,11 +254,41 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_CANCELLED if report.cancelled else 0
 
 
+def _cmd_slides(args: argparse.Namespace) -> int:
+    """The whole-slide images registered in the project: size, levels, pixel size, whether the
+    file is linked or copied (and still there), and how many crops were cut from each."""
+    with open_project(args.project) as project:
+        slides = slide_summaries(project)
+    if args.json:
+        print(json.dumps([asdict(s) for s in slides], indent=2))
+        return 0
+    if not slides:
+        console.print("no slides registered; add one with `cytoreview import PROJECT SLIDE`")
+    for s in slides:
+        size = f"{s.pixel_size_um:.4g} um/px" if s.pixel_size_um else "pixel size unknown"
+        where = ("linked: " if s.linked else "copied: ") + s.path
+        gone = "" if s.available else "  [FILE MISSING]"
+        console.print(
+            f"{esc(s.name)}: {s.width} x {s.height} px, {s.levels} level(s), {size}, "
+            f"{s.crops} crop(s); {esc(where)}{gone}"
+        )
+    return 0
+
+
 def _cmd_pixel_size(args: argparse.Namespace) -> int:
     """Set the pixel size used to report cell measurements in micrometres: the project default,
-    or that of some images. TIFFs that carry a microscopy resolution tag keep their own. Without
-    a value (and without --clear) the current sizes are shown."""
+    or that of some images, or (--slide) that of a slide's level 0 and of the crops cut from it.
+    TIFFs that carry a microscopy resolution tag keep their own. Without a value (and without
+    --clear) the current sizes are shown."""
     with open_project(args.project) as project:
+        if args.slide:
+            if args.um is None:
+                raise ProjectError("give the slide's micrometres per pixel, e.g. 0.25")
+            slide = set_slide_pixel_size(
+                project, args.slide, args.um, actor=current_user(args.user)
+            )
+            console.print(f"pixel size of slide {esc(slide.name)}: {args.um:g} um/px at level 0")
+            return 0
         ids = [project.image(n).id for n in args.images] if args.images else None
         if args.um is None and not args.clear:
             default = project.catalog.get_meta("pixel_size_um")

@@ -17,6 +17,7 @@ from cytoreview.cli import (
     commands_plugins,
     commands_project,
     commands_seg,
+    commands_slides,
 )
 from cytoreview.cli.failures import describe, one_line_warnings, print_traceback, quiet_broken_pipe
 from cytoreview.cli.progress import err_console
@@ -70,6 +71,7 @@ def build_parser(
     commands_project.register(sub)
     commands_labels.register(sub)
     commands_seg.register(sub)
+    commands_slides.register(sub)
     commands_cls.register(sub)
     commands_demo.register(sub)
     commands_plugins.register(sub)

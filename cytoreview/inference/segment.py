@@ -133,16 +133,32 @@ def predict_probs(
         for k, i in enumerate(crops):
             results[i] = unletterbox_probs(probs[k], boxed[k][1])
 
+    for i, image in enumerate(images):
+        if results[i] is None:
+            results[i] = field_probs(image, predict, spec)
+    return [_drop_absent(r, spec.classes_present) for r in results if r is not None]
+
+
+def field_probs(image: np.ndarray, predict: BatchPredictor, spec: SegmenterSpec) -> np.ndarray:
+    """Class probabilities (C, H, W) of a field: native-resolution tiles at the working scale.
+
+    The image is brought to the model's working scale (``spec.scale``), cut into overlapping
+    tiles, predicted, blended and brought back to its own size. Classes the model never saw
+    are not yet dropped (see :func:`predict_probs`, which does).
+    """
+
     def tiles(batch: np.ndarray) -> np.ndarray:
         return predict(to_tensor_layout(batch, spec.mean, spec.std))
 
-    for i, image in enumerate(images):
-        if results[i] is None:  # a field: native-resolution tiles at the working scale
-            scaled, _ = rescale_pair(image, None, spec.scale)
-            probs = predict_tiled(scaled, tiles, spec.input_size, spec.tile_overlap)
-            assert probs is not None  # no cancel callback: never None
-            results[i] = _resize_probs(probs, image.shape[:2])
-    return [_drop_absent(r, spec.classes_present) for r in results if r is not None]
+    scaled, _ = rescale_pair(image, None, spec.scale)
+    probs = predict_tiled(scaled, tiles, spec.input_size, spec.tile_overlap)
+    assert probs is not None  # no cancel callback: never None
+    return _resize_probs(probs, image.shape[:2])
+
+
+def drop_absent_classes(probs: np.ndarray, spec: SegmenterSpec) -> np.ndarray:
+    """Probabilities with the classes the model was not trained on removed (see below)."""
+    return _drop_absent(probs, spec.classes_present)
 
 
 def _resize_probs(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -115,6 +115,26 @@ def copy_to_temp(source: Path, directory: Path) -> tuple[Path, str]:
     return tmp, digest.hexdigest()
 
 
+def write_temp(directory: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temp file in ``directory``, flushed to disk; return its path.
+
+    The bytes-in-memory counterpart of :func:`copy_to_temp`: the caller publishes the file
+    with :func:`publish` once it has chosen its name, or removes it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _make_temp(directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
 def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
     """Give a complete temp file its final name, atomically, and flush the folder entry.
 

@@ -21,7 +21,7 @@ import sqlite3
 import stat
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from cytoreview.storage.atomic import (
     copy_to_temp,
     publish,
     remove_stale_temps,
+    write_temp,
 )
 from cytoreview.storage.catalog import Catalog, utc_now
 from cytoreview.storage.hashing import bytes_sha256, file_sha256
@@ -166,7 +167,7 @@ class Project:
         except BaseException:
             catalog.close()
             raise
-        removed = remove_stale_temps(root / "masks") + remove_stale_temps(root / "images")
+        removed = sum(remove_stale_temps(root / sub) for sub in ("masks", "images", "slides"))
         if removed:
             log.warning("%s: removed %d half-written file(s) left by a crash", root, removed)
         # A training run whose process was killed would otherwise stay "running" for ever.
@@ -342,18 +343,9 @@ class Project:
                     return self._keep_or_restore(conn, existing, source, tmp, actor)
                 base, suffix = safe_image_name(given.stem), given.suffix.lower()
                 name, stored = self._place(conn, base, sha256, suffix, tmp, published)
-                cursor = conn.execute(
-                    "INSERT INTO images (name, source_path, stored_path, sha256, width, height, "
-                    "channels, dtype, n_pages, format, class_label, split, imported_at, "
-                    "imported_by, pixel_size_um, orientation) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        name, str(source), stored, sha256, info.width, info.height,
-                        info.channels, info.dtype, info.n_pages, info.format, label, split,
-                        utc_now(), actor, info.pixel_size_um, info.orientation,
-                    ),
-                )  # fmt: skip
-                image_id = int(cursor.lastrowid or 0)
+                image_id = self._insert_image(
+                    conn, name, str(source), stored, sha256, info, label, split, actor
+                )
                 Catalog.audit(
                     conn, actor, "import", "image", image_id, name=name, source=str(source),
                     sha256=sha256, class_label=label, copied=copy,
@@ -362,6 +354,92 @@ class Project:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)  # published copies were renamed away
         return ImportOutcome(self.image(image_id), "added")
+
+    def add_generated_image(
+        self,
+        data: bytes,
+        info: ImageInfo,
+        *,
+        name: str,
+        source: str,
+        actor: str,
+        origin: tuple[int, int, int, int] | None = None,
+        pixel_size_um: float | None = None,
+        **details: Any,
+    ) -> ImportOutcome:
+        """Catalogue an image made by the program (a crop cut from a slide) from its file bytes.
+
+        The bytes are written to a temp file and published under a free name in the same way
+        as an imported copy, so a crash leaves at most a temp file.
+
+        Parameters
+        ----------
+        data
+            The encoded image file (PNG).
+        info
+            Its header facts.
+        name
+            Wanted name (made safe; a suffix is added if taken).
+        source
+            What the row records as where it came from (e.g. the slide path and region).
+        actor
+            Who made it (audited, with ``details``).
+        origin
+            ``(slide_id, level, x, y)`` of a crop: its slide, the level it was cut at and its
+            top-left corner in level-0 pixels.
+        pixel_size_um
+            Micrometres per pixel of the crop.
+        """
+        sha256 = bytes_sha256(data)
+        info = replace(info, pixel_size_um=pixel_size_um)
+        tmp = write_temp(self.root / "images", data)
+        try:
+            with self._publishing() as published, self.catalog.write() as conn:
+                row = conn.execute("SELECT * FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+                if row is not None:
+                    existing = ImageRecord.from_row(row)
+                    return self._keep_or_restore(conn, existing, Path(source), tmp, actor)
+                image_name, stored = self._place(
+                    conn, safe_image_name(name), sha256, ".png", tmp, published
+                )
+                image_id = self._insert_image(
+                    conn, image_name, source, stored, sha256, info, None, None, actor, origin
+                )
+                Catalog.audit(
+                    conn, actor, "add_crop", "image", image_id, name=image_name, source=source,
+                    sha256=sha256, **details,
+                )  # fmt: skip
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ImportOutcome(self.image(image_id), "added")
+
+    @staticmethod
+    def _insert_image(
+        conn: sqlite3.Connection,
+        name: str,
+        source: str,
+        stored: str | None,
+        sha256: str,
+        info: ImageInfo,
+        label: str | None,
+        split: str | None,
+        actor: str,
+        origin: tuple[int, int, int, int] | None = None,
+    ) -> int:
+        """Insert one ``images`` row; return its id."""
+        slide_id, level, x, y = origin if origin is not None else (None, None, None, None)
+        cursor = conn.execute(
+            "INSERT INTO images (name, source_path, stored_path, sha256, width, height, "
+            "channels, dtype, n_pages, format, class_label, split, imported_at, "
+            "imported_by, pixel_size_um, orientation, slide_id, slide_level, slide_x, slide_y) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                name, source, stored, sha256, info.width, info.height, info.channels,
+                info.dtype, info.n_pages, info.format, label, split, utc_now(), actor,
+                info.pixel_size_um, info.orientation, slide_id, level, x, y,
+            ),
+        )  # fmt: skip
+        return int(cursor.lastrowid or 0)
 
     def _copy_in(self, source: Path, sha256: str) -> Path:
         """Copy ``source`` to a temp file in ``images/`` and check it holds ``sha256``."""

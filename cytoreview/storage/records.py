@@ -34,6 +34,12 @@ class ImageRecord:
     #: EXIF orientation (1-8) applied when the image is read; None for images imported before
     #: CytoReview honoured it, which are read as stored so that their masks still fit.
     orientation: int | None = None
+    #: For a crop cut from a slide: the slide's id, the level it was cut at and its top-left
+    #: corner in level-0 pixels. None for an image imported as a file.
+    slide_id: int | None = None
+    slide_level: int | None = None
+    slide_x: int | None = None
+    slide_y: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ImageRecord:

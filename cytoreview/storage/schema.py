@@ -143,6 +143,32 @@ _V3 = """
 ALTER TABLE images ADD COLUMN orientation INTEGER CHECK (orientation BETWEEN 1 AND 8);
 """
 
+# Version 4: whole-slide images. A slide is a source, not an image: it is registered with its
+# levels and pixel size and read lazily; cells and regions cut from it become ordinary images
+# that remember where they came from (level-0 pixels, so every level maps back to one frame).
+_V4 = """
+CREATE TABLE slides (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,     -- file stem, unique among the project's slides
+    source_path    TEXT NOT NULL,            -- where it was registered from (absolute)
+    stored_path    TEXT,                     -- copy inside the project (relative), NULL if linked
+    sha256         TEXT NOT NULL UNIQUE,
+    width          INTEGER NOT NULL CHECK (width > 0),   -- level 0
+    height         INTEGER NOT NULL CHECK (height > 0),
+    levels         TEXT NOT NULL,            -- JSON [[height, width, downsample], ...]
+    reader         TEXT NOT NULL,            -- 'tifffile', 'openslide' or 'zarr'
+    pixel_size_um  REAL CHECK (pixel_size_um IS NULL OR pixel_size_um > 0),  -- level 0
+    objective      REAL,
+    imported_at    TEXT NOT NULL,
+    imported_by    TEXT NOT NULL
+);
+ALTER TABLE images ADD COLUMN slide_id INTEGER REFERENCES slides (id);
+ALTER TABLE images ADD COLUMN slide_level INTEGER CHECK (slide_level IS NULL OR slide_level >= 0);
+ALTER TABLE images ADD COLUMN slide_x INTEGER;  -- level-0 pixels of the crop's top-left corner
+ALTER TABLE images ADD COLUMN slide_y INTEGER;
+CREATE INDEX images_slide ON images (slide_id);
+"""
+
 #: Ordered migrations; the schema version of a catalog is the number applied.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: int = len(MIGRATIONS)

@@ -32,9 +32,11 @@ from cytoreview.errors import InputFileError
 
 __all__ = [
     "OPENSLIDE_SUFFIXES",
+    "SLIDE_ONLY_SUFFIXES",
     "Slide",
     "SlideLevel",
     "TileSource",
+    "is_slide_file",
     "open_slide",
     "write_pyramid_tiff",
     "write_tiled_pyramid",
@@ -43,6 +45,8 @@ __all__ = [
 #: Formats only OpenSlide reads (TIFF-based ones go through tifffile first).
 OPENSLIDE_SUFFIXES = (".ndpi", ".mrxs", ".scn", ".dcm", ".vms", ".vmu", ".bif", ".svslide")
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf", ".tf8", ".tf2")
+#: Extensions that always name a slide (never an ordinary image).
+SLIDE_ONLY_SUFFIXES = (*OPENSLIDE_SUFFIXES, ".svs")
 #: Block side of the dask arrays over OpenSlide levels.
 OPENSLIDE_BLOCK = 1024
 
@@ -135,6 +139,30 @@ def open_slide(path: str | Path) -> Slide:
         except Exception as exc:  # any reader's failure: try the next, then say both  # noqa: BLE001
             errors.append(f"{reader.__name__.removeprefix('_open_')}: {str(exc)[:120]}")
     raise InputFileError(path, "not a slide either reader can open (" + "; ".join(errors) + ")")
+
+
+def is_slide_file(path: str | Path) -> bool:
+    """Whether a file is a whole-slide image rather than an ordinary image.
+
+    A slide format by extension (SVS, NDPI, MRXS...), or a TIFF whose first series is a
+    pyramid (several resolutions) of tiles: what scanners write, and what an ordinary image
+    reader would try to decode whole. Only the header is read; an unreadable TIFF is not a
+    slide here (the image importer then names what is wrong with it).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in SLIDE_ONLY_SUFFIXES:
+        return True
+    if suffix not in TIFF_SUFFIXES:
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            return len(series.levels) > 1 and bool(series.keyframe.is_tiled)
+    except Exception:  # not a readable TIFF: for the image reader to explain  # noqa: BLE001
+        return False
 
 
 def _as_rgb(array: Any) -> Any:

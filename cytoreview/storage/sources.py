@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cytoreview.errors import InputFileError, ManifestError, MaskFileError
 from cytoreview.storage.images import IMAGE_EXTENSIONS
+from cytoreview.storage.slides import is_slide_file
 
 #: Files every OS scatters around that are never images a person meant to import.
 _IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
@@ -35,6 +36,8 @@ class SourceScan:
 
     items: list[SourceItem] = field(default_factory=list)
     problems: list[InputFileError] = field(default_factory=list)
+    #: Whole-slide images found: registered as slides (sources), not imported as images.
+    slides: list[Path] = field(default_factory=list)
 
 
 def _ignored(path: Path) -> bool:
@@ -77,6 +80,9 @@ def scan_folder(root: Path) -> SourceScan:
         rel = path.relative_to(root)
         if problem is not None:
             scan.problems.append(InputFileError(path, problem))
+            continue
+        if is_slide_file(path):
+            scan.slides.append(path)
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             scan.problems.append(
@@ -264,13 +270,15 @@ def scan_source(
     source = Path(source)
     if source.is_dir():
         return scan_folder(source)
+    if source.is_file() and is_slide_file(source):
+        return SourceScan(slides=[source])
     if source.is_file() and source.suffix.lower() in {".csv", ".tsv", ".txt"}:
         return scan_manifest(
             source, path_column=path_column, class_column=class_column, image_dir=image_dir
         )
     if not source.exists():
         raise ManifestError(source, "no such file or folder")
-    raise ManifestError(source, "expected a folder of images or a CSV manifest")
+    raise ManifestError(source, "expected a folder of images, a CSV manifest or a slide")
 
 
 def index_masks(folder: Path) -> tuple[dict[str, Path], list[InputFileError]]:

@@ -16,6 +16,7 @@ from cytoreview.storage.images import probe_image, read_image, read_label_mask
 from cytoreview.storage.mask_codec import encode_mask_png
 from cytoreview.storage.project import Project
 from cytoreview.storage.records import ImageRecord
+from cytoreview.storage.slide_store import SlideStore
 from cytoreview.storage.sources import SourceItem, index_masks, scan_source
 from cytoreview.types import CancelToken, Progress, Provenance
 
@@ -28,6 +29,10 @@ class ImportReport:
     already_present: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     masks_added: int = 0
+    slides_added: list[str] = field(default_factory=list)
+    slides_present: list[str] = field(default_factory=list)
+    #: Slides registered without a pixel size (their metadata has none and none was given).
+    slides_without_pixel_size: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     cancelled: bool = False
@@ -40,6 +45,11 @@ class ImportReport:
             f"{len(self.added)} image(s) added, {len(self.already_present)} already in the "
             f"project{restored}, {self.masks_added} mask(s) added, {len(self.problems)} problem(s)"
         )
+        if self.slides_added or self.slides_present:
+            text += (
+                f"; {len(self.slides_added)} slide(s) registered, "
+                f"{len(self.slides_present)} already registered"
+            )
         return text + (" — cancelled; what was imported so far is kept" if self.cancelled else "")
 
 
@@ -57,6 +67,8 @@ def import_images(
     class_column: str = "class",
     image_dir: str | Path | None = None,
     copy: bool = True,
+    copy_slides: bool = False,
+    slide_pixel_size_um: float | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, ImportReport]:
     """Import a folder tree or a CSV manifest; yield one progress event per file.
@@ -79,6 +91,12 @@ def import_images(
         Manifest options, see :func:`cytoreview.storage.sources.scan_manifest`.
     copy
         Copy images into the project (default) or only reference them where they are.
+    copy_slides
+        Copy whole-slide images into the project too; by default they are linked (see
+        :meth:`~cytoreview.storage.slide_store.SlideStore.register`). Slides are found by
+        extension (SVS, NDPI, MRXS...) or as tiled TIFF pyramids, and registered as sources.
+    slide_pixel_size_um
+        Micrometres per level-0 pixel for slides; overrides their metadata.
     cancel
         Checked between files; a cancelled import keeps what it has imported.
 
@@ -100,11 +118,19 @@ def import_images(
         masks, mask_problems = index_masks(Path(masks_dir))
         problems.extend(mask_problems)
         problems.extend(_unmatched_masks(masks, scan.items, Path(source)))
-    total = len(scan.items)
+    total = len(scan.items) + len(scan.slides)
     for problem in problems:
         report.problems.append(str(problem))
         yield Progress("import", 0, total, str(problem), level="warning")
-    for step, item in enumerate(scan.items, start=1):
+    for step, path in enumerate(scan.slides, start=1):
+        if cancel is not None and cancel.cancelled:
+            report.cancelled = True
+            return report
+        for level, message in _register_slide(
+            project, path, actor, copy_slides, slide_pixel_size_um, report
+        ):
+            yield Progress("import", step, total, message, level=level)
+    for step, item in enumerate(scan.items, start=len(scan.slides) + 1):
         if cancel is not None and cancel.cancelled:
             report.cancelled = True
             break
@@ -117,6 +143,45 @@ def import_images(
         for level, message in _events(lines):
             yield Progress("import", step, total, message, level=level)
     return report
+
+
+def _register_slide(
+    project: Project,
+    path: Path,
+    actor: str,
+    copy: bool,
+    pixel_size_um: float | None,
+    report: ImportReport,
+) -> list[_Line]:
+    """Register one whole-slide image as a source; return the lines to show."""
+    try:
+        outcome = SlideStore(project).register(
+            path, actor=actor, copy=copy, pixel_size_um=pixel_size_um
+        )
+    except (CytoReviewError, OSError) as exc:
+        message = str(exc) if isinstance(exc, CytoReviewError) else f"{path}: {exc}"
+        report.problems.append(message)
+        return [("warning", message)]
+    slide = outcome.record
+    if outcome.status == "present":
+        report.slides_present.append(slide.name)
+        return [("info", f"{path.name}: slide already registered as {slide.name}")]
+    report.slides_added.append(slide.name)
+    side = f"{slide.width} x {slide.height} px, {len(slide.levels)} level(s)"
+    how = "copied" if slide.stored_path else "linked"
+    lines: list[_Line] = []
+    if slide.pixel_size_um is None:
+        report.slides_without_pixel_size.append(slide.name)
+        size = "pixel size unknown"
+        ask = (
+            f"{path}: the slide's metadata gives no pixel size; measurements stay in pixels "
+            f"until you set it: cytoreview pixel-size PROJECT UM --slide {slide.name!r}"
+        )
+        lines.append(("warning", ask))
+    else:
+        size = f"{slide.pixel_size_um:.4g} um/px"
+    registered = f"{path.name}: slide registered as {slide.name} ({side}, {size}, {how})"
+    return [("info", registered), *lines]
 
 
 def _events(lines: list[_Line]) -> list[_Line]:

@@ -55,8 +55,8 @@ def test_damaged_page_gives_a_typed_error_naming_the_file(tmp_path: Path) -> Non
     # Only SQLite's "damaged file" codes get the new type; a program's own error keeps its type.
     with pytest.raises(sqlite3.IntegrityError), project.catalog.write() as conn:
         conn.execute("INSERT INTO meta (key, value) VALUES ('class_scheme', '1')")
-    with project.catalog.write() as conn:
-        for i in range(300):
+    with project.catalog.write() as conn:  # enough rows that the middle of the file is theirs
+        for i in range(1000):
             Catalog.audit(conn, "t", "filler", "project", None, text="x" * 200, i=i)
     catalog = _closed_project(project)
     size = catalog.stat().st_size

@@ -93,7 +93,7 @@ def test_scan_source_rejects_other_files(tmp_path: Path) -> None:
         scan_source(tmp_path / "nope")
     other = tmp_path / "x.json"
     other.write_text("{}")
-    with pytest.raises(ManifestError, match="expected a folder of images or a CSV"):
+    with pytest.raises(ManifestError, match="expected a folder of images, a CSV manifest or a"):
         scan_source(other)
 
 

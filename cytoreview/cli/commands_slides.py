@@ -1,0 +1,72 @@
+"""Whole-slide commands: segment-slide (and the cell finder, find-cells).
+
+Registering a slide is ``cytoreview import PROJECT SLIDE``; listing them ``cytoreview slides``.
+The workflows (torch, ONNX Runtime) are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from cytoreview.cli.progress import console, drive, esc
+from cytoreview.defaults import SLIDE
+from cytoreview.settings import current_user
+from cytoreview.types import CancelToken
+from cytoreview.workflows.projects import open_project
+
+EXIT_CANCELLED = 130
+
+
+def register(sub: Any) -> None:
+    """Add the slide commands to the ``cytoreview`` parser."""
+    p = sub.add_parser(
+        "segment-slide",
+        help="segment a whole slide tile by tile into a label pyramid and a cell table",
+        description=_cmd_segment_slide.__doc__,
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("slide", help="the slide's name (see `cytoreview slides`)")
+    p.add_argument("--model", help="segmenter id (default: the current one)")
+    p.add_argument("--level", type=int, help="slide level to segment at (default: see below)")
+    p.add_argument(
+        "--chunk", type=int, default=SLIDE.chunk, help=f"core side in px (default {SLIDE.chunk})"
+    )
+    p.add_argument(
+        "--halo",
+        type=int,
+        help=f"context around each core in px (default: {SLIDE.halo_um:g} um, or "
+        f"{SLIDE.halo_px} px without a pixel size)",
+    )
+    p.add_argument(
+        "--all-tiles", action="store_true", help="segment empty glass too (no tissue mask)"
+    )
+    p.add_argument(
+        "--restart", action="store_true", help="start afresh instead of resuming a stopped run"
+    )
+    p.set_defaults(handler=_cmd_segment_slide)
+
+
+def _cmd_segment_slide(args: argparse.Namespace) -> int:
+    """Segment a registered slide at native resolution: a tissue mask at low resolution
+    first (empty glass is skipped), then cores of --chunk px read with a halo, each segmented
+    through the field path and written to slides/<name>/segmentation/labels.ome.zarr (an
+    OME-Zarr label pyramid: 1 cytoplasm, 2 nucleus), with cells.csv (centroid in level-0 px
+    and um, areas in px and um2, N:C). The default level is the one most crops of this slide
+    were cut at (the scale the model learnt), else level 0. Stopped or killed, the same command
+    resumes where it stopped and gives the same result."""
+    from cytoreview.workflows.slide_segmentation import segment_slide
+
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = segment_slide(
+            project, args.slide, actor=current_user(args.user), model_id=args.model,
+            level=args.level, chunk=args.chunk, halo=args.halo, skip_glass=not args.all_tiles,
+            resume=not args.restart, cancel=token,
+        )  # fmt: skip
+        report = drive(job, token, verbose=args.verbose)
+    console.print(esc(report.summary))
+    if not report.cancelled:
+        console.print(f"cell table: {esc(report.cells_path)}")
+    return EXIT_CANCELLED if report.cancelled else 0
