@@ -32,6 +32,7 @@ from cytoreview.gui.shortcuts import (
     TEACH_SHORTCUTS,
     install_window_shortcuts,
 )
+from cytoreview.gui.slide_panel import SlidePanel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.teach_panel import TeachPanel
 from cytoreview.gui.train_panel import TrainPanel
@@ -476,6 +477,10 @@ def _export_panel(wb: Workbench) -> QWidget:
     return ExportPanel(wb.state)
 
 
+def _slide_panel(wb: Workbench) -> QWidget:
+    return SlidePanel(wb.viewer, wb.state)
+
+
 def _help_panel(wb: Workbench) -> QWidget:
     return HelpPanel()
 
@@ -490,6 +495,7 @@ register_dock(DockSpec("classifier", "Classifier", _classifier_panel, order=40, 
 register_dock(DockSpec("review", "Review", _review_panel, order=50, stretch=9, **_tab))
 register_dock(DockSpec("teach", "Teach", _teach_panel, order=60, stretch=5, **_tab))
 register_dock(DockSpec("export", "Export", _export_panel, order=65, stretch=8, **_tab))
+register_dock(DockSpec("slides", "Slides", _slide_panel, order=67, stretch=8, **_tab))
 register_dock(DockSpec("help", "Keys", _help_panel, order=70, stretch=6, **_tab))
 
 
