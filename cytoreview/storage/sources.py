@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cytoreview.errors import InputFileError, ManifestError, MaskFileError
 from cytoreview.storage.images import IMAGE_EXTENSIONS
-from cytoreview.storage.slides import is_slide_file
+from cytoreview.storage.slides import is_ome_zarr, is_slide_file
 
 #: Files every OS scatters around that are never images a person meant to import.
 _IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
@@ -47,13 +47,21 @@ def _ignored(path: Path) -> bool:
 def _walk(root: Path) -> Iterator[tuple[Path, str | None]]:
     """Every entry under ``root`` that is not hidden, with why it is not read (None: read it).
 
-    Regular files come with None. Folders are entered, not reported, unless named like an
-    image; broken links, links to folders, pipes and devices come with their reason.
+    Regular files come with None, and so do OME-Zarr folders (slides: their insides are not
+    walked). Other folders are entered, not reported, unless named like an image; broken links,
+    links to folders, pipes and devices come with their reason.
 
     Nothing is opened here: a named pipe would block the import, so only its type is looked at.
     """
+    zarr_roots: list[Path] = []
     for path in sorted(root.rglob("*")):
         if any(_ignored(Path(part)) for part in path.relative_to(root).parts):
+            continue
+        if any(path.is_relative_to(z) for z in zarr_roots):
+            continue  # the inside of an OME-Zarr slide: its chunks are not images
+        if path.is_dir() and not path.is_symlink() and is_ome_zarr(path):
+            zarr_roots.append(path)
+            yield path, None  # a slide stored as a folder
             continue
         if path.is_symlink() and not path.exists():
             yield path, "broken symbolic link (its target is missing); skipped"

@@ -111,3 +111,34 @@ def test_a_synthetic_slide_has_bare_glass() -> None:
     cells = [(mask[r : r + 256, c : c + 256] > 0).any()
              for r in range(0, 2048, 256) for c in range(0, 2048, 256)]  # fmt: skip
     assert 0.25 < 1 - np.mean(cells) < 0.75  # about half the fields are empty glass
+
+
+def test_an_ome_zarr_image_opens_as_a_slide(tmp_path: Path, slide_pixels: np.ndarray) -> None:
+    import zarr
+
+    from cytoreview.storage.slides import is_slide_file
+
+    path = tmp_path / "scan.ome.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    cyx = np.moveaxis(slide_pixels, -1, 0)  # NGFF images are channel-first
+    datasets = []
+    for k in range(2):
+        level = cyx[:, :: 2**k, :: 2**k]
+        group.create_array(str(k), shape=level.shape, chunks=(3, 256, 256), dtype="uint8")[:] = (
+            level
+        )
+        datasets.append({"path": str(k), "coordinateTransformations": [
+            {"type": "scale", "scale": [1.0, 0.25 * 2**k, 0.25 * 2**k]}]})  # fmt: skip
+    axes = [{"name": "c", "type": "channel"}] + [
+        {"name": a, "type": "space", "unit": "micrometer"} for a in "yx"
+    ]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": datasets}]
+    assert is_slide_file(path) and not is_slide_file(tmp_path)
+    with open_slide(path) as slide:
+        assert slide.reader == "zarr" and slide.pixel_size_um == pytest.approx(0.25)
+        assert [(lv.height, lv.width, lv.downsample) for lv in slide.levels] == [
+            (1536, 2048, 1.0), (768, 1024, 2.0),
+        ]  # fmt: skip
+        assert np.array_equal(slide.read_region(0, 10, 20, 30, 40), slide_pixels[10:40, 20:60])
+    (path / ".zattrs").write_text("{broken")
+    assert not is_slide_file(path)
