@@ -205,7 +205,9 @@ class GeoJsonImport:
 
     def line(self) -> str:
         """One line for the person."""
-        head = f"{self.path.name} -> {self.image}: {self.cells} cell(s), {self.nuclei} nuclei"
+        cells = f"{self.cells} cell{'s' if self.cells != 1 else ''}"
+        nuclei = f"{self.nuclei} {'nucleus' if self.nuclei == 1 else 'nuclei'}"
+        head = f"{self.path.name} -> {self.image}: {cells}, {nuclei}"
         if self.version is None:
             return f"{head}; the same as the current mask, nothing saved"
         line = f"{head}; saved as mask v{self.version.version}"
