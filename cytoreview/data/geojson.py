@@ -45,7 +45,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cytoreview.data.overlays import LABEL_COLOURS
-from cytoreview.data.pixel_polygons import fill_window, trace_polygons
+from cytoreview.data.pixel_polygons import Ring, fill_window, trace_polygons
 from cytoreview.types import CYTOPLASM, NUCLEUS
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def classification(name: str, colour: Sequence[int] | None = None) -> dict[str, 
 
 # -- mask -> features ------------------------------------------------------------------------
 def _to_geometry(
-    polygons: list[tuple[list[tuple[int, int]], list[list[tuple[int, int]]]]],
+    polygons: list[tuple[Ring, list[Ring]]],
     origin: tuple[int, int],
     offset_xy: tuple[float, float],
     downsample: float,
@@ -103,7 +103,7 @@ def _to_geometry(
     def number(v: float) -> float | int:
         return int(v) if float(v).is_integer() else float(v)
 
-    def closed(ring: list[tuple[int, int]]) -> list[list[float | int]]:
+    def closed(ring: Ring) -> list[list[float | int]]:
         pts = [
             [number((x + col0 + ox) * downsample), number((y + row0 + oy) * downsample)]
             for x, y in ring

@@ -34,7 +34,7 @@ from cytoreview.errors import ImageReadError, InputFileError, UnsafePathError
 from cytoreview.morphometry.measure import CellMeasurements, measure_image
 from cytoreview.storage.geojson_files import encode_geojson, read_geojson
 from cytoreview.storage.names import name_component
-from cytoreview.storage.predictions import PredictionStore
+from cytoreview.storage.predictions import PredictionRecord, PredictionStore
 from cytoreview.storage.project import Project
 from cytoreview.storage.records import ImageRecord, MaskVersion
 from cytoreview.types import CancelToken, Progress, Provenance
@@ -80,7 +80,7 @@ class GeoJsonExport:
 
 
 def image_class(
-    record: ImageRecord, predictions: dict[int, Any]
+    record: ImageRecord, predictions: dict[int, PredictionRecord]
 ) -> tuple[str | None, dict[str, str]]:
     """The class an image's cells get, and where it comes from (for ``metadata``).
 
@@ -160,7 +160,7 @@ def image_collection(
     version: MaskVersion,
     mask: np.ndarray,
     rgb: np.ndarray | None,
-    predictions: dict[int, Any],
+    predictions: dict[int, PredictionRecord],
 ) -> dict[str, Any]:
     """The FeatureCollection of one image's mask (cells, classes, measurements)."""
     cells = measure_image(mask, rgb, project.pixel_size(record), split_touching=False).cells

@@ -105,6 +105,29 @@ def test_polygon_area_is_the_pixel_count() -> None:
     assert sum(ring_area(r) for g in nuclei for p in polygons(g) for r in p) == (mask == 2).sum()
 
 
+def test_pixels_touching_at_corners_are_separate_polygons() -> None:
+    """A diamond of four pixels around an empty one: four squares, not a polygon with a hole
+    touching its outline at four corners (whose interior would be disconnected: not OGC)."""
+    mask = np.zeros((5, 5), np.uint8)
+    mask[1, 2] = mask[2, 1] = mask[2, 3] = mask[3, 2] = 1
+    (feature,) = mask_to_features(mask)
+    parts = feature["geometry"]["coordinates"]
+    assert feature["geometry"]["type"] == "MultiPolygon" and len(parts) == 4
+    assert all(len(p) == 1 and ring_area(p[0]) == 1 for p in parts)
+    # A ring whose corner pixel is missing: the hole meets the outside at a corner only
+    # (pixels (0, 1) and (1, 0) touch there). One polygon; its hole touches the outline at
+    # that point and nowhere else, which OGC allows.
+    ring_c = np.ones((4, 4), np.uint8)
+    ring_c[1:3, 1:3] = 0
+    ring_c[0, 0] = 0
+    (feature,) = mask_to_features(ring_c)
+    assert feature["geometry"]["type"] == "Polygon"
+    outline, hole = feature["geometry"]["coordinates"]
+    assert (ring_area(outline), ring_area(hole)) == (15, -4)
+    assert {tuple(p) for p in outline} & {tuple(p) for p in hole} == {(1, 1)}
+    assert np.array_equal(features_to_mask([feature], ring_c.shape), ring_c)
+
+
 def test_random_masks_round_trip_with_simple_oriented_rings() -> None:
     rng = np.random.default_rng(7)
     for _ in range(300):
