@@ -13,6 +13,7 @@ from cytoreview.cli import (
     commands_cls,
     commands_compare,
     commands_demo,
+    commands_geojson,
     commands_labels,
     commands_plugins,
     commands_project,
@@ -69,6 +70,7 @@ def build_parser(
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands_project.register(sub)
+    commands_geojson.register(sub)
     commands_labels.register(sub)
     commands_seg.register(sub)
     commands_slides.register(sub)
