@@ -47,6 +47,19 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(handler=_cmd_segment_slide)
 
+    p = sub.add_parser(
+        "export-slide",
+        help="export a slide's cells as QuPath GeoJSON (and its labels as OME-TIFF)",
+        description=_cmd_export_slide.__doc__,
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("slide", help="the slide's name (see `cytoreview slides`)")
+    p.add_argument("--out", type=Path, help="output folder (default: PROJECT/exports/slides)")
+    p.add_argument(
+        "--labels-tiff", action="store_true", help="also write the label pyramid as OME-TIFF"
+    )
+    p.set_defaults(handler=_cmd_export_slide)
+
 
 def _cmd_segment_slide(args: argparse.Namespace) -> int:
     """Segment a registered slide at native resolution: a tissue mask at low resolution
@@ -69,4 +82,20 @@ def _cmd_segment_slide(args: argparse.Namespace) -> int:
     console.print(esc(report.summary))
     if not report.cancelled:
         console.print(f"cell table: {esc(report.cells_path)}")
+    return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_export_slide(args: argparse.Namespace) -> int:
+    """Write <slide>.geojson for QuPath (File > Import objects): every cell of the whole-slide
+    segmentation with its nucleus and measurements, and every crop cut from the slide that has
+    a mask, with its class (expert label, else the latest prediction); coordinates are level-0
+    pixels of the slide. --labels-tiff also writes <slide>.labels.ome.tif (0/1/2 pyramid). The
+    label pyramid itself is OME-Zarr: slides/<name>/segmentation/labels.ome.zarr."""
+    from cytoreview.workflows.slide_export import export_slide
+
+    token = CancelToken()
+    with open_project(args.project) as project:
+        job = export_slide(project, args.slide, args.out, tiff=args.labels_tiff, cancel=token)
+        report = drive(job, token, verbose=args.verbose)
+    console.print(esc(report.summary))
     return EXIT_CANCELLED if report.cancelled else 0

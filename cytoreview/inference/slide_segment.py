@@ -179,7 +179,8 @@ def _owned_cells(
     if not labels.any():
         return []
     core_y, core_x = chunk.core_in_read
-    measured = measure_image(labels, rgb, pixel_size_um=pixel_size_um)
+    # Cells as connected components, as the GeoJSON export draws them (one row per feature).
+    measured = measure_image(labels, rgb, pixel_size_um=pixel_size_um, split_touching=False)
     um0 = pixel_size_um / downsample if pixel_size_um else None  # um per level-0 px
     um2 = pixel_size_um**2 if pixel_size_um else None  # um^2 per working-level px
     rows = []

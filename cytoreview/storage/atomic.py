@@ -61,7 +61,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = True) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path}: refusing to overwrite an existing version")
-    fd, tmp = _make_temp(path.parent)
+    fd, tmp = make_temp(path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -99,7 +99,7 @@ def copy_to_temp(source: Path, directory: Path) -> tuple[Path, str]:
         the bytes copied, which may differ from an earlier hash if the source changed since.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _make_temp(directory)
+    fd, tmp = make_temp(directory)
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
@@ -122,7 +122,7 @@ def write_temp(directory: Path, data: bytes) -> Path:
     with :func:`publish` once it has chosen its name, or removes it.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _make_temp(directory)
+    fd, tmp = make_temp(directory)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -154,7 +154,7 @@ def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
     fsync_dir(path.parent)
 
 
-def _make_temp(directory: Path) -> tuple[int, Path]:
+def make_temp(directory: Path) -> tuple[int, Path]:
     """A new, empty temp file in ``directory`` with the usual permissions: (descriptor, path)."""
     fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
     # mkstemp makes the file private (0600); the result should have the permissions of any

@@ -14,10 +14,13 @@ Feature for one object. All three are read as a list of features.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cytoreview.errors import InputFileError
+from cytoreview.storage.atomic import make_temp, publish
 
 #: Larger files are refused before they are read: a whole-slide export of 10^6 cells is about
 #: 1 GB of text, which json holds several times over in memory.
@@ -98,3 +101,33 @@ def _features(path: Path, data: Any) -> list[dict[str, Any]]:
         if not isinstance(feature.get("properties", {}), dict | None):
             raise InputFileError(path, f"feature {index + 1}: 'properties' is not an object")
     return features
+
+
+def write_feature_stream(
+    path: str | Path, features: Iterable[dict[str, Any]], **members: Any
+) -> int:
+    """Write a FeatureCollection feature by feature, atomically; return how many were written.
+
+    A whole slide has 10^5-10^6 cells: the collection is never held in memory. ``members`` are
+    extra top-level members (slide, pixel size...). The file appears under its name only once
+    complete (written under a temp name, flushed, renamed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = make_temp(path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            head = {"type": "FeatureCollection", **members}
+            out.write(encode_geojson(head)[:-1] + b',"features":[')
+            for feature in features:
+                out.write((b"," if count else b"") + encode_geojson(feature))
+                count += 1
+            out.write(b"]}")
+            out.flush()
+            os.fsync(out.fileno())
+        publish(tmp, path, overwrite=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count

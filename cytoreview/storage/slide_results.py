@@ -25,7 +25,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ NGFF_VERSION = "0.4"
 #: Colours and names of the label values, in the ``image-label`` metadata.
 _LABEL_COLOURS = {1: ([60, 180, 75, 128], "cytoplasm"), 2: ([145, 30, 180, 200], "nucleus")}
 
-__all__ = ["LabelPyramid", "SegmentationRun", "write_cell_table"]
+__all__ = ["LabelPyramid", "SegmentationRun", "write_cell_table", "write_label_tiff"]
 
 
 class SegmentationRun:
@@ -229,3 +229,43 @@ def write_cell_table(path: Path, columns: Sequence[str], rows: Iterable[Mapping[
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def write_label_tiff(path: Path, pyramid: LabelPyramid, pixel_size_um: float | None) -> Path:
+    """Export a label pyramid as a pyramidal OME-TIFF (grey uint8 0/1/2), tile by tile, atomically.
+
+    For viewers that do not read OME-Zarr (QuPath opens it as an image to overlay). Each level
+    is read one tile row at a time, so memory stays at a row of tiles.
+    """
+    import tifffile
+
+    tile = 512
+    levels = pyramid.n_levels()
+
+    def tiles(k: int) -> Iterator[np.ndarray]:
+        array = pyramid.level(k)
+        h, w = array.shape
+        for y in range(0, h, tile):
+            row = np.asarray(array[y : y + tile, :])
+            for x in range(0, w, tile):
+                part = row[:, x : x + tile]
+                full = np.zeros((tile, tile), np.uint8)
+                full[: part.shape[0], : part.shape[1]] = part
+                yield full
+
+    options = {"tile": (tile, tile), "photometric": "minisblack", "compression": "zlib",
+               "dtype": np.uint8}  # fmt: skip
+    metadata: dict[str, Any] = {"axes": "YX", "Name": "CytoReview labels (1 cytoplasm, 2 nucleus)"}
+    if pixel_size_um is not None:
+        metadata.update(PhysicalSizeX=pixel_size_um, PhysicalSizeY=pixel_size_um,
+                        PhysicalSizeXUnit="µm", PhysicalSizeYUnit="µm")  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as writer:
+        shape = pyramid.level(0).shape
+        writer.write(tiles(0), shape=shape, subifds=levels - 1, metadata=metadata, **options)
+        for k in range(1, levels):
+            writer.write(tiles(k), shape=pyramid.level(k).shape, subfiletype=1, metadata=None,
+                         **options)  # fmt: skip
+    tmp.replace(path)
+    return path

@@ -39,7 +39,7 @@ def test_a_slide_is_added_shown_multiscale_and_cut(slide_wb, qtbot, monkeypatch)
     assert panel.slide_list.count() == 1 and "pixel size ?" in panel.slide_list.item(0).text()
     asked = []
     monkeypatch.setattr(
-        QInputDialog, "getDouble", lambda *a, **k: (asked.append(a[2]) or (0.5, True))
+        QInputDialog, "getDouble", lambda *a, **k: asked.append(a[2]) or (0.5, True)
     )
     view = panel.show_slide()
     assert view is not None and len(asked) == 1 and "does not say" in asked[0]

@@ -159,3 +159,47 @@ def test_a_killed_run_resumes_to_the_same_result(slide_project: Path, tmp_path: 
         assert np.array_equal(_labels(project), expected), f"killed after {kill_after} chunks"
     cells = (killed / "slides/slide/segmentation/cells.csv").read_bytes()
     assert cells == expected_cells
+
+
+def test_slide_results_export_for_qupath(slide_project: Path, tmp_path: Path) -> None:
+    import json
+
+    import tifffile
+
+    from cytoreview.workflows.slide_export import export_slide
+    from cytoreview.workflows.slides import cut_regions
+    from tests.geojson_spec import collection_problems
+
+    project = _copy(slide_project, tmp_path / "p")
+    try:
+        _, seg = run_job(
+            segment_slide(project, "slide", actor="t", chunk=256, halo=64, skip_glass=False)
+        )
+        (crop,) = cut_regions(project, "slide", [(64, 96, 128, 160)], actor="t")
+        truth = np.zeros((128, 160), np.uint8)
+        truth[30:90, 40:120] = 1
+        truth[50:70, 70:90] = 2
+        project.set_class(crop.id, "HSIL", actor="t")
+        from cytoreview.types import Provenance
+
+        project.save_mask(crop.id, truth, Provenance.MANUAL, actor="t")
+        _, report = run_job(export_slide(project, "slide", tmp_path / "out", tiff=True))
+        data = json.loads(Path(report.geojson).read_text(encoding="utf-8"))
+        assert collection_problems(data) == []
+        assert data["slide"] == "slide"
+        features = data["features"]
+        segmented = [f for f in features if f["properties"]["metadata"].get("source")]
+        assert len(segmented) == report.segmented_cells > 0
+        # Each segmented cell exactly once: the table has as many cells as the export.
+        assert report.segmented_cells == seg.cells
+        (cut,) = [f for f in features if f["properties"]["metadata"].get("image") == crop.name]
+        assert cut["properties"]["classification"]["name"] == "HSIL"
+        xs = [p[0] for p in cut["geometry"]["coordinates"][0]]
+        ys = [p[1] for p in cut["geometry"]["coordinates"][0]]
+        assert (min(xs), max(xs), min(ys), max(ys)) == (96 + 40, 96 + 120, 64 + 30, 64 + 90)
+        assert "nucleusGeometry" in cut
+        with tifffile.TiffFile(report.tiff) as tif:
+            assert tif.is_ome and len(tif.series[0].levels) == 3
+            assert np.array_equal(tif.series[0].asarray(), _labels(project))
+    finally:
+        project.close()
