@@ -261,6 +261,9 @@ class CellFinderDefaults:
     crop_um, crop_px
         Side of a crop cut around a candidate (a large squame is ~60 µm), and in px where the
         pixel size is unknown.
+    merge_distance_um
+        Candidates closer than this are one cell: a large (HSIL) nucleus split in pieces,
+        whose centroids lay 7-13 µm apart on the synthetic slide, or a binucleate cell.
     merge_iou
         Candidates whose crops overlap more than this (intersection over union) are one.
     tissue_min_od, tissue_min_object_um2, tissue_margin_um
@@ -277,6 +280,7 @@ class CellFinderDefaults:
     min_context: float = 0.3
     crop_um: float = 64.0
     crop_px: int = 256
+    merge_distance_um: float = 10.0
     merge_iou: float = 0.5
     tissue_min_od: float = 0.08
     tissue_min_object_um2: float = 60.0

@@ -189,9 +189,13 @@ def tiles_over_mask(
     height, width = (int(v) for v in level0_shape)
     mask = np.asarray(mask, bool)
     if mask.ndim != 2 or height < 1 or width < 1:
-        raise ValueError(f"need a 2-D mask and a positive slide size, got {mask.shape}, {level0_shape}")
+        raise ValueError(
+            f"need a 2-D mask and a positive slide size, got {mask.shape}, {level0_shape}"
+        )
     if tile < 1 or halo < 0 or not downsample > 0:
-        raise ValueError(f"need tile >= 1, halo >= 0 and downsample > 0, got {tile}, {halo}, {downsample}")
+        raise ValueError(
+            f"need tile >= 1, halo >= 0 and downsample > 0, got {tile}, {halo}, {downsample}"
+        )
     # A summed-area table answers "any True in this rectangle" in O(1) per tile.
     table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), np.int64)
     table[1:, 1:] = mask.cumsum(0).cumsum(1)
@@ -199,7 +203,9 @@ def tiles_over_mask(
     for y in range(0, height, tile):
         for x in range(0, width, tile):
             h, w = min(tile, height - y), min(tile, width - x)
-            r0, c0 = (min(int(v / downsample), s) for v, s in ((y, mask.shape[0]), (x, mask.shape[1])))
+            r0, c0 = (
+                min(int(v / downsample), s) for v, s in ((y, mask.shape[0]), (x, mask.shape[1]))
+            )
             r1 = min(math.ceil((y + h) / downsample), mask.shape[0])
             c1 = min(math.ceil((x + w) / downsample), mask.shape[1])
             if table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0] <= 0:

@@ -115,7 +115,9 @@ def _split(nucleus: np.ndarray, min_distance_px: float) -> np.ndarray:
     unmarked = np.setdiff1d(np.arange(1, n + 1), comp[tuple(peaks.T)])
     if unmarked.size:
         spots = ndi.maximum_position(distance, comp, unmarked)
-        markers[tuple(np.array(spots).T)] = np.arange(len(peaks) + 1, len(peaks) + 1 + unmarked.size)
+        markers[tuple(np.array(spots).T)] = np.arange(
+            len(peaks) + 1, len(peaks) + 1 + unmarked.size
+        )
     return watershed(-distance, markers, mask=nucleus)
 
 
@@ -204,7 +206,9 @@ def find_nuclei(
         sy, sx = slices[index - 1]
         box = Box(sy.start, sx.start, sy.stop - sy.start, sx.stop - sx.start)
         score_i = float(np.clip(score[index], 0.0, 1.0))
-        out.append(CellCandidate(float(cy[index]), float(cx[index]), float(areas[index]), box, score_i))
+        out.append(
+            CellCandidate(float(cy[index]), float(cx[index]), float(areas[index]), box, score_i)
+        )
     out.sort(key=lambda c: (c.y, c.x))
     return out
 
@@ -269,7 +273,9 @@ def find_cells_in_tile(
     else:
         nuclei_input = np.asarray(nucleus_prob_fn(rgb_tile))
         if nuclei_input.shape[-2:] != rgb_tile.shape[:2]:
-            raise ValueError(f"nucleus map {nuclei_input.shape} does not match tile {rgb_tile.shape}")
+            raise ValueError(
+                f"nucleus map {nuclei_input.shape} does not match tile {rgb_tile.shape}"
+            )
     found = find_nuclei(
         nuclei_input,
         pixel_size_um=level_px,

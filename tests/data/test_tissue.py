@@ -32,7 +32,9 @@ def thumbnail(rgb: np.ndarray, downsample: int = DOWNSAMPLE) -> np.ndarray:
 @pytest.fixture(scope="module")
 def slide() -> tuple[np.ndarray, np.ndarray]:
     """A 3072 x 3072 px slide of 512 px fields, about a third of them bare glass."""
-    return SyntheticSlide(3072, 3072, seed=5, field=512, empty_fraction=0.35).region(0, 0, 3072, 3072)
+    return SyntheticSlide(3072, 3072, seed=5, field=512, empty_fraction=0.35).region(
+        0, 0, 3072, 3072
+    )
 
 
 def test_bare_glass_gives_an_all_false_mask() -> None:
@@ -68,7 +70,9 @@ def test_tissue_mask_keeps_cell_fields_and_skips_glass_fields(slide) -> None:
     for y in range(0, rgb.shape[0], f):
         for x in range(0, rgb.shape[1], f):
             truth = labels[y : y + f, x : x + f]
-            under = mask[y // DOWNSAMPLE : (y + f) // DOWNSAMPLE, x // DOWNSAMPLE : (x + f) // DOWNSAMPLE]
+            under = mask[
+                y // DOWNSAMPLE : (y + f) // DOWNSAMPLE, x // DOWNSAMPLE : (x + f) // DOWNSAMPLE
+            ]
             if truth.any():
                 # Every cell is covered: no true cell pixel lies outside the mask.
                 cells = cv2.resize(

@@ -125,7 +125,7 @@ def test_candidates_come_back_in_level0_coordinates_from_a_lower_level() -> None
 
 def test_each_nucleus_is_found_once_across_tile_seams(slide) -> None:
     rgb, labels = slide
-    truth, n = ndi.label(labels == 2)
+    truth, _ = ndi.label(labels == 2)
 
     def true_labels(window: np.ndarray) -> np.ndarray:  # a perfect "model" of this window
         ys, xs = window_of[id(window)]
@@ -139,7 +139,12 @@ def test_each_nucleus_is_found_once_across_tile_seams(slide) -> None:
         window = rgb[y : y + h, x : x + w]
         window_of[id(window)] = (slice(y, y + h), slice(x, x + w))
         found += find_cells_in_tile(
-            window, t.core, 96, nucleus_prob_fn=true_labels, pixel_size_um=PIXEL_SIZE_UM, split=False
+            window,
+            t.core,
+            96,
+            nucleus_prob_fn=true_labels,
+            pixel_size_um=PIXEL_SIZE_UM,
+            split=False,
         )
     sizes = np.bincount(truth.ravel())[1:] * PIXEL_SIZE_UM**2
     plausible = set(np.flatnonzero((sizes >= 20) & (sizes <= 600)) + 1)
