@@ -277,3 +277,63 @@ def check_pixel_size(value: float) -> float:
             "µm/px (a 40x scanner is about 0.25, a 10x objective about 1)"
         )
     return number
+
+
+@dataclass(frozen=True)
+class CellFinderDefaults:
+    """How candidate cells are found on a slide or field when the user says nothing.
+
+    Measured with ``tests/benchmarks/bench_cell_finder.py`` (synthetic slides with known masks,
+    the Otsu path; numbers in its docstring).
+
+    Attributes
+    ----------
+    tile, halo
+        Level-0 px of each tile's core and of the margin read around it. A nucleus belongs to
+        the tile whose core holds its centroid; the halo must exceed the widest nucleus (a
+        600 µm² nucleus is 28 µm, 110 px at 0.25 µm/px) so that such a nucleus is seen whole.
+    nucleus_um2
+        Plausible nucleus areas. 20 µm²: a pyknotic superficial nucleus (~5 µm wide) still
+        counts; bacteria, debris and single neutrophil lobes mostly do not (on the synthetic
+        slide 15 µm² found 98 % of the nuclei at precision 0.31, 20 µm² 96 % at 0.42, 30 µm²
+        93 % at 0.70: most false hits are leucocytes and debris). 600 µm²: above HSIL and
+        keratinising SCC nuclei (~20 µm wide, ~300 µm²), with room for two touching ones that
+        were not split apart.
+    nucleus_px
+        The same range in px where the pixel size is unknown: nuclei of 7-100 px across.
+    nominal_pixel_size_um
+        The scale the model-free detector assumes where the pixel size is unknown (a 40x scan).
+    min_context
+        Share of a ring around a nucleus (1-3 µm out) that must be cell material: a naked
+        nucleus or an inflammatory cell on bare glass is not a candidate cell.
+    crop_um, crop_px
+        Side of a crop cut around a candidate (a large squame is ~60 µm), and in px where the
+        pixel size is unknown.
+    merge_distance_um
+        Candidates closer than this are one cell: a large (HSIL) nucleus split in pieces,
+        whose centroids lay 7-13 µm apart on the synthetic slide, or a binucleate cell.
+    merge_iou
+        Candidates whose crops overlap more than this (intersection over union) are one.
+    tissue_min_od, tissue_min_object_um2, tissue_margin_um
+        Tissue mask: optical density that counts as material (pale cytoplasm reads ~0.15, the
+        glass's noise a few hundredths), specks smaller than a small cell dropped, and a
+        margin added so that cell borders are kept.
+    """
+
+    tile: int = 1024
+    halo: int = 128
+    nucleus_um2: tuple[float, float] = (20.0, 600.0)
+    nucleus_px: tuple[float, float] = (40.0, 8000.0)
+    nominal_pixel_size_um: float = 0.25
+    min_context: float = 0.3
+    crop_um: float = 64.0
+    crop_px: int = 256
+    merge_distance_um: float = 10.0
+    merge_iou: float = 0.5
+    tissue_min_od: float = 0.08
+    tissue_min_object_um2: float = 60.0
+    tissue_margin_um: float = 16.0
+
+
+#: The cell finder's settings in force.
+CELL_FINDER = CellFinderDefaults()
