@@ -75,3 +75,7 @@ EXPLAIN_FLIPPING_STEPS = 10
 #: Averaging the 8 views of each input when auto-masking: "auto" is the recipe's rule
 #: (cytoreview.defaults.SegRecipe.tta_for: crops models yes, fields models no).
 TTA_CHOICES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+
+#: How the cell finder finds nuclei on a slide: the project's segmenter when it was trained on
+#: fields (else the Otsu detector), the segmenter, or the model-free Otsu detector.
+FINDER_METHODS: tuple[str, ...] = ("auto", "model", "otsu")

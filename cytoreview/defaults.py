@@ -231,29 +231,18 @@ class SlideRecipe:
     thumbnail_side
         Longest side of the level the tissue mask is computed on (the smallest level at least
         this large): enough to see a single isolated cell at 0.25 um/px (~8 px of it at 4096).
-    crop_um
-        Side of a cell crop cut by the cell finder, in micrometres (a superficial cell and its
-        neighbourhood); ``crop_px`` when the pixel size is unknown.
     """
 
     chunk: int = 1024
     halo_um: float = 40.0
     halo_px: int = 160
     thumbnail_side: int = 4096
-    crop_um: float = 80.0
-    crop_px: int = 256
 
     def halo(self, pixel_size_um: float | None) -> int:
         """The halo in pixels of a level with this pixel size (None: :attr:`halo_px`)."""
         if not pixel_size_um:
             return self.halo_px
         return max(16, round(self.halo_um / pixel_size_um))
-
-    def crop(self, pixel_size_um: float | None) -> int:
-        """The crop side in pixels of a level with this pixel size (None: :attr:`crop_px`)."""
-        if not pixel_size_um:
-            return self.crop_px
-        return max(32, round(self.crop_um / pixel_size_um))
 
 
 #: The slide settings every slide job starts from.

@@ -10,8 +10,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cytoreview.choices import FINDER_METHODS
 from cytoreview.cli.progress import console, drive, esc
-from cytoreview.defaults import SLIDE
+from cytoreview.defaults import CELL_FINDER, SLIDE
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
 from cytoreview.workflows.projects import open_project
@@ -48,6 +49,39 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_cmd_segment_slide)
 
     p = sub.add_parser(
+        "find-cells",
+        help="find the cells of a slide and cut each into the project as an image",
+        description=_cmd_find_cells.__doc__,
+    )
+    p.add_argument("project", type=Path, help="the project folder")
+    p.add_argument("slide", help="the slide's name (see `cytoreview slides`)")
+    p.add_argument(
+        "--method",
+        choices=FINDER_METHODS,
+        default="auto",
+        help="how nuclei are found: auto (the segmenter if trained on fields, else otsu), "
+        "model or otsu (default auto)",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--crop-um",
+        type=float,
+        help=f"crop side in micrometres (default {CELL_FINDER.crop_um:g}; needs the pixel size)",
+    )
+    size.add_argument(
+        "--crop-px",
+        type=int,
+        help=f"crop side in pixels (default without a pixel size: {CELL_FINDER.crop_px})",
+    )
+    p.add_argument("--max-cells", type=int, help="cut at most N cells (the most confident)")
+    p.add_argument(
+        "--recut",
+        action="store_true",
+        help="cut the cells found earlier again at another size (no new search)",
+    )
+    p.set_defaults(handler=_cmd_find_cells)
+
+    p = sub.add_parser(
         "export-slide",
         help="export a slide's cells as QuPath GeoJSON (and its labels as OME-TIFF)",
         description=_cmd_export_slide.__doc__,
@@ -82,6 +116,30 @@ def _cmd_segment_slide(args: argparse.Namespace) -> int:
     console.print(esc(report.summary))
     if not report.cancelled:
         console.print(f"cell table: {esc(report.cells_path)}")
+    return EXIT_CANCELLED if report.cancelled else 0
+
+
+def _cmd_find_cells(args: argparse.Namespace) -> int:
+    """Find candidate cells on a registered slide and cut a square crop around each into the
+    project as an ordinary image that remembers the slide, the level and its corner (so it can
+    be painted, auto-masked, classified and reviewed like any image). Only tiles with tissue are
+    read; nuclei are found by the project's segmenter when it was trained on fields, else by a
+    model-free Otsu detector; a cell near a tile seam is found once and overlapping crops are
+    merged. The candidates are kept: --recut cuts them again at another size."""
+    from cytoreview.workflows.cell_finder import find_cells, recut_cells
+
+    token = CancelToken()
+    with open_project(args.project) as project:
+        common = {
+            "actor": current_user(args.user), "crop_um": args.crop_um, "crop_px": args.crop_px,
+            "max_cells": args.max_cells, "cancel": token,
+        }  # fmt: skip
+        if args.recut:
+            job = recut_cells(project, args.slide, **common)
+        else:
+            job = find_cells(project, args.slide, method=args.method, **common)
+        report = drive(job, token, verbose=args.verbose)
+    console.print(esc(report.summary))
     return EXIT_CANCELLED if report.cancelled else 0
 
 

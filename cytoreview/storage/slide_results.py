@@ -269,3 +269,29 @@ def write_label_tiff(path: Path, pyramid: LabelPyramid, pixel_size_um: float | N
                          **options)  # fmt: skip
     tmp.replace(path)
     return path
+
+
+#: Columns of a slide's candidate-cell table (level-0 px; area of the nucleus in level-0 px²).
+CANDIDATE_COLUMNS = ("y", "x", "nucleus_area_px", "score")
+
+
+def candidates_path(results_dir: Path) -> Path:
+    """Where a slide's candidate cells are kept: ``slides/<name>/cells/candidates.csv``."""
+    return results_dir / "cells" / "candidates.csv"
+
+
+def write_candidates(path: Path, rows: Iterable[Sequence[float]]) -> None:
+    """Write the candidate cells found on a slide (for re-cutting at another size), atomically."""
+    write_cell_table(
+        path, CANDIDATE_COLUMNS, (dict(zip(CANDIDATE_COLUMNS, r, strict=True)) for r in rows)
+    )
+
+
+def read_candidates(path: Path) -> list[tuple[float, float, float, float]]:
+    """The candidate cells written by :func:`write_candidates` (empty when there are none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    reader = csv.DictReader(io.StringIO(text))
+    return [tuple(float(row[c]) for c in CANDIDATE_COLUMNS) for row in reader]  # type: ignore[misc]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cytoreview.data.tissue import glass_white, tissue_mask
 from cytoreview.defaults import SLIDE
 from cytoreview.errors import ConfigError
 from cytoreview.inference.slide_segment import (
@@ -90,18 +91,23 @@ def working_level(project: Project, slide: SlideRecord) -> int:
     return int(values[np.argmax(counts)])
 
 
-def tissue_for(slide: Slide, level_shape: tuple[int, int]) -> np.ndarray:
-    """A boolean tissue mask of the whole slide from its smallest level of a useful size."""
-    from cytoreview.inference.tissue import tissue_mask
+def tissue_for(slide: Slide, pixel_size_um: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """A boolean tissue mask of the whole slide, and the glass colour.
 
+    Computed on the smallest level whose longest side is at least
+    :attr:`~cytoreview.defaults.SlideRecipe.thumbnail_side` (or level 0 of a small slide).
+    ``pixel_size_um`` is the level-0 pixel size (None: unknown).
+    """
     candidates = [
-        i
-        for i, lv in enumerate(slide.levels)
-        if max(lv.height, lv.width) >= min(SLIDE.thumbnail_side, max(level_shape))
+        i for i, lv in enumerate(slide.levels) if max(lv.height, lv.width) >= SLIDE.thumbnail_side
     ]
     thumb_level = candidates[-1] if candidates else 0
     lv = slide.levels[thumb_level]
-    return tissue_mask(slide.read_region(thumb_level, 0, 0, lv.height, lv.width))
+    thumb = slide.read_region(thumb_level, 0, 0, lv.height, lv.width)
+    white = glass_white(thumb)
+    size = pixel_size_um * lv.downsample if pixel_size_um else None
+    mask = tissue_mask(thumb, pixel_size_um=size, white=white)
+    return mask, white
 
 
 def segment_slide(
@@ -176,7 +182,11 @@ def segment_slide(
     start = time.perf_counter()
     with store.open(record) as slide:
         grid = chunk_grid(shape, chunk, halo)
-        todo = chunks_with_tissue(grid, tissue_for(slide, shape), shape) if skip_glass else grid
+        if skip_glass:
+            tissue, _ = tissue_for(slide, record.pixel_size_um)
+            todo = chunks_with_tissue(grid, tissue, shape)
+        else:
+            todo = grid
         done = run.finished_chunks() if resumed else {}
         report.chunks_total, report.chunks_with_tissue = len(grid), len(todo)
         report.chunks_resumed = sum(1 for c in todo if c.index in done)
