@@ -62,3 +62,21 @@ def test_a_slide_is_added_shown_multiscale_and_cut(slide_wb, qtbot, monkeypatch)
     panel.show_slide()  # already shown: not asked again, no second layer
     assert len(asked) == 1 and len(slide_wb.viewer.layers) == len(set(slide_wb.viewer.layers))
     assert not panel.show_segmentation()  # nothing segmented yet: a message, no layer
+
+
+def test_cells_are_found_in_the_background(slide_wb, qtbot, monkeypatch) -> None:
+    from qtpy.QtWidgets import QInputDialog
+
+    panel = slide_wb.panels["slides"]
+    with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
+        panel.add_slide(slide_wb.slide_path)
+    monkeypatch.setattr(QInputDialog, "getDouble", lambda *a, **k: (0.25, True))
+    before = len(slide_wb.state.project.images())
+    with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
+        assert panel.find_cells()
+        assert panel.stop_button.isEnabled() and not panel.find_button.isEnabled()
+    cut = [im for im in slide_wb.state.project.images() if im.slide_id is not None]
+    assert len(cut) > 0 and before + len(cut) == len(slide_wb.state.project.images())
+    assert all((im.width, im.height) == (256, 256) for im in cut)
+    assert "crop(s) of 256 px cut" in panel.status.text()
+    assert f"{len(cut)} crop(s)" in panel.slide_list.item(0).text()
