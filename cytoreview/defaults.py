@@ -229,3 +229,35 @@ def check_pixel_size(value: float) -> float:
             "µm/px (a 40x scanner is about 0.25, a 10x objective about 1)"
         )
     return number
+
+
+@dataclass(frozen=True)
+class ComputeDefaults:
+    """Where batch jobs (segment, classify...) run when the user names no scheduler.
+
+    See :mod:`cytoreview.workflows.executors`; ``bench_segment_dask.py`` chose the numbers.
+
+    Attributes
+    ----------
+    scheduler
+        ``None``: decide by the job's size (below). ``"local"`` always starts a LocalCluster of
+        worker processes, ``"none"`` always runs in this process, and an address
+        (``tcp://host:8786``) uses a running cluster.
+    min_cluster_items
+        Jobs with fewer items run in this process: starting a LocalCluster (worker processes
+        that import the model runtime) costs seconds that a handful of images do not repay.
+    connect_timeout_s
+        Seconds to wait for a scheduler address to answer before saying it does not.
+    in_flight_per_worker
+        Items submitted ahead per worker thread: enough to keep workers busy while results
+        travel back, few enough that memory stays bounded whatever the job's size.
+    """
+
+    scheduler: str | None = None
+    min_cluster_items: int = 64
+    connect_timeout_s: float = 10.0
+    in_flight_per_worker: int = 2
+
+
+#: Where batch jobs run.
+COMPUTE = ComputeDefaults()
