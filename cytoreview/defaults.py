@@ -235,7 +235,14 @@ def check_pixel_size(value: float) -> float:
 class ComputeDefaults:
     """Where batch jobs (segment, classify...) run when the user names no scheduler.
 
-    See :mod:`cytoreview.workflows.executors`; ``bench_segment_dask.py`` chose the numbers.
+    See :mod:`cytoreview.workflows.executors`. ``bench_segment_dask.py`` (2026-12-06, 2 shared
+    vCPUs): this process segmented 64 cells of 128 px with an fp32 U-Net at 4.7 images/s, a
+    LocalCluster of 1 worker at 4.2 and of 2 workers at 2.8 (plus 1 s to start and 3-5 s for a
+    job's first items, while workers import the runtime); with the tiny network of the tests
+    (Python-bound: reading, post-processing, writing) 139 against 99 and 94 images/s. On 2
+    cores ONNX Runtime already uses both inside one process and the main process's mask writes
+    pace every driver, so worker processes only add transfers: the cluster is the default only
+    from ``min_cluster_cores`` (not measured here: a machine with more cores should confirm it).
 
     Attributes
     ----------
@@ -246,6 +253,8 @@ class ComputeDefaults:
     min_cluster_items
         Jobs with fewer items run in this process: starting a LocalCluster (worker processes
         that import the model runtime) costs seconds that a handful of images do not repay.
+    min_cluster_cores
+        Machines with fewer usable cores run every job in this process (see above).
     connect_timeout_s
         Seconds to wait for a scheduler address to answer before saying it does not.
     in_flight_per_worker
@@ -255,6 +264,7 @@ class ComputeDefaults:
 
     scheduler: str | None = None
     min_cluster_items: int = 64
+    min_cluster_cores: int = 4
     connect_timeout_s: float = 10.0
     in_flight_per_worker: int = 2
 

@@ -24,7 +24,8 @@ def add_compute_flags(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help=f"a Dask scheduler to run on (tcp://host:8786), '{LOCAL_CLUSTER}' (a LocalCluster "
         f"of worker processes here) or '{IN_PROCESS}' (this process); default ${SCHEDULER_ENV}, "
-        f"else a LocalCluster for {COMPUTE.min_cluster_items} images or more, this process below",
+        f"else a LocalCluster for {COMPUTE.min_cluster_items} images or more on "
+        f"{COMPUTE.min_cluster_cores}+ cores, this process otherwise",
     )
     group.add_argument(
         "--workers",

@@ -420,8 +420,9 @@ class ExecutorSpec:
         """``"process"``, ``"local"`` or ``"remote"`` for a job of ``n_items`` (resolved spec).
 
         The rule when nothing is named: a LocalCluster for jobs of at least
-        ``COMPUTE.min_cluster_items`` items on a machine with two or more usable cores (or when
-        ``workers`` is given), else this process.
+        ``COMPUTE.min_cluster_items`` items on a machine with at least
+        ``COMPUTE.min_cluster_cores`` usable cores (or when ``workers`` > 1 is given), else this
+        process (see :class:`~cytoreview.defaults.ComputeDefaults` for the measurement).
         """
         scheduler = (self.scheduler or "").strip().lower()
         if scheduler == IN_PROCESS:
@@ -432,7 +433,7 @@ class ExecutorSpec:
             return "remote"
         if self.workers is not None:
             return "local" if self.workers > 1 else "process"
-        big = n_items >= COMPUTE.min_cluster_items and usable_cores() >= 2
+        big = n_items >= COMPUTE.min_cluster_items and usable_cores() >= COMPUTE.min_cluster_cores
         return "local" if big else "process"
 
 

@@ -36,7 +36,7 @@ def test_the_flag_wins_over_the_environment_which_wins_over_the_default() -> Non
 
 
 def test_small_jobs_run_here_and_large_ones_on_a_local_cluster(monkeypatch) -> None:
-    monkeypatch.setattr(executors, "usable_cores", lambda: 4)
+    monkeypatch.setattr(executors, "usable_cores", lambda: executors.COMPUTE.min_cluster_cores)
     many = executors.COMPUTE.min_cluster_items
     assert ExecutorSpec().driver(many - 1) == "process"
     assert ExecutorSpec().driver(many) == "local"
@@ -45,8 +45,10 @@ def test_small_jobs_run_here_and_large_ones_on_a_local_cluster(monkeypatch) -> N
     assert ExecutorSpec("10.0.0.5:8786").driver(1) == "remote"
     assert ExecutorSpec(workers=2).driver(1) == "local"
     assert ExecutorSpec(workers=1).driver(10_000) == "process"
-    monkeypatch.setattr(executors, "usable_cores", lambda: 1)  # one core: nothing to gain
+    # Fewer cores: ONNX Runtime uses them all in this process (see ComputeDefaults).
+    monkeypatch.setattr(executors, "usable_cores", lambda: executors.COMPUTE.min_cluster_cores - 1)
     assert ExecutorSpec().driver(10_000) == "process"
+    assert ExecutorSpec("local").driver(1) == "local"
 
 
 def test_local_executor_gives_every_result_with_its_index() -> None:

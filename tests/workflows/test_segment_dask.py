@@ -39,9 +39,7 @@ def test_masks_are_identical_in_process_and_on_one_or_two_workers(project, tmp_p
         ("one worker", ExecutorSpec("local", 1)),
         ("two workers", ExecutorSpec("local", 2)),
     ]:
-        events, report = run_job(
-            segment_project(project, actor="bot", batch_size=3, compute=spec)
-        )
+        events, report = run_job(segment_project(project, actor="bot", batch_size=3, compute=spec))
         runs[name] = (report, _masks(project), events)
     here, masks, events = runs["process"]
     assert here.driver == "this process" and here.tta and here.model_id == model_id
