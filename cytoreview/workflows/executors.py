@@ -279,7 +279,7 @@ class DaskExecutor(_ContextManager):
                     "nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": str(i % gpus)}}}
                 for i in range(workers)
             }  # fmt: skip
-            scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+            scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0", "dashboard": False}}
             cluster = SpecCluster(workers=specs, scheduler=scheduler, **quiet)
             what = f"{workers} worker processes, one GPU each"
         else:

@@ -6,7 +6,8 @@ A project of ``--images`` synthetic cells (``--size`` px) and a segmenter that i
 letterboxing, post-processing and writing dominate: the Python share that threads of one
 process cannot run in parallel). Each driver runs ``segment_project`` on every image with the
 product's settings (precision gate, 8-view averaging for crops); the cluster's start-up, its
-first job (workers import the runtime and build the session) and a second job are timed apart. The masks of every driver are compared with the in-process ones, bit for bit.
+first job (workers import the runtime and build the session) and a second job are timed apart.
+The masks of every driver are compared with the in-process ones, bit for bit.
 
     .venv/bin/python tests/benchmarks/bench_segment_dask.py [--images 64] [--model unet]
         [--size 128] [--workers 1 2] [--rounds 1]

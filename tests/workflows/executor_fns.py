@@ -37,3 +37,8 @@ def slow(item: tuple[int, float]) -> int:
 def fails(path: str) -> None:
     """Raise the error a worker gives for an unreadable image."""
     raise ImageReadError(path, "unreadable")
+
+
+def environment(name: str) -> str | None:
+    """An environment variable of the process this runs in."""
+    return os.environ.get(name)

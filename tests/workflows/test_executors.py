@@ -23,7 +23,7 @@ from cytoreview.workflows.executors import (
     open_executor,
     using,
 )
-from tests.workflows.executor_fns import builds, fails, slow, square
+from tests.workflows.executor_fns import builds, environment, fails, slow, square
 
 
 def test_the_flag_wins_over_the_environment_which_wins_over_the_default() -> None:
@@ -153,3 +153,12 @@ def _tasks_named(cluster: DaskExecutor, prefix: str) -> int:
         return sum(str(key).startswith(prefix) for key in dask_scheduler.tasks)
 
     return cluster.client.run_on_scheduler(count)
+
+
+@pytest.mark.slow
+def test_gpu_workers_each_see_one_gpu() -> None:
+    # No GPU needed: what is checked is the environment each worker process starts with.
+    with DaskExecutor.local_cluster(2, gpus=2) as ex:
+        assert ex.description == "LocalCluster: 2 worker processes, one GPU each"
+        seen = ex.client.run(environment, "CUDA_VISIBLE_DEVICES")
+    assert sorted(seen.values()) == ["0", "1"]
