@@ -193,6 +193,11 @@ class _ContextManager:
         self.close()  # type: ignore[attr-defined]
 
 
+def _one_gpu(index: int) -> dict[str, str]:
+    """The environment of a worker process that sees GPU ``index`` alone."""
+    return {"CUDA_VISIBLE_DEVICES": str(index)}
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -275,18 +280,22 @@ class DaskExecutor(_ContextManager):
         quiet = {"silence_logs": logging.ERROR}
         if gpus > 0:
             specs = {
-                i: {"cls": Nanny, "options": {
-                    "nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": str(i % gpus)}}}
+                i: {"cls": Nanny, "options": {"nthreads": 1, "env": _one_gpu(i % gpus)}}
                 for i in range(workers)
-            }  # fmt: skip
-            scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0", "dashboard": False}}
+            }
+            # No dashboard, and no fixed port for the scheduler's HTTP routes.
+            options = {"dashboard_address": ":0", "dashboard": False}
+            scheduler = {"cls": Scheduler, "options": options}
             cluster = SpecCluster(workers=specs, scheduler=scheduler, **quiet)
             what = f"{workers} worker processes, one GPU each"
         else:
             cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, **quiet,
-            )  # fmt: skip
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                **quiet,
+            )
             what = f"{workers} worker process{'es' if workers != 1 else ''}"
         try:
             client = Client(cluster)

@@ -90,9 +90,13 @@ def main() -> None:
     from cytoreview.workflows.executors import DaskExecutor, ExecutorSpec, usable_cores
 
     out: dict[str, Any] = {
-        "images": args.images, "size": args.size, "model": args.model,
-        "usable_cores": usable_cores(), "cpu_count": os.cpu_count(), "runs": [],
-    }  # fmt: skip
+        "images": args.images,
+        "size": args.size,
+        "model": args.model,
+        "usable_cores": usable_cores(),
+        "cpu_count": os.cpu_count(),
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         project = _project(Path(tmp), args.images, args.size, args.model)
         _run(project, ExecutorSpec("none"))  # warm-up: the precision gate decides once
@@ -100,13 +104,18 @@ def main() -> None:
         for round_ in range(args.rounds):
             seconds, report = _run(project, ExecutorSpec("none"))
             same = _masks(project)
-            out["runs"].append({
-                "round": round_, "driver": report.driver, "device": report.device,
-                "start_s": 0.0, "segment_s": round(seconds, 2),
-                "images_per_s": round(args.images / seconds, 2),
-                "images_per_s_with_start": round(args.images / seconds, 2),
-                "identical": all(np.array_equal(same[k], v) for k, v in reference.items()),
-            })  # fmt: skip
+            out["runs"].append(
+                {
+                    "round": round_,
+                    "driver": report.driver,
+                    "device": report.device,
+                    "start_s": 0.0,
+                    "segment_s": round(seconds, 2),
+                    "images_per_s": round(args.images / seconds, 2),
+                    "images_per_s_with_start": round(args.images / seconds, 2),
+                    "identical": all(np.array_equal(same[k], v) for k, v in reference.items()),
+                }
+            )
             for workers in args.workers:
                 start = time.perf_counter()
                 with DaskExecutor.local_cluster(workers) as executor:
@@ -115,14 +124,19 @@ def main() -> None:
                     cold, _ = _run(project, executor)
                     seconds, report = _run(project, executor)
                 masks = _masks(project)
-                out["runs"].append({
-                    "round": round_, "driver": report.driver, "device": report.device,
-                    "start_s": round(started, 2), "first_job_s": round(cold, 2),
-                    "segment_s": round(seconds, 2),
-                    "images_per_s": round(args.images / seconds, 2),
-                    "images_per_s_with_start": round(args.images / (cold + started), 2),
-                    "identical": all(np.array_equal(masks[k], v) for k, v in reference.items()),
-                })  # fmt: skip
+                out["runs"].append(
+                    {
+                        "round": round_,
+                        "driver": report.driver,
+                        "device": report.device,
+                        "start_s": round(started, 2),
+                        "first_job_s": round(cold, 2),
+                        "segment_s": round(seconds, 2),
+                        "images_per_s": round(args.images / seconds, 2),
+                        "images_per_s_with_start": round(args.images / (cold + started), 2),
+                        "identical": all(np.array_equal(masks[k], v) for k, v in reference.items()),
+                    }
+                )
         project.close()
     print(json.dumps(out, indent=2))
 
