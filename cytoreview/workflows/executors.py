@@ -193,6 +193,11 @@ class _ContextManager:
         self.close()  # type: ignore[attr-defined]
 
 
+#: A LocalCluster's scheduler: no dashboard, and its HTTP routes (health, metrics) on a free
+#: port, not on 8787, where a user's own cluster or another job's may already listen.
+_SCHEDULER_HTTP = {"dashboard_address": ":0", "dashboard": False}
+
+
 def _one_gpu(index: int) -> dict[str, str]:
     """The environment of a worker process that sees GPU ``index`` alone."""
     return {"CUDA_VISIBLE_DEVICES": str(index)}
@@ -283,9 +288,7 @@ class DaskExecutor(_ContextManager):
                 i: {"cls": Nanny, "options": {"nthreads": 1, "env": _one_gpu(i % gpus)}}
                 for i in range(workers)
             }
-            # No dashboard, and no fixed port for the scheduler's HTTP routes.
-            options = {"dashboard_address": ":0", "dashboard": False}
-            scheduler = {"cls": Scheduler, "options": options}
+            scheduler = {"cls": Scheduler, "options": _SCHEDULER_HTTP}
             cluster = SpecCluster(workers=specs, scheduler=scheduler, **quiet)
             what = f"{workers} worker processes, one GPU each"
         else:
@@ -294,6 +297,7 @@ class DaskExecutor(_ContextManager):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                scheduler_kwargs=_SCHEDULER_HTTP,
                 **quiet,
             )
             what = f"{workers} worker process{'es' if workers != 1 else ''}"
@@ -324,6 +328,14 @@ class DaskExecutor(_ContextManager):
                 f"Dask scheduler {address} does not answer within {timeout_s:g} s ({reason}); "
                 f"check the address, or unset --scheduler / ${SCHEDULER_ENV} to run here"
             ) from None
+        try:  # a cluster without workers would queue the job for ever
+            client.wait_for_workers(1, timeout=timeout_s)
+        except (OSError, TimeoutError):
+            client.close()
+            raise SchedulerError(
+                f"Dask scheduler {address} has no workers (none joined within {timeout_s:g} s); "
+                "start some (dask worker, cluster.scale) or unset --scheduler to run here"
+            ) from None
         n = len(client.scheduler_info().get("workers", {}))
         return cls(client, None, f"scheduler {address} ({n} worker{'s' if n != 1 else ''})")
 
@@ -350,34 +362,39 @@ class DaskExecutor(_ContextManager):
         except KeyError:
             raise ConfigError("a shared input was not shared through this executor") from None
         keys = tuple(s.key for s in shared)
-        limit = max(1, COMPUTE.in_flight_per_worker * self._worker_threads())
         todo = iter(enumerate(items))
-        tag = f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex[:8]}"
+        name = getattr(getattr(fn, "func", fn), "__name__", "task")  # a partial: its function
+        tag = f"{name}-{uuid.uuid4().hex[:8]}"
         index_of: dict[str, int] = {}
         running = as_completed()
 
         def stop() -> bool:
             return cancel is not None and cancel.cancelled
 
-        def submit_next() -> None:
-            for index, item in todo:
+        def top_up() -> None:
+            # The bound follows the workers connected now: a cluster that scales up (e.g.
+            # dask-jobqueue jobs that start late) gets more items in flight as it grows.
+            limit = max(1, COMPUTE.in_flight_per_worker * self._worker_threads())
+            while running.count() < limit and not stop():
+                step = next(todo, None)
+                if step is None:
+                    return
+                index, item = step
                 future = self.client.submit(
                     _call, fn, item, keys, *futures, key=f"{tag}-{index}", pure=False
                 )
                 index_of[future.key] = index
                 running.add(future)
-                return
 
         try:
-            for _ in range(limit):
-                submit_next()
+            top_up()
             for future in running:
                 if stop():
                     return
                 result = future.result()  # raises the worker's exception here
                 index = index_of.pop(future.key)
                 future.release()
-                submit_next()
+                top_up()
                 yield index, result
                 if stop():
                     return

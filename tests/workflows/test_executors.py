@@ -162,3 +162,25 @@ def test_gpu_workers_each_see_one_gpu() -> None:
         assert ex.description == "LocalCluster: 2 worker processes, one GPU each"
         seen = ex.client.run(environment, "CUDA_VISIBLE_DEVICES")
     assert sorted(seen.values()) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_a_running_scheduler_is_used_by_its_address(cluster) -> None:
+    address = cluster.cluster.scheduler_address
+    with DaskExecutor.connect(address) as remote:
+        assert remote.description == f"scheduler {address} (2 workers)"
+        assert remote.cluster is None  # closing leaves the cluster running
+        assert sorted(remote.map_unordered(square, [2, 3])) == [(0, 4), (1, 9)]
+    assert cluster.workers == 2 and sorted(cluster.map_unordered(square, [1])) == [(0, 1)]
+
+
+@pytest.mark.slow
+def test_a_scheduler_without_workers_is_one_line() -> None:
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as empty,
+        pytest.raises(SchedulerError, match="has no workers") as caught,
+    ):
+        DaskExecutor.connect(empty.scheduler_address, timeout_s=1)
+    assert empty.scheduler_address in str(caught.value) and "\n" not in str(caught.value)
