@@ -29,7 +29,9 @@ import logging
 import os
 import threading
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -37,7 +39,6 @@ from cytoreview.defaults import COMPUTE
 from cytoreview.errors import ConfigError, SchedulerError
 from cytoreview.settings import SCHEDULER_ENV
 from cytoreview.types import CancelToken
-from cytoreview.workflows.pipeline import prefetched
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -90,9 +91,12 @@ class Shared:
     data: bytes
 
 
-#: Objects built from shared bytes, per process: (key, builder's name) -> object.
-_CACHE: dict[tuple[str, str], Any] = {}
+#: Objects built from shared bytes, per process: (key, builder's name) -> object, newest last.
+_CACHE: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+#: Objects kept at most: a long-lived process (the workbench, a worker serving many jobs) sees
+#: a new model after every training; the oldest sessions are let go.
+CACHE_SIZE = 4
 
 
 def cached(shared: Shared, build: Callable[[bytes], B], *, tag: str = "") -> B:
@@ -107,6 +111,9 @@ def cached(shared: Shared, build: Callable[[bytes], B], *, tag: str = "") -> B:
         key = (shared.key, name)
         if key not in _CACHE:
             _CACHE[key] = build(shared.data)
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(key)
         return _CACHE[key]
 
 
@@ -212,7 +219,7 @@ class LocalExecutor(_ContextManager):
 
     ``ahead`` items are computed in background threads while the caller consumes a result
     (e.g. writes a mask): ONNX Runtime, OpenCV and file reads release the GIL, so computing
-    and writing overlap (see :mod:`cytoreview.workflows.pipeline`).
+    and writing overlap (measured for ``segment``: see :mod:`cytoreview.workflows.pipeline`).
     """
 
     description = "this process"
@@ -233,17 +240,34 @@ class LocalExecutor(_ContextManager):
         *shared: Shared,
         cancel: CancelToken | None = None,
     ) -> Iterator[tuple[int, R]]:
-        """See :meth:`Executor.map_unordered`; here results come in the items' order."""
-        listed = list(items)
+        """See :meth:`Executor.map_unordered`; here results come in the items' order.
+
+        Items are taken from ``items`` only as they are started (a generator of items that
+        carry arrays is never held whole).
+        """
+        todo = iter(enumerate(items))
 
         def stop() -> bool:
             return cancel is not None and cancel.cancelled
 
-        work = lambda item: fn(item, *shared)  # noqa: E731 - the one-line closure prefetched needs
-        for index, (_item, result) in enumerate(prefetched(listed, work, stop, self.ahead)):
-            if stop():
-                return
-            yield index, result
+        with ThreadPoolExecutor(self.ahead, thread_name_prefix="cytoreview-local") as pool:
+            pending: deque[tuple[int, Future[R]]] = deque()
+
+            def top_up() -> None:
+                while len(pending) < self.ahead and not stop():
+                    step = next(todo, None)
+                    if step is None:
+                        return
+                    pending.append((step[0], pool.submit(fn, step[1], *shared)))
+
+            top_up()
+            while pending:
+                index, future = pending.popleft()
+                result = future.result()  # an error in ``fn`` is raised here, at its item
+                if stop():
+                    return
+                top_up()
+                yield index, result
 
     def close(self) -> None:
         """Nothing to release."""

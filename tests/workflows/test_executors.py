@@ -20,6 +20,7 @@ from cytoreview.workflows.executors import (
     ExecutorSpec,
     LocalExecutor,
     Shared,
+    cached,
     open_executor,
     using,
 )
@@ -57,6 +58,38 @@ def test_local_executor_gives_every_result_with_its_index() -> None:
         assert isinstance(handle, Shared) and len(handle.key) == 64
         assert sorted(ex.map_unordered(square, [3, 1, 2], handle)) == [(0, 13), (1, 5), (2, 8)]
         assert list(ex.map_unordered(square, [])) == []
+
+
+def test_local_executor_takes_items_only_as_it_starts_them() -> None:
+    taken = []
+
+    def items():
+        for i in range(100):
+            taken.append(i)
+            yield (i, 0.0)
+
+    for index, _ in LocalExecutor(ahead=1).map_unordered(slow, items()):
+        assert len(taken) <= index + 2  # this item and the one computed meanwhile
+        if index == 3:
+            break
+    assert len(taken) < 10
+
+
+def test_built_objects_are_kept_once_and_the_oldest_let_go() -> None:
+    built = []
+
+    def build(data: bytes) -> bytes:
+        built.append(data)
+        return data.upper()
+
+    here = LocalExecutor()
+    first = here.share(b"first")
+    assert cached(first, build) == b"FIRST" and cached(first, build) == b"FIRST"
+    assert built == [b"first"]
+    for i in range(executors.CACHE_SIZE):
+        cached(here.share(b"model %d" % i), build)
+    cached(first, build)  # pushed out by newer ones: built again
+    assert built.count(b"first") == 2
 
 
 def test_local_executor_stops_at_a_cancel() -> None:
