@@ -19,31 +19,47 @@ them to every worker and returns a :class:`Shared` handle; the function receives
 builds what it needs from the bytes with :func:`cached`, once per worker process.
 
 ``distributed`` is imported only when a cluster is really used: the command line starts fast.
+
+A driver, e.g. for the tiles of a slide::
+
+    def segment_tile(tile, model, *, job):        # top level, importable, pure
+        session = cached(model, lambda data: OnnxPredictor(data, threads=job.threads))
+        return labels_of(read_region(job.slide, *tile), session)
+
+    with using(compute, len(tiles)) as executor:   # an ExecutorSpec, or an open executor
+        model = executor.share(onnx_bytes)
+        work = partial(segment_tile, job=replace(job, threads=executor.threads_per_task))
+        for index, labels in executor.map_unordered(work, tiles, model, cancel=cancel):
+            write_tile(tiles[index], labels)       # this process alone writes
+            yield Progress(...)
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import threading
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from cytoreview.defaults import COMPUTE
 from cytoreview.errors import ConfigError, SchedulerError
 from cytoreview.settings import SCHEDULER_ENV
 from cytoreview.types import CancelToken
-
-if TYPE_CHECKING:
-    from types import TracebackType
+from cytoreview.workflows.executor_base import (
+    CACHE_SIZE,
+    ClosingContext,
+    Executor,
+    LocalExecutor,
+    Shared,
+    cached,
+    sha256_of,
+)
 
 __all__ = [
+    "CACHE_SIZE",
     "IN_PROCESS",
     "LOCAL_CLUSTER",
     "DaskExecutor",
@@ -59,9 +75,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 R = TypeVar("R")
-B = TypeVar("B")
+T = TypeVar("T")
 
 #: ``--scheduler`` values that name no address: a LocalCluster, or this process.
 LOCAL_CLUSTER = "local"
@@ -75,131 +90,6 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class Shared:
-    """A read-only input every item of a job uses, by its content hash.
-
-    Attributes
-    ----------
-    key
-        The sha256 of ``data``: what :func:`cached` keeps a built object under.
-    data
-        The bytes themselves (on a worker: its copy of the broadcast).
-    """
-
-    key: str
-    data: bytes
-
-
-#: Objects built from shared bytes, per process: (key, builder's name) -> object, newest last.
-_CACHE: OrderedDict[tuple[str, str], Any] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-#: Objects kept at most: a long-lived process (the workbench, a worker serving many jobs) sees
-#: a new model after every training; the oldest sessions are let go.
-CACHE_SIZE = 4
-
-
-def cached(shared: Shared, build: Callable[[bytes], B], *, tag: str = "") -> B:
-    """The object ``build(shared.data)``, built once per process and kept by content hash.
-
-    A worker function calls this to turn a model's bytes into a session: the first item on a
-    worker builds it, the others reuse it. ``tag`` separates different objects built from the
-    same bytes (e.g. a session with other threads).
-    """
-    name = f"{getattr(build, '__module__', '')}.{getattr(build, '__qualname__', build)}:{tag}"
-    with _CACHE_LOCK:  # threads of one worker must not build the same session twice
-        key = (shared.key, name)
-        if key not in _CACHE:
-            _CACHE[key] = build(shared.data)
-            while len(_CACHE) > CACHE_SIZE:
-                _CACHE.popitem(last=False)
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-
-
-def _call(fn: Callable[..., R], item: Any, keys: tuple[str, ...], *datas: bytes) -> R:
-    """Run ``fn`` on a worker with its shared inputs rebuilt as :class:`Shared` handles."""
-    return fn(item, *(Shared(k, d) for k, d in zip(keys, datas, strict=True)))
-
-
-class Executor(Protocol):
-    """Runs a pure function over items, here or on workers; what a batch driver talks to.
-
-    Attributes
-    ----------
-    description
-        Where the work runs, in words: ``"this process"``, ``"LocalCluster: 2 worker
-        processes"``, ``"scheduler tcp://10.0.0.5:8786 (8 workers)"``.
-    threads_per_task
-        Intra-op threads one item's computation may use (ONNX Runtime, torch): 1 on Dask
-        workers (their cores are shared out by running one task per thread), None in this
-        process (all cores).
-    workers
-        Worker processes (1 in this process).
-    """
-
-    description: str
-    threads_per_task: int | None
-    workers: int
-
-    def share(self, data: bytes) -> Shared:
-        """Send ``data`` once to every worker; pass the handle to :meth:`map_unordered`."""
-        ...
-
-    def map_unordered(
-        self,
-        fn: Callable[..., R],
-        items: Iterable[T],
-        *shared: Shared,
-        cancel: CancelToken | None = None,
-    ) -> Iterator[tuple[int, R]]:
-        """``(index, fn(item, *shared))`` for each item, as they complete.
-
-        Parameters
-        ----------
-        fn
-            A top-level (importable) pure function: it gets the item and the :class:`Shared`
-            handles, reads what it needs (files by path, through ``storage``) and returns a
-            picklable result. It never opens the catalog; the caller writes the results.
-        items
-            Picklable, small (paths, coordinates): they travel to the workers.
-        shared
-            Handles from :meth:`share`.
-        cancel
-            Checked before each new item is submitted and between results: once set, pending
-            items are cancelled and the iteration ends (items already running finish unseen).
-
-        Yields
-        ------
-        tuple
-            The item's index in ``items`` and the result. Only a bounded number of items is
-            in flight at once, so memory stays bounded however many items there are. An
-            exception raised by ``fn`` is raised here.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release the workers (a LocalCluster is shut down; a remote cluster is left running)."""
-        ...
-
-    def __enter__(self) -> Executor: ...
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
-class _ContextManager:
-    def __enter__(self: T) -> T:
-        return self
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        self.close()  # type: ignore[attr-defined]
-
-
 #: A LocalCluster's scheduler: no dashboard, and its HTTP routes (health, metrics) on a free
 #: port, not on 8787, where a user's own cluster or another job's may already listen.
 _SCHEDULER_HTTP = {"dashboard_address": ":0", "dashboard": False}
@@ -210,70 +100,7 @@ def _one_gpu(index: int) -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": str(index)}
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-class LocalExecutor(_ContextManager):
-    """Runs items in this process, in order, computing the next ones in background threads.
-
-    ``ahead`` items are computed in background threads while the caller consumes a result
-    (e.g. writes a mask): ONNX Runtime, OpenCV and file reads release the GIL, so computing
-    and writing overlap (measured for ``segment``: see :mod:`cytoreview.workflows.pipeline`).
-    """
-
-    description = "this process"
-    threads_per_task: int | None = None
-    workers = 1
-
-    def __init__(self, ahead: int = 1) -> None:
-        self.ahead = ahead
-
-    def share(self, data: bytes) -> Shared:
-        """A handle on ``data`` itself (nothing to send)."""
-        return Shared(_sha256(data), bytes(data))
-
-    def map_unordered(
-        self,
-        fn: Callable[..., R],
-        items: Iterable[T],
-        *shared: Shared,
-        cancel: CancelToken | None = None,
-    ) -> Iterator[tuple[int, R]]:
-        """See :meth:`Executor.map_unordered`; here results come in the items' order.
-
-        Items are taken from ``items`` only as they are started (a generator of items that
-        carry arrays is never held whole).
-        """
-        todo = iter(enumerate(items))
-
-        def stop() -> bool:
-            return cancel is not None and cancel.cancelled
-
-        with ThreadPoolExecutor(self.ahead, thread_name_prefix="cytoreview-local") as pool:
-            pending: deque[tuple[int, Future[R]]] = deque()
-
-            def top_up() -> None:
-                while len(pending) < self.ahead and not stop():
-                    step = next(todo, None)
-                    if step is None:
-                        return
-                    pending.append((step[0], pool.submit(fn, step[1], *shared)))
-
-            top_up()
-            while pending:
-                index, future = pending.popleft()
-                result = future.result()  # an error in ``fn`` is raised here, at its item
-                if stop():
-                    return
-                top_up()
-                yield index, result
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class DaskExecutor(_ContextManager):
+class DaskExecutor(ClosingContext):
     """Runs items on Dask distributed workers (a LocalCluster it started, or a running one).
 
     Build with :meth:`local_cluster` or :meth:`connect` (or :func:`open_executor`).
@@ -365,7 +192,7 @@ class DaskExecutor(_ContextManager):
 
     def share(self, data: bytes) -> Shared:
         """Broadcast ``data`` to every worker once (same bytes twice: one broadcast)."""
-        key = _sha256(data)
+        key = sha256_of(data)
         if key not in self._shared:
             future = self.client.scatter(bytes(data), broadcast=True, hash=False)
             self._shared[key] = future
@@ -485,6 +312,11 @@ class ExecutorSpec:
             return "local" if self.workers > 1 else "process"
         big = n_items >= COMPUTE.min_cluster_items and usable_cores() >= COMPUTE.min_cluster_cores
         return "local" if big else "process"
+
+
+def _call(fn: Callable[..., R], item: Any, keys: tuple[str, ...], *datas: bytes) -> R:
+    """Run ``fn`` on a worker with its shared inputs rebuilt as :class:`Shared` handles."""
+    return fn(item, *(Shared(k, d) for k, d in zip(keys, datas, strict=True)))
 
 
 def _address(scheduler: str) -> str:
