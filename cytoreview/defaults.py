@@ -326,3 +326,45 @@ class CellFinderDefaults:
 
 #: The cell finder's settings in force.
 CELL_FINDER = CellFinderDefaults()
+
+
+@dataclass(frozen=True)
+class ComputeDefaults:
+    """Where batch jobs (segment, classify...) run when the user names no scheduler.
+
+    See :mod:`cytoreview.workflows.executors`. ``bench_segment_dask.py`` (2026-12-06, 2 shared
+    vCPUs): this process segmented 64 cells of 128 px with an fp32 U-Net at 4.7 images/s, a
+    LocalCluster of 1 worker at 4.2 and of 2 workers at 2.8 (plus 1 s to start and 3-5 s for a
+    job's first items, while workers import the runtime); with the tiny network of the tests
+    (Python-bound: reading, post-processing, writing) 139 against 99 and 94 images/s. On 2
+    cores ONNX Runtime already uses both inside one process and the main process's mask writes
+    pace every driver, so worker processes only add transfers: the cluster is the default only
+    from ``min_cluster_cores`` (not measured here: a machine with more cores should confirm it).
+
+    Attributes
+    ----------
+    scheduler
+        ``None``: decide by the job's size (below). ``"local"`` always starts a LocalCluster of
+        worker processes, ``"none"`` always runs in this process, and an address
+        (``tcp://host:8786``) uses a running cluster.
+    min_cluster_items
+        Jobs with fewer items run in this process: starting a LocalCluster (worker processes
+        that import the model runtime) costs seconds that a handful of images do not repay.
+    min_cluster_cores
+        Machines with fewer usable cores run every job in this process (see above).
+    connect_timeout_s
+        Seconds to wait for a scheduler address to answer before saying it does not.
+    in_flight_per_worker
+        Items submitted ahead per worker thread: enough to keep workers busy while results
+        travel back, few enough that memory stays bounded whatever the job's size.
+    """
+
+    scheduler: str | None = None
+    min_cluster_items: int = 64
+    min_cluster_cores: int = 4
+    connect_timeout_s: float = 10.0
+    in_flight_per_worker: int = 2
+
+
+#: Where batch jobs run.
+COMPUTE = ComputeDefaults()

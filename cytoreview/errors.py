@@ -29,6 +29,11 @@ class _FileError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        # Rebuilt from (path, reason), not from the message: such an error raised on a Dask
+        # worker must reach the main process as itself.
+        return type(self), (self.path, self.reason)
+
 
 class InputFileError(_FileError, CytoReviewError):
     """A file given by the user cannot be used (``path`` names it, ``reason`` says why)."""
@@ -80,6 +85,10 @@ class ConfigError(CytoReviewError):
 
 class CheckpointError(InputFileError):
     """A model checkpoint cannot be loaded (not a CytoReview checkpoint, damaged, incompatible)."""
+
+
+class SchedulerError(ConfigError):
+    """A Dask scheduler address does not answer (or is not one); the message names it."""
 
 
 class NotEnoughDataError(CytoReviewError):

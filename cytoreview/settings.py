@@ -11,6 +11,9 @@ import os
 
 #: Environment variable that names the person acting, for the audit log.
 USER_ENV = "CYTOREVIEW_USER"
+#: Environment variable with the Dask scheduler batch jobs run on (``tcp://host:8786``), or
+#: ``local`` / ``none`` (see :mod:`cytoreview.workflows.executors`); a ``--scheduler`` flag wins.
+SCHEDULER_ENV = "CYTOREVIEW_SCHEDULER"
 #: Seconds a writer waits for another process's write lock before giving up with a clear message.
 DEFAULT_BUSY_TIMEOUT_S: float = 10.0
 #: Images per class picked for manual painting when no number is given.

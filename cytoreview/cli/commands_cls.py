@@ -21,6 +21,7 @@ from cytoreview.choices import (
     TASKS,
     TINY_BACKBONES,
 )
+from cytoreview.cli.compute_flags import add_compute_flags, compute_spec
 from cytoreview.cli.progress import console, drive, esc, warn
 from cytoreview.cli.settings_flags import add_method_flags, chosen_settings
 from cytoreview.defaults import CLS, RUN
@@ -126,6 +127,7 @@ def register(sub: Any) -> None:
                    help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16, help="images per model call")
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
+    add_compute_flags(p)
     p.set_defaults(handler=_cmd_classify)
 
     p = sub.add_parser(
@@ -240,12 +242,14 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         job = classify_project(
             project, actor=current_user(args.user), model_id=args.model, device=args.device,
             batch_size=args.batch_size, engine=args.engine, cancel=token,
+            compute=compute_spec(args),
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
     models = esc(", ".join(f"{task}: {mid}" for task, mid in report.models.items()))
     console.print(
         f"{report.classified} image(s) classified ({models}; {report.engine} on "
-        f"{esc(report.device)}); {report.seconds_per_image * 1000:.0f} ms per image"
+        f"{esc(report.device)}); {report.seconds_per_image * 1000:.0f} ms per image; "
+        f"ran on {esc(report.driver)}"
     )
     if report.counts:
         console.print(

@@ -19,6 +19,7 @@ from cytoreview.choices import (
     LOSSES,
     PRECISIONS,
 )
+from cytoreview.cli.compute_flags import add_compute_flags, compute_spec
 from cytoreview.cli.progress import console, drive, esc, warn
 from cytoreview.cli.settings_flags import add_method_flags, chosen_settings
 from cytoreview.defaults import RUN, SEG
@@ -164,6 +165,7 @@ def register(sub: Any) -> None:
         f"{'on' if SEG.tta_fields else 'off'} for one trained on fields)",
     )
     p.add_argument("--images", nargs="+", metavar="NAME", help="only these images")
+    add_compute_flags(p)
     p.set_defaults(handler=_cmd_segment)
 
     p = sub.add_parser(
@@ -255,7 +257,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         job = segment_project(
             project, actor=current_user(args.user), model_id=args.model, engine=args.engine,
             device=args.device, precision=args.precision, batch_size=args.batch_size, tta=args.tta,
-            names=args.images, cancel=token,
+            names=args.images, cancel=token, compute=compute_spec(args),
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
     n = len(report.segmented)
@@ -263,7 +265,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     console.print(f"{n} image(s) auto-segmented with {esc(report.model_id)} ({report.engine}, "
                   f"{esc(report.device)}{', 8 views averaged' if report.tta else ''}) "
                   f"in {report.seconds:.1f} s ({rate:.1f} images/s); "
-                  f"{len(report.skipped_human)} with a human mask left alone")  # fmt: skip
+                  f"{len(report.skipped_human)} with a human mask left alone; "
+                  f"ran on {esc(report.driver)}")  # fmt: skip
     if report.uncertainties:
         worst = sorted(report.uncertainties.items(), key=lambda kv: -kv[1])[:5]
         console.print(

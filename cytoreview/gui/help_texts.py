@@ -157,6 +157,13 @@ TOOLTIPS: dict[str, str] = {
         "Auto-segment (or generate masks for) only the rows selected in the project table "
         "(Ctrl/Shift-click to select several); images with a person's mask are never overwritten"
     ),
+    "compute": (
+        "Where Auto-segment computes. Empty: this machine (a cluster of worker processes for "
+        "large jobs on 4+ cores), or the scheduler in $CYTOREVIEW_SCHEDULER. A Dask scheduler "
+        "address (tcp://host:8786) runs it on that cluster, whose workers must see the project "
+        "folder; 'local' always starts worker processes here, 'none' always runs in this "
+        "process. Stop works the same"
+    ),
     "tta": (
         "Average the model over the 8 rotations and mirror images of each image: 8x the time. "
         "auto: on for a model trained on cell crops (about +0.02 Dice on real cells), off for "

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -43,9 +44,11 @@ from cytoreview.gui.workers import format_duration
 from cytoreview.models.devices import DEVICES
 from cytoreview.models.segmenters import SIZE_MULTIPLE
 from cytoreview.plugin_api import catalog, find
+from cytoreview.settings import SCHEDULER_ENV
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.types import Progress
 from cytoreview.workflows.compare import EncoderComparison
+from cytoreview.workflows.executors import ExecutorSpec
 from cytoreview.workflows.mask_generation import GenerateReport
 from cytoreview.workflows.segmentation import (
     KIND,
@@ -199,6 +202,15 @@ class TrainPanel(MaskJobs, JobPanel):
         row.addWidget(QLabel("Average 8 views:"))
         row.addWidget(self.tta_choice)
         row.addStretch(1)
+        layout.addLayout(row)
+        # Where Auto-segment computes: empty is the command line's rule without --scheduler
+        # (the environment variable, else this machine); an address uses a Dask cluster.
+        row = QHBoxLayout()
+        self.compute = QLineEdit()
+        self.compute.setPlaceholderText(f"this machine (or ${SCHEDULER_ENV})")
+        self.compute.setToolTip(TOOLTIPS["compute"])
+        row.addWidget(QLabel("Compute:"))
+        row.addWidget(self.compute, 1)
         layout.addLayout(row)
         # One line each: side by side, the ETA at the end of the line was clipped.
         self.device_label = StatusLabel("Device: —")
@@ -394,6 +406,7 @@ class TrainPanel(MaskJobs, JobPanel):
         if not go:
             return False
         which = "the" if names is None else f"{len(names)} selected"
+        compute = self.compute_spec()  # read here, on the GUI thread
         self.log_view.appendPlainText(
             f"auto-segmenting {which} image(s) without a person's mask"
             + {True: " (8 views each)…", False: "…", None: " (8 views for a crops model)…"}[tta]
@@ -401,10 +414,20 @@ class TrainPanel(MaskJobs, JobPanel):
         self.begin_job(
             "segment",
             lambda token: segment_project(
-                project, actor=actor, device=device, tta=tta, names=names, cancel=token
+                project,
+                actor=actor,
+                device=device,
+                tta=tta,
+                names=names,
+                cancel=token,
+                compute=compute,
             ),
         )
         return True
+
+    def compute_spec(self) -> ExecutorSpec:
+        """Where batch jobs run, as the "Compute" field says (empty: not said)."""
+        return ExecutorSpec(scheduler=self.compute.text().strip() or None)
 
     # -- events (GUI thread) -------------------------------------------------------------------
     def on_progress(self, event: Progress) -> None:
@@ -437,8 +460,9 @@ class TrainPanel(MaskJobs, JobPanel):
         elif isinstance(report, SegmentReport):
             self.last_segmentation = report
             text = (
-                f"{len(report.segmented)} image(s) auto-segmented on {report.device} in "
-                f"{format_duration(report.seconds)}; {len(report.skipped_human)} with a "
+                f"{len(report.segmented)} image(s) auto-segmented on {report.device} "
+                f"({report.driver}) in {format_duration(report.seconds)}; "
+                f"{len(report.skipped_human)} with a "
                 "person's mask left alone" + (" (stopped)" if report.cancelled else "")
             )
             self.log_view.appendPlainText(text)

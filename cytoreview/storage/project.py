@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -45,8 +44,9 @@ from cytoreview.storage.atomic import (
     write_temp,
 )
 from cytoreview.storage.catalog import Catalog, utc_now
-from cytoreview.storage.hashing import bytes_sha256, file_sha256
-from cytoreview.storage.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage, read_image
+from cytoreview.storage.hashing import bytes_sha256
+from cytoreview.storage.image_refs import ImageRef, file_problem, read_ref
+from cytoreview.storage.images import DEFAULT_MAX_PIXELS, ImageInfo, LoadedImage
 from cytoreview.storage.mask_codec import decode_mask_png, encode_mask_png, validate_label_mask
 from cytoreview.storage.names import name_component, path_inside, safe_image_name
 from cytoreview.storage.records import AuditEntry, ImageRecord, MaskVersion
@@ -220,33 +220,33 @@ class Project:
             return path_inside(self.root, record.stored_path)
         return Path(record.source_path)
 
+    def image_ref(self, record: ImageRecord) -> ImageRef:
+        """What a reader needs to load ``record`` without the catalog (e.g. a batch worker).
+
+        Raises
+        ------
+        UnsafePathError
+            If the catalogued copy's path leads outside the project (a damaged catalog).
+        """
+        return ImageRef(
+            name=record.name,
+            path=self.image_path(record),
+            sha256=record.sha256,
+            linked=not record.stored_path,
+            max_pixels=self.max_pixels,
+            exif_orientation=record.orientation is not None,
+        )
+
     def image_problem(self, record: ImageRecord) -> str | None:
         """Why an image's file cannot be trusted now, or None when it is intact.
 
-        The file is hashed and compared with the catalog: a project copy that went missing or
-        changed on disk, and a linked source that was moved, deleted or edited since import
-        are all found here, before their pixels are used.
+        The file is hashed and compared with the catalog (see
+        :func:`~cytoreview.storage.image_refs.file_problem`).
         """
-        linked = not record.stored_path
         try:
-            path = self.image_path(record)
-            mode = path.stat().st_mode
-            if not stat.S_ISREG(mode):
-                return "is not a regular file"
-            same = file_sha256(path) == record.sha256
+            return file_problem(self.image_ref(record))
         except UnsafePathError as exc:
             return str(exc)
-        except FileNotFoundError:
-            if linked:
-                return "linked source file is missing (moved or deleted?); import it again"
-            return "image file is missing from the project; import its source again to restore it"
-        except OSError as exc:
-            return f"cannot read the image file ({exc.strerror or exc})"
-        if same:
-            return None
-        if linked:
-            return "linked source file changed since it was imported; import it again"
-        return "image file is damaged (it no longer matches its import); import its source again"
 
     def load_image(self, record: ImageRecord) -> LoadedImage:
         """Read an image of the project (display RGB plus the original pixels).
@@ -258,15 +258,10 @@ class Project:
             the message names the file and says how to restore it.
         """
         try:
-            path = self.image_path(record)
+            ref = self.image_ref(record)
         except UnsafePathError as exc:
             raise ImageReadError(record.stored_path or record.source_path, str(exc)) from None
-        problem = self.image_problem(record)
-        if problem is not None:
-            raise ImageReadError(path, f"{problem} (image {record.name!r})")
-        return read_image(
-            path, max_pixels=self.max_pixels, exif_orientation=record.orientation is not None
-        )
+        return read_ref(ref)
 
     def add_image(
         self,

@@ -40,7 +40,13 @@ from cytoreview.storage.catalog import utc_now
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
 
-__all__ = ["RECORD_FORMAT", "cpu_onnx_predictor", "int8_settings", "measure_int8"]
+__all__ = [
+    "RECORD_FORMAT",
+    "cpu_onnx_model",
+    "cpu_onnx_predictor",
+    "int8_settings",
+    "measure_int8",
+]
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +189,35 @@ def cpu_onnx_predictor(
 
     Parameters
     ----------
+    project, store, model_id, fp32, spec, precision
+        As for :func:`cpu_onnx_model`.
+    threads
+        Intra-op threads (default: the usable cores).
+
+    Returns
+    -------
+    OnnxPredictor
+        Its ``device`` says which precision runs, e.g. ``"CPU (onnxruntime int8, 2 threads)"``.
+    """
+    data, chosen = cpu_onnx_model(project, store, model_id, fp32, spec, precision)
+    return OnnxPredictor(data, device="cpu", threads=threads, precision=chosen)
+
+
+def cpu_onnx_model(
+    project: Project,
+    store: ModelStore,
+    model_id: str,
+    fp32: bytes,
+    spec: SegmenterSpec,
+    precision: str = "auto",
+) -> tuple[bytes, str]:
+    """The ONNX model a project's segmenter runs on the CPU, and its precision.
+
+    The decision is made here, in the process that owns the project; batch workers get the
+    chosen bytes (see :mod:`cytoreview.workflows.segment_worker`).
+
+    Parameters
+    ----------
     project, store, model_id
         Where the model lives; the int8 variant and the decision are stored beside it.
     fp32
@@ -192,13 +227,11 @@ def cpu_onnx_predictor(
     precision
         ``"auto"`` (int8 when its gate passed, measured once per model), ``"fp32"`` (nothing
         is built or measured) or ``"int8"`` (the int8 variant even if its gate failed).
-    threads
-        Intra-op threads (default: the usable cores).
 
     Returns
     -------
-    OnnxPredictor
-        Its ``device`` says which precision runs, e.g. ``"CPU (onnxruntime int8, 2 threads)"``.
+    tuple
+        The model's bytes and ``"fp32"`` or ``"int8"``.
 
     Raises
     ------
@@ -208,7 +241,7 @@ def cpu_onnx_predictor(
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "fp32":
-        return OnnxPredictor(fp32, device="cpu", threads=threads)
+        return fp32, "fp32"
     settings = int8_settings()
     record = store.load_precision(model_id)
     usable = _usable(record, fp32, settings)
@@ -225,11 +258,11 @@ def cpu_onnx_predictor(
             # auto must always segment: fall back to fp32 and say why in the log. Nothing is
             # stored, so the next run tries again (e.g. once the project has images).
             log.warning("int8 model not built (%s); running fp32", exc)
-            return OnnxPredictor(fp32, device="cpu", threads=threads)
+            return fp32, "fp32"
         store.save_int8_onnx(model_id, int8)
         store.save_precision(model_id, record)
     assert record is not None
     if precision == "int8" or record["decision"] == "int8":
         assert int8 is not None
-        return OnnxPredictor(int8, device="cpu", threads=threads, precision="int8")
-    return OnnxPredictor(fp32, device="cpu", threads=threads)
+        return int8, "int8"
+    return fp32, "fp32"

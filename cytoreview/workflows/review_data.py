@@ -8,20 +8,24 @@ finished before a cancel is stored.
 
 from __future__ import annotations
 
+import io
 import math
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
+import torch
 
 # CAM_METHODS lives in the torch-free choices module (the CLI parser lists it without torch);
 # re-exported here, where callers have always found it.
 from cytoreview.choices import CAM_METHODS as CAM_METHODS
-from cytoreview.errors import CytoReviewError, ImageReadError
-from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
+from cytoreview.errors import CytoReviewError, ImageReadError, UnsafePathError
+from cytoreview.inference.classify import ClassifierSpec
 from cytoreview.metrics.classification import derive_binary
 from cytoreview.morphometry.measure import ImageMeasurements, measure_image
+from cytoreview.storage.image_refs import ImageRef
 from cytoreview.storage.predictions import (
     PredictionInput,
     PredictionRecord,
@@ -33,11 +37,19 @@ from cytoreview.storage.records import ImageRecord
 from cytoreview.types import CancelToken, Progress
 from cytoreview.workflows.classification import (
     BINARY_CLASSES,
+    NO_ONNX,
     LoadedClassifier,
     current_classifier_id,
     load_classifier,
 )
-from cytoreview.workflows.cls_runtime import DEFAULT_ENGINE, check_engine, classifier_runtime
+from cytoreview.workflows.classify_worker import (
+    ClassifyJob,
+    ClassifyModel,
+    classify_chunk,
+    model_runner,
+)
+from cytoreview.workflows.cls_runtime import DEFAULT_ENGINE, check_engine
+from cytoreview.workflows.executors import Executor, ExecutorSpec, LocalExecutor, using
 
 # Explaining moved to heatmaps (with the rule of which model's map is shown); the names stay
 # importable from here, where the CLI, the demo and earlier code find them.
@@ -77,6 +89,8 @@ class ClassifyReport:
     seconds_per_image: float = 0.0
     cancelled: bool = False
     counts: dict[str, int] = field(default_factory=dict)  # predicted class -> images
+    #: Where the batches ran (see :attr:`cytoreview.workflows.executors.Executor.description`).
+    driver: str = "this process"
 
 
 def classify_project(
@@ -89,13 +103,16 @@ def classify_project(
     device: str = "auto",
     engine: str = DEFAULT_ENGINE,
     cancel: CancelToken | None = None,
+    compute: ExecutorSpec | Executor | None = None,
 ) -> Generator[Progress, None, ClassifyReport]:
     """Predict the class (and the binary call) of every image, or of ``image_ids``.
 
     Uses ``model_id`` or the current Bethesda classifier, plus the current dedicated binary
     classifier when there is one; without a binary model the call is derived from the Bethesda
     probabilities. Images without a mask are skipped by mask-fusion models. ``engine``:
-    ``onnx`` (ONNX Runtime, default) or ``torch`` (the reference).
+    ``onnx`` (ONNX Runtime, default) or ``torch`` (the reference). ``compute`` says where the
+    batches run (see :func:`~cytoreview.workflows.executors.open_executor`); only this process
+    writes the predictions.
     """
     check_engine(engine)
     main = load_classifier(project, model_id, engine=engine)
@@ -103,43 +120,66 @@ def classify_project(
     binary_id = current_classifier_id(project, "binary")
     if main.task == "bethesda" and binary_id is not None:
         models.append(load_classifier(project, binary_id, task="binary", engine=engine))
-    runtime = classifier_runtime(main, engine, device)
-    report = ClassifyReport(
-        models={m.task: m.model_id for m in models},
-        engine=runtime.engine,  # torch for a classifier without an ONNX export
-        device=runtime.device,
-    )
     records = _selected(project, image_ids)
     store = PredictionStore(project)
     current = project.current_versions()
-    started, done = time.perf_counter(), 0
-    for start in range(0, len(records), batch_size):
-        if cancel is not None and cancel.cancelled:
-            report.cancelled = True
-            break
-        batch = records[start : start + batch_size]
-        images, masks, kept, versions = [], [], [], []
-        for record in batch:
-            found = project.current_mask(record.id) if record.id in current else None
-            if found is None and main.uses_mask:
-                report.skipped.append(f"{record.name}: no mask yet (run `cytoreview segment`)")
-                continue
-            try:
-                images.append(project.load_image(record).rgb)
-            except ImageReadError as exc:  # named and skipped; the rest is classified
-                report.skipped.append(f"{exc}; not classified")
-                continue
-            masks.append(None if found is None else found[1])
-            versions.append(None if found is None else found[0].id)
-            kept.append(record)
-        if kept:
-            for loaded in models:
-                _classify_batch(store, loaded, project, kept, images, masks, versions, device,
-                                engine, actor=actor,
-                                with_derived_binary=len(models) == 1)  # fmt: skip
-        done += len(kept)
-        end = min(start + batch_size, len(records))
-        yield Progress("classify", end, len(records), f"{done} images classified")
+    shipped = [_shipped(m, engine) for m in models]
+    report = ClassifyReport(
+        models={m.task: m.model_id for m in models}, engine=shipped[0][1].engine
+    )
+    chunks: dict[int, tuple[list[ImageRecord], list[int | None]]] = {}
+
+    def items() -> Iterator[list[tuple[ImageRef, np.ndarray | None]]]:
+        # Masks are read (the catalog's rule of which is current) as each batch is started.
+        for index, start in enumerate(range(0, len(records), batch_size)):
+            kept, versions, chunk = [], [], []
+            for record in records[start : start + batch_size]:
+                found = project.current_mask(record.id) if record.id in current else None
+                if found is None and main.uses_mask:
+                    report.skipped.append(f"{record.name}: no mask yet (run `cytoreview segment`)")
+                    continue
+                try:
+                    ref = project.image_ref(record)
+                except UnsafePathError as exc:
+                    where = record.stored_path or record.source_path
+                    report.skipped.append(f"{ImageReadError(where, str(exc))}; not classified")
+                    continue
+                chunk.append((ref, None if found is None else found[1]))
+                kept.append(record)
+                versions.append(None if found is None else found[0].id)
+            chunks[index] = (kept, versions)
+            yield chunk
+
+    started, done, seen = time.perf_counter(), 0, 0
+    with using(compute, len(records)) as executor:
+        job = ClassifyJob(
+            tuple(model for _, model in shipped), device, executor.threads_per_task, batch_size
+        )
+        handles = [executor.share(data) for data, _ in shipped]
+        report.driver = executor.description
+        if isinstance(executor, LocalExecutor):  # built here once; the chunks reuse it
+            report.device = _runner_device(model_runner(handles[0], job.models[0], job))
+        else:
+            report.device = f"{shipped[0][1].engine}, {executor.threads_per_task} thread each"
+        if report.engine != engine:  # a method without an ONNX export runs in torch
+            report.device = f"{report.device[:-1]}; {NO_ONNX})"
+        work = partial(classify_chunk, job=job)
+        for index, outcome in executor.map_unordered(work, items(), *handles, cancel=cancel):
+            kept, versions = chunks.pop(index)
+            report.skipped += [message for _, message in outcome.problems]
+            chosen = [kept[p] for p in outcome.kept]
+            chosen_versions = [versions[p] for p in outcome.kept]
+            if chosen:
+                derive = len(models) == 1  # the binary call from the Bethesda probabilities
+                for loaded, probs in zip(models, outcome.probs, strict=True):
+                    _save_predictions(
+                        store, loaded, project, chosen, probs, chosen_versions,
+                        actor=actor, with_derived_binary=derive,
+                    )  # fmt: skip
+            done += len(chosen)
+            seen += min(batch_size, len(records) - index * batch_size)
+            yield Progress("classify", seen, len(records), f"{done} images classified")
+    report.cancelled = cancel is not None and cancel.cancelled and seen < len(records)
     report.classified = done
     report.seconds_per_image = (time.perf_counter() - started) / max(done, 1)
     latest = store.latest_predictions(main.task, model_id=main.model_id)
@@ -148,23 +188,37 @@ def classify_project(
     return report
 
 
-def _classify_batch(
+def _shipped(loaded: LoadedClassifier, engine: str) -> tuple[bytes, ClassifyModel]:
+    """What workers get of a classifier: its ONNX export, or its weights for torch."""
+    spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
+    if engine == "onnx" and loaded.onnx_exportable and loaded.onnx_bytes is not None:
+        return loaded.onnx_bytes, ClassifyModel(spec, "onnx")
+    buffer = io.BytesIO()  # the torch engine, or a method without an ONNX export
+    torch.save(loaded.model.state_dict(), buffer)
+    return buffer.getvalue(), ClassifyModel(spec, "torch", loaded.config)
+
+
+def _runner_device(runner: object) -> str:
+    """Where a session or torch network runs, in words (as ClassifierRuntime says it)."""
+    if isinstance(runner, torch.nn.Module):
+        where = next(runner.parameters()).device
+        if where.type == "cuda":
+            return f"{torch.cuda.get_device_name(where)} (torch CUDA)"
+        return f"CPU (torch, {torch.get_num_threads()} threads)"
+    return str(getattr(runner, "device", "CPU (onnxruntime)"))
+
+
+def _save_predictions(
     store: PredictionStore,
     loaded: LoadedClassifier,
     project: Project,
     records: list[ImageRecord],
-    images: list[np.ndarray],
-    masks: list[np.ndarray | None],
+    probs: np.ndarray,
     versions: list[int | None],
-    device: str,
-    engine: str,
     *,
     actor: str,
     with_derived_binary: bool,
 ) -> None:
-    spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
-    runtime = classifier_runtime(loaded, engine, device)
-    probs = predict_class_probs(runtime.predictor(), images, masks, spec, device=device)
     entropy = normalised_entropy(probs)
     rows = [
         PredictionInput(

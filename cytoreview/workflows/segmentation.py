@@ -7,10 +7,12 @@ automatic mask is written only where no person's mask is current.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,8 @@ from cytoreview.errors import (
     UnsafePathError,
 )
 from cytoreview.inference.onnx_export import export_onnx, onnx_providers
-from cytoreview.inference.predictors import OnnxPredictor, TorchPredictor
-from cytoreview.inference.segment import SegmenterSpec, segment_images, with_tta
+from cytoreview.inference.segment import SegmenterSpec
+from cytoreview.models.devices import pick_torch_device
 from cytoreview.models.segmenters import (
     DEFAULT_SEGMENTER,
     SIZE_MULTIPLE,
@@ -55,8 +57,14 @@ from cytoreview.training.segmentation import EpochStats, SegTrainConfig, train_s
 from cytoreview.training.semi import SemiConfig
 from cytoreview.types import LABEL_NAMES, CancelToken, Progress, Provenance
 from cytoreview.workflows.checkpointing import BestWeightsWriter, stored_onnx
-from cytoreview.workflows.pipeline import prefetched
-from cytoreview.workflows.precision import cpu_onnx_predictor
+from cytoreview.workflows.executors import Executor, ExecutorSpec, LocalExecutor, using
+from cytoreview.workflows.precision import cpu_onnx_model
+from cytoreview.workflows.segment_worker import (
+    SegmentJob,
+    build_predictor,
+    job_predictor,
+    segment_chunk,
+)
 
 KIND = "segmentation"
 
@@ -483,6 +491,8 @@ class SegmentReport:
     cancelled: bool = False
     #: Whether the 8 views were averaged.
     tta: bool = False
+    #: Where the batches ran (see :attr:`cytoreview.workflows.executors.Executor.description`).
+    driver: str = "this process"
 
 
 def images_to_automask(
@@ -546,19 +556,52 @@ def save_auto_mask(
     return AutoMaskSave(True)
 
 
-def load_predictor(
+@dataclass(frozen=True)
+class SegmenterChoice:
+    """Which model a segmentation pass runs, decided in the process that owns the project.
+
+    Attributes
+    ----------
+    model_id, spec
+        The model and its input geometry.
+    data
+        What the workers get: the ONNX export (in the precision chosen) or, for the torch
+        engine, the weights saved with ``torch.save``.
+    job
+        How each chunk runs (threads are set per executor, see
+        :class:`~cytoreview.workflows.segment_worker.SegmentJob`).
+    gpus
+        GPUs on this machine the pass would use (0 on the CPU).
+    """
+
+    model_id: str
+    spec: SegmenterSpec
+    data: bytes
+    job: SegmentJob
+    gpus: int = 0
+
+    def describe(self, threads: int | None) -> str:
+        """Where it computes, in words, without building the model (for Dask workers)."""
+        if self.gpus:
+            return f"GPU ({self.job.engine}, one GPU per worker)"
+        engine = "onnxruntime " + self.job.precision if self.job.engine == "onnx" else "torch"
+        each = f"{threads} thread{'s' if threads != 1 else ''} per worker" if threads else ""
+        return f"CPU ({engine}{', ' + each if each else ''})"
+
+
+def choose_segmenter(
     project: Project,
     model_id: str | None,
     engine: str = "onnx",
     device: str = "auto",
     precision: str = "auto",
-) -> tuple[str, Any, SegmenterSpec]:
-    """The predictor of a project's segmenter (the current one by default).
+) -> SegmenterChoice:
+    """The model a project's segmentation runs (the current one by default), not yet built.
 
     ``precision`` applies to ONNX Runtime on the CPU (see
-    :func:`~cytoreview.workflows.precision.cpu_onnx_predictor`): ``auto`` runs the int8
-    variant when it passed the project's quality gate (built and measured on first use),
-    ``fp32`` and ``int8`` force one. CUDA and the torch engine run fp32 as before.
+    :func:`~cytoreview.workflows.precision.cpu_onnx_model`): ``auto`` runs the int8 variant
+    when it passed the project's quality gate (built and measured on first use), ``fp32`` and
+    ``int8`` force one. CUDA and the torch engine run fp32 as before.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
@@ -573,9 +616,12 @@ def load_predictor(
     if engine == "torch":
         if precision == "int8":
             raise ConfigError("int8 runs on ONNX Runtime only; use --engine onnx")
-        model = build_segmenter(config)
-        model.load_state_dict(state)
-        return model_id, TorchPredictor(model, device=device), spec
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        cuda = pick_torch_device(device).type == "cuda"
+        job = SegmentJob(spec, "torch", "cuda" if cuda else "cpu", "fp32", network=config)
+        gpus = torch.cuda.device_count() if cuda else 0
+        return SegmenterChoice(model_id, spec, buffer.getvalue(), job, gpus)
     if engine != "onnx":
         raise ConfigError(f"unknown engine {engine!r}; valid: onnx, torch")
     data = stored_onnx(store, model_id)
@@ -587,8 +633,25 @@ def load_predictor(
     if "CUDAExecutionProvider" in onnx_providers(device):
         if precision == "int8":
             raise ConfigError("int8 is for the CPU; use --device cpu or --precision auto")
-        return model_id, OnnxPredictor(data, device=device), spec
-    return model_id, cpu_onnx_predictor(project, store, model_id, data, spec, precision), spec
+        job = SegmentJob(spec, "onnx", device, "fp32")
+        return SegmenterChoice(model_id, spec, data, job, torch.cuda.device_count())
+    data, chosen = cpu_onnx_model(project, store, model_id, data, spec, precision)
+    return SegmenterChoice(model_id, spec, data, SegmentJob(spec, "onnx", "cpu", chosen))
+
+
+def load_predictor(
+    project: Project,
+    model_id: str | None,
+    engine: str = "onnx",
+    device: str = "auto",
+    precision: str = "auto",
+) -> tuple[str, Any, SegmenterSpec]:
+    """The predictor of a project's segmenter, built in this process.
+
+    See :func:`choose_segmenter` for the model, engine and precision rules.
+    """
+    choice = choose_segmenter(project, model_id, engine, device, precision)
+    return choice.model_id, build_predictor(choice.data, choice.job), choice.spec
 
 
 def segment_project(
@@ -603,63 +666,74 @@ def segment_project(
     tta: bool | None = None,
     names: Sequence[str] | None = None,
     cancel: CancelToken | None = None,
+    compute: ExecutorSpec | Executor | None = None,
 ) -> Generator[Progress, None, SegmentReport]:
     """Auto-mask every image without a human mask (or the named ones); yield per batch.
 
     ``tta`` None: average the 8 views for a crops model, not for a fields model (see
-    :class:`cytoreview.defaults.SegRecipe`).
+    :class:`cytoreview.defaults.SegRecipe`). ``compute`` says where the batches run: an
+    :class:`~cytoreview.workflows.executors.ExecutorSpec` (this process or Dask workers, see
+    :func:`~cytoreview.workflows.executors.open_executor`) or an open executor. The masks are
+    the same wherever they run, and only this process writes the catalog.
     """
-    model_id, predictor, spec = load_predictor(project, model_id, engine, device, precision)
-    tta = SEG.tta_for(spec.fields) if tta is None else tta
-    predict = with_tta(predictor) if tta else predictor
-    report = SegmentReport(model_id=model_id, engine=engine, device=predictor.device, tta=tta)
-    todo, report.skipped_human = images_to_automask(project, names)
+    choice = choose_segmenter(project, model_id, engine, device, precision)
+    tta = SEG.tta_for(choice.spec.fields) if tta is None else tta
+    todo, skipped_human = images_to_automask(project, names)
+    refs, unsafe = [], []
+    for image in todo:
+        try:
+            refs.append((image, project.image_ref(image)))
+        except UnsafePathError as exc:  # a damaged catalog: never read outside the project
+            where = image.stored_path or image.source_path
+            unsafe.append(f"{ImageReadError(where, str(exc))}; not segmented")
+    chunks = [refs[first : first + batch_size] for first in range(0, len(refs), batch_size)]
     start = time.perf_counter()
-    views = ", averaging 8 views" if tta else ""
-    yield Progress(
-        "segment", 0, len(todo), f"{len(todo)} image(s) to segment on {predictor.device}{views}",
-        device=predictor.device,
-    )  # fmt: skip
-
-    def compute(chunk: list[Any]) -> tuple[list[tuple[Any, np.ndarray]], list[str], list[Any]]:
-        loaded, problems = [], []
-        for image in chunk:
-            try:
-                loaded.append((image, project.load_image(image).rgb))
-            except ImageReadError as exc:  # skipped and named; the rest is segmented
-                problems.append(f"{exc}; not segmented")
-        results = segment_images([rgb for _, rgb in loaded], predict, spec) if loaded else []
-        return loaded, problems, results
-
-    def cancelled() -> bool:
-        return cancel is not None and cancel.cancelled
-
-    chunks = [todo[first : first + batch_size] for first in range(0, len(todo), batch_size)]
-    done = 0
-    # The next batch is loaded and segmented in the background while this one is written.
-    for chunk, (loaded, problems, results) in prefetched(chunks, compute, stop=cancelled):
-        if cancelled():
-            report.cancelled = True
-            break
-        report.problems += problems
-        for message in problems:
+    with using(compute, len(refs), gpus=choice.gpus) as executor:
+        job = replace(choice.job, tta=tta, threads=executor.threads_per_task)
+        model = executor.share(choice.data)
+        if isinstance(executor, LocalExecutor):  # built here once; the chunks reuse it
+            where = job_predictor(model, job).device
+        else:
+            where = choice.describe(executor.threads_per_task)
+        report = SegmentReport(
+            model_id=choice.model_id, engine=engine, device=where, tta=tta,
+            skipped_human=skipped_human, driver=executor.description,
+        )  # fmt: skip
+        views = ", averaging 8 views" if tta else ""
+        yield Progress(
+            "segment", 0, len(todo),
+            f"{len(todo)} image(s) to segment on {where}{views}; {executor.description}",
+            device=where,
+        )  # fmt: skip
+        done = len(unsafe)
+        report.problems += unsafe
+        for message in unsafe:
             yield Progress("segment", done, len(todo), message, level="warning")
-        for (image, _), result in zip(loaded, results, strict=True):
-            saved = save_auto_mask(
-                project, image, result.mask, actor=actor, source_model=model_id,
-                uncertainty=result.uncertainty, not_saved="not segmented",
-            )  # fmt: skip
-            if not saved.saved:
-                report.problems.append(saved.problem or "")
-                if saved.person_painted:
-                    report.skipped_human.append(image.name)
-                else:
-                    yield Progress("segment", done, len(todo), saved.problem, level="warning")
-                continue
-            report.segmented.append(image.name)
-            report.uncertainties[image.name] = result.uncertainty
-        done += len(chunk)
-        yield Progress("segment", done, len(todo), f"{done}/{len(todo)} segmented")
+        work = partial(segment_chunk, job=job)
+        chunk_refs = [[ref for _, ref in chunk] for chunk in chunks]
+        for index, outcome in executor.map_unordered(work, chunk_refs, model, cancel=cancel):
+            chunk = chunks[index]
+            for _, message in outcome.problems:
+                report.problems.append(message)
+                yield Progress("segment", done, len(todo), message, level="warning")
+            for position, mask, uncertainty in outcome.masks:
+                image = chunk[position][0]
+                saved = save_auto_mask(
+                    project, image, mask, actor=actor, source_model=choice.model_id,
+                    uncertainty=uncertainty, not_saved="not segmented",
+                )  # fmt: skip
+                if not saved.saved:
+                    report.problems.append(saved.problem or "")
+                    if saved.person_painted:
+                        report.skipped_human.append(image.name)
+                    else:
+                        yield Progress("segment", done, len(todo), saved.problem, level="warning")
+                    continue
+                report.segmented.append(image.name)
+                report.uncertainties[image.name] = uncertainty
+            done += len(chunk)
+            yield Progress("segment", done, len(todo), f"{done}/{len(todo)} segmented")
+    report.cancelled = cancel is not None and cancel.cancelled and done < len(todo)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -15,8 +15,18 @@ from pathlib import Path
 
 from tests.conftest import PATIENCE_S
 
-#: Modules only the model commands (torch and co.) and ``cytoreview gui`` (Qt) may load.
-HEAVY = ("torch", "timm", "segmentation_models_pytorch", "onnxruntime", "napari", "PySide6", "qtpy")
+#: Modules only the model commands (torch and co.), ``cytoreview gui`` (Qt) and a batch job that
+#: runs on Dask (distributed) may load.
+HEAVY = (
+    "torch",
+    "timm",
+    "segmentation_models_pytorch",
+    "onnxruntime",
+    "napari",
+    "PySide6",
+    "qtpy",
+    "distributed",
+)
 
 # Runs in a fresh interpreter: argv[1] the project, argv[2] the image folder, argv[3] where to
 # write the heavy modules that got imported.
@@ -25,7 +35,7 @@ import json, sys
 from cytoreview.launcher import main
 
 project, images, out = sys.argv[1:4]
-for argv in (["--help"], ["train-seg", "--help"], ["train-cls", "--help"]):
+for argv in (["--help"], ["train-seg", "--help"], ["train-cls", "--help"], ["segment", "--help"]):
     try:
         main(argv)
     except SystemExit as done:

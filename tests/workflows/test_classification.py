@@ -266,3 +266,26 @@ def test_input_size_auto_fits_the_images_and_fine_tuning_keeps_the_parents(train
     tuned = _request(input_size=None, epochs=1, patience=1, init=report.model_id)
     _, child = run_job(train_classification(project, tuned, actor="dr_a"))
     assert store.load(child.model_id)[0]["input_size"] == 64  # the parent's, not the rule's
+
+
+@pytest.mark.slow
+def test_classify_gives_the_same_probabilities_on_dask_workers(trained) -> None:
+    from cytoreview.workflows.executors import ExecutorSpec
+
+    project, _, _, _ = trained
+    store = PredictionStore(project)
+    runs = {}
+    for name, spec in [("here", ExecutorSpec("none")), ("workers", ExecutorSpec("local", 2))]:
+        _, report = run_job(classify_project(project, actor="t", batch_size=5, compute=spec))
+        runs[name] = (report, {t: store.latest_predictions(t) for t in ("bethesda", "binary")})
+    here, here_preds = runs["here"]
+    there, there_preds = runs["workers"]
+    assert here.driver == "this process" and there.driver == "LocalCluster: 2 worker processes"
+    assert here.classified == there.classified == 36 and here.counts == there.counts
+    for task in ("bethesda", "binary"):
+        assert len(there_preds[task]) == 36
+        for image_id, pred in here_preds[task].items():
+            other = there_preds[task][image_id]
+            assert other.id != pred.id  # a new prediction, with the same numbers
+            assert other.probabilities == pred.probabilities and other.pred_class == pred.pred_class
+            assert other.mask_version_id == pred.mask_version_id
