@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cytoreview.choices import FINDER_METHODS
+from cytoreview.cli.compute_flags import add_compute_flags, compute_spec
 from cytoreview.cli.progress import console, drive, esc
 from cytoreview.defaults import CELL_FINDER, SLIDE
 from cytoreview.settings import current_user
@@ -46,6 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--restart", action="store_true", help="start afresh instead of resuming a stopped run"
     )
+    add_compute_flags(p)
     p.set_defaults(handler=_cmd_segment_slide)
 
     p = sub.add_parser(
@@ -79,6 +81,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="cut the cells found earlier again at another size (no new search)",
     )
+    add_compute_flags(p)
     p.set_defaults(handler=_cmd_find_cells)
 
     p = sub.add_parser(
@@ -110,7 +113,7 @@ def _cmd_segment_slide(args: argparse.Namespace) -> int:
         job = segment_slide(
             project, args.slide, actor=current_user(args.user), model_id=args.model,
             level=args.level, chunk=args.chunk, halo=args.halo, skip_glass=not args.all_tiles,
-            resume=not args.restart, cancel=token,
+            resume=not args.restart, compute=compute_spec(args), cancel=token,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
     console.print(esc(report.summary))
@@ -137,7 +140,9 @@ def _cmd_find_cells(args: argparse.Namespace) -> int:
         if args.recut:
             job = recut_cells(project, args.slide, **common)
         else:
-            job = find_cells(project, args.slide, method=args.method, **common)
+            job = find_cells(
+                project, args.slide, method=args.method, compute=compute_spec(args), **common
+            )
         report = drive(job, token, verbose=args.verbose)
     console.print(esc(report.summary))
     return EXIT_CANCELLED if report.cancelled else 0

@@ -478,7 +478,7 @@ def _export_panel(wb: Workbench) -> QWidget:
 
 
 def _slide_panel(wb: Workbench) -> QWidget:
-    return SlidePanel(wb.viewer, wb.state)
+    return SlidePanel(wb.viewer, wb.state, compute=wb.train_panel.compute_spec)
 
 
 def _help_panel(wb: Workbench) -> QWidget:

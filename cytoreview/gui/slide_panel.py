@@ -11,6 +11,7 @@ the "regions" layer are cut into the project as ordinary images. Everything else
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
 from cytoreview.types import Progress
+from cytoreview.workflows.executors import ExecutorSpec
 from cytoreview.workflows.importing import ImportReport, import_images
 from cytoreview.workflows.slides import (
     SlideSummary,
@@ -59,10 +61,18 @@ SLIDE_FILTER = "Slides (*.svs *.ndpi *.mrxs *.scn *.dcm *.bif *.vms *.tif *.tiff
 class SlidePanel(QWidget):
     """The slides of the open project and what can be done with them."""
 
-    def __init__(self, viewer: Any, state: WorkbenchState, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        viewer: Any,
+        state: WorkbenchState,
+        compute: Callable[[], ExecutorSpec] = ExecutorSpec,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.state = state
+        #: Where the long jobs run: the workbench's Compute setting (the Train dock's field).
+        self.compute = compute
         self.runner = JobRunner("slides", self)
         state.track_job(self.runner)
         self.views: dict[str, SlideView] = {}
@@ -279,9 +289,11 @@ class SlidePanel(QWidget):
         if project is None or name is None or self.runner.is_running:
             return False
         self._ask_pixel_size(name)
-        actor = self.state.actor
+        actor, compute = self.state.actor, self.compute()
         self.log.appendPlainText(f"finding cells on {name} …")
-        self.runner.start(lambda token: find_cells(project, name, actor=actor, cancel=token))
+        self.runner.start(
+            lambda token: find_cells(project, name, actor=actor, compute=compute, cancel=token)
+        )
         return True
 
     def segment(self) -> bool:
@@ -292,9 +304,11 @@ class SlidePanel(QWidget):
         if project is None or name is None or self.runner.is_running:
             return False
         self._ask_pixel_size(name)
-        actor = self.state.actor
+        actor, compute = self.state.actor, self.compute()
         self.log.appendPlainText(f"segmenting {name} …")
-        self.runner.start(lambda token: segment_slide(project, name, actor=actor, cancel=token))
+        self.runner.start(
+            lambda token: segment_slide(project, name, actor=actor, compute=compute, cancel=token)
+        )
         return True
 
     def show_segmentation(self) -> bool:

@@ -17,22 +17,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
-import numpy as np
-
 from cytoreview.choices import FINDER_METHODS
-from cytoreview.data.tissue import Box, Tile, tiles_over_mask
+from cytoreview.data.tissue import Box, tiles_over_mask
 from cytoreview.defaults import CELL_FINDER
 from cytoreview.errors import ConfigError, NotEnoughDataError
 from cytoreview.inference.cell_crops import crop_box, merge_duplicates
-from cytoreview.inference.cell_finder import CellCandidate, find_cells_in_tile
+from cytoreview.inference.cell_finder import CellCandidate
 from cytoreview.storage.project import Project
 from cytoreview.storage.slide_results import candidates_path, read_candidates, write_candidates
 from cytoreview.storage.slide_store import SlideRecord, SlideStore
 from cytoreview.types import CancelToken, Progress
+from cytoreview.workflows.executors import Executor, ExecutorSpec, using
+from cytoreview.workflows.segmentation import SegmenterChoice
 from cytoreview.workflows.slide_segmentation import tissue_for
+from cytoreview.workflows.slide_worker import FindJob, find_tile_cells
 
 
 @dataclass
@@ -82,28 +84,23 @@ def crop_side(record: SlideRecord, crop_um: float | None) -> int:
     return CELL_FINDER.crop_px
 
 
-def _nucleus_model(project: Project, method: str) -> tuple[str, Any]:
-    """(the method's name in words, a tile -> class probabilities function or None)."""
+def _nucleus_model(project: Project, method: str) -> tuple[str, SegmenterChoice | None]:
+    """(the method's name in words, the segmenter that finds nuclei, or None for Otsu)."""
     if method not in FINDER_METHODS:
         raise ConfigError(f"unknown method {method!r}; valid: {', '.join(FINDER_METHODS)}")
     if method == "otsu":
         return "the Otsu detector", None
-    from cytoreview.inference.segment import drop_absent_classes, field_probs
-    from cytoreview.workflows.segmentation import load_predictor
+    from cytoreview.workflows.segmentation import choose_segmenter
 
     try:
-        model_id, predictor, spec = load_predictor(project, None)
+        choice = choose_segmenter(project, None)
     except NotEnoughDataError:
         if method == "model":
             raise
         return "the Otsu detector (no segmenter trained yet)", None
-    if not spec.fields and method == "auto":
-        return f"the Otsu detector ({model_id} was trained on crops, not fields)", None
-
-    def probs(rgb: np.ndarray) -> np.ndarray:
-        return drop_absent_classes(field_probs(rgb, predictor, spec), spec)
-
-    return f"the segmenter {model_id}", probs
+    if not choice.spec.fields and method == "auto":
+        return f"the Otsu detector ({choice.model_id} was trained on crops, not fields)", None
+    return f"the segmenter {choice.model_id}", choice
 
 
 def find_cells(
@@ -115,7 +112,7 @@ def find_cells(
     crop_um: float | None = None,
     crop_px: int | None = None,
     max_cells: int | None = None,
-    executor: Any = None,
+    compute: ExecutorSpec | Executor | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, CellFinderReport]:
     """Find the cells of a slide and cut each into the project; yield per tile and per crop.
@@ -136,15 +133,16 @@ def find_cells(
         :attr:`~cytoreview.defaults.CellFinderDefaults.crop_um` (or ``crop_px`` without one).
     max_cells
         Cut at most this many (the highest-scoring); None: all.
-    executor
-        Where the tiles are searched (:mod:`cytoreview.workflows.executors`); None: here.
+    compute
+        Where the tiles are searched: an :class:`ExecutorSpec` (None: the default rule, see
+        :mod:`cytoreview.workflows.executors`) or an open executor.
     cancel
         Checked between tiles and crops; the crops cut so far stay.
     """
     store = SlideStore(project)
     record = store.slide(slide_name)
     side = crop_px or crop_side(record, crop_um)
-    words, nucleus_fn = _nucleus_model(project, method)
+    words, choice = _nucleus_model(project, method)
     report = CellFinderReport(record.name, words, crop_px=side)
     start = time.perf_counter()
     shape = (record.height, record.width)
@@ -154,19 +152,31 @@ def find_cells(
         tiles = tiles_over_mask(shape, tissue, down, CELL_FINDER.tile, CELL_FINDER.halo)
         n_grid = -(-shape[0] // CELL_FINDER.tile) * -(-shape[1] // CELL_FINDER.tile)
         report.tiles_total, report.tiles_with_tissue = n_grid, len(tiles)
-        where = "this process" if executor is None else executor.description
-        yield Progress(
-            "find-cells", 0, len(tiles),
-            f"{record.name}: {len(tiles)} of {n_grid} tile(s) hold tissue; searching them with "
-            f"{words} on {where}",
-        )  # fmt: skip
         found: list[CellCandidate] = []
-        for done, cands in enumerate(
-            _search(slide, tiles, nucleus_fn, record.pixel_size_um, white, executor, cancel), 1
-        ):
-            found += cands
-            yield Progress("find-cells", done, len(tiles), f"{len(found)} candidate(s) so far")
-        if cancel is not None and cancel.cancelled:
+        with using(compute, len(tiles), gpus=choice.gpus if choice else 0) as executor:
+            yield Progress(
+                "find-cells", 0, len(tiles),
+                f"{record.name}: {len(tiles)} of {n_grid} tile(s) hold tissue; searching them "
+                f"with {words} on {executor.description}",
+            )  # fmt: skip
+            shared = () if choice is None else (executor.share(choice.data),)
+            segment = None
+            if choice is not None:
+                segment = replace(choice.job, threads=executor.threads_per_task)
+            job = FindJob(
+                str(store.path(record)), CELL_FINDER.halo, record.pixel_size_um,
+                tuple(float(v) for v in white), segment,
+            )  # fmt: skip
+            work = partial(find_tile_cells, job=job)
+            results = executor.map_unordered(work, tiles, *shared, cancel=cancel)
+            by_tile: dict[int, list[CellCandidate]] = {}
+            for done, (index, cands) in enumerate(results, 1):
+                by_tile[index] = cands
+                found += cands
+                yield Progress("find-cells", done, len(tiles), f"{len(found)} candidate(s) so far")
+        # In tile order, whatever order the workers finished in: the merge is the same.
+        found = [c for index in sorted(by_tile) for c in by_tile[index]]
+        if len(by_tile) < len(tiles):  # stopped
             report.cancelled = True
             report.seconds = time.perf_counter() - start
             return report
@@ -215,31 +225,6 @@ def recut_cells(
 
 def _px(um: float, pixel_size_um: float | None, fallback: float) -> float:
     return um / pixel_size_um if pixel_size_um else fallback
-
-
-def _search(
-    slide: Any,
-    tiles: list[Tile],
-    nucleus_fn: Any,
-    pixel_size_um: float | None,
-    white: np.ndarray,
-    executor: Any,
-    cancel: CancelToken | None,
-) -> Iterator[list[CellCandidate]]:
-    """Each tile's candidates (level-0 px), in this process or on the executor."""
-    halo = CELL_FINDER.halo
-    if executor is None:
-        for tile in tiles:
-            if cancel is not None and cancel.cancelled:
-                return
-            w = tile.window
-            rgb = slide.read_region(0, w.y, w.x, w.h, w.w)
-            yield find_cells_in_tile(
-                rgb, tile.core, halo, nucleus_prob_fn=nucleus_fn, pixel_size_um=pixel_size_um,
-                white=white,
-            )  # fmt: skip
-        return
-    raise ConfigError("distributed cell finding is not wired yet")
 
 
 def _cut(

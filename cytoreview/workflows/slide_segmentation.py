@@ -15,8 +15,9 @@ manifest lists and gives a result identical to an uninterrupted run (tested).
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,18 +27,17 @@ from cytoreview.defaults import SLIDE
 from cytoreview.errors import ConfigError
 from cytoreview.inference.slide_segment import (
     CELL_COLUMNS,
-    Chunk,
-    ChunkResult,
     chunk_grid,
     chunks_with_tissue,
-    segment_chunk,
 )
 from cytoreview.storage.project import Project
 from cytoreview.storage.slide_results import LabelPyramid, SegmentationRun, write_cell_table
 from cytoreview.storage.slide_store import SlideRecord, SlideStore
 from cytoreview.storage.slides import Slide
 from cytoreview.types import CancelToken, Progress
-from cytoreview.workflows.segmentation import load_predictor
+from cytoreview.workflows.executors import Executor, ExecutorSpec, using
+from cytoreview.workflows.segmentation import choose_segmenter
+from cytoreview.workflows.slide_worker import SlideSegJob, segment_slide_chunk
 
 
 @dataclass
@@ -121,7 +121,7 @@ def segment_slide(
     halo: int | None = None,
     skip_glass: bool = True,
     resume: bool = True,
-    executor: Any = None,
+    compute: ExecutorSpec | Executor | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, SlideSegReport]:
     """Segment a registered slide into its label pyramid and cell table; yield per chunk.
@@ -147,8 +147,9 @@ def segment_slide(
         Segment only the cores that the low-resolution tissue mask marks.
     resume
         Continue a run of the same parameters where it stopped (else start afresh).
-    executor
-        Where the chunks are computed (:mod:`cytoreview.workflows.executors`); None: here.
+    compute
+        Where the chunks are computed: an :class:`ExecutorSpec` (None: the default rule, see
+        :mod:`cytoreview.workflows.executors`) or an open executor.
     cancel
         Checked between chunks; what is finished stays and a later run resumes from it.
     """
@@ -157,7 +158,8 @@ def segment_slide(
     level = working_level(project, record) if level is None else level
     if not 0 <= level < len(record.levels):
         raise ConfigError(f"slide {record.name} has levels 0-{len(record.levels) - 1}, not {level}")
-    model_id, predictor, spec = load_predictor(project, model_id)
+    choice = choose_segmenter(project, model_id)
+    model_id, spec = choice.model_id, choice.spec
     lv = record.levels[level]
     shape = (lv.height, lv.width)
     pixel = record.level_pixel_size(level)
@@ -180,42 +182,46 @@ def segment_slide(
     pyramid.create(shape, chunk, n_levels, pixel, record.name)
     report.labels_path, report.cells_path = str(run.labels_path), str(run.cells_path)
     start = time.perf_counter()
-    with store.open(record) as slide:
-        grid = chunk_grid(shape, chunk, halo)
-        if skip_glass:
+    grid = chunk_grid(shape, chunk, halo)
+    if skip_glass:
+        with store.open(record) as slide:
             tissue, _ = tissue_for(slide, record.pixel_size_um)
-            todo = chunks_with_tissue(grid, tissue, shape)
-        else:
-            todo = grid
-        done = run.finished_chunks() if resumed else {}
-        report.chunks_total, report.chunks_with_tissue = len(grid), len(todo)
-        report.chunks_resumed = sum(1 for c in todo if c.index in done)
-        pending = [c for c in todo if c.index not in done]
-        where = "this process" if executor is None else executor.description
-        report.executor = where
-        for message in report.warnings:
-            yield Progress("slide", 0, len(todo), message, level="warning")
+        todo = chunks_with_tissue(grid, tissue, shape)
+    else:
+        todo = grid
+    done = run.finished_chunks() if resumed else {}
+    report.chunks_total, report.chunks_with_tissue = len(grid), len(todo)
+    report.chunks_resumed = sum(1 for c in todo if c.index in done)
+    pending = [c for c in todo if c.index not in done]
+    for message in report.warnings:
+        yield Progress("slide", 0, len(todo), message, level="warning")
+    with using(compute, len(pending), gpus=choice.gpus) as executor:
+        report.executor = executor.description
         yield Progress(
             "slide", report.chunks_resumed, len(todo),
             f"{record.name}: {len(todo)} of {len(grid)} chunk(s) hold tissue at level {level} "
-            f"({shape[1]} x {shape[0]} px, halo {halo} px); {len(pending)} to do on {where}",
+            f"({shape[1]} x {shape[0]} px, halo {halo} px); {len(pending)} to do on "
+            f"{executor.description}",
         )  # fmt: skip
-        results = _compute(
-            slide, level, pending, predictor, spec, pixel, lv.downsample, executor, cancel
-        )
+        model = executor.share(choice.data)
+        job = SlideSegJob(
+            str(store.path(record)), level, lv.downsample, pixel,
+            replace(choice.job, threads=executor.threads_per_task),
+        )  # fmt: skip
+        work = partial(segment_slide_chunk, job=job)
         finished = report.chunks_resumed
-        for result in results:
+        for _, result in executor.map_unordered(work, pending, model, cancel=cancel):
             c = grid[result.index]
             pyramid.write(c.y, c.x, result.labels)
             run.record_chunk({"chunk": result.index, "cells": result.cells})
             finished += 1
             report.megapixels += c.height * c.width / 1e6
             yield Progress("slide", finished, len(todo), f"chunk {result.index} done")
-        report.chunks_done = finished
-        if cancel is not None and cancel.cancelled and finished < len(todo):
-            report.cancelled = True
-            report.seconds = time.perf_counter() - start
-            return report
+    report.chunks_done = finished
+    if finished < len(todo):  # stopped: what is finished stays for the next run
+        report.cancelled = True
+        report.seconds = time.perf_counter() - start
+        return report
     pyramid.build_levels(n_levels)
     rows = _cell_rows(run.finished_chunks(), {c.index for c in todo})
     write_cell_table(run.cells_path, ("cell", *CELL_COLUMNS[1:]), rows)
@@ -241,27 +247,3 @@ def _cell_rows(done: dict[int, dict[str, Any]], chunks: set[int]) -> list[dict[s
         for cell in done[index].get("cells", []):
             rows.append({"cell": len(rows) + 1, **cell})
     return rows
-
-
-def _compute(
-    slide: Slide,
-    level: int,
-    chunks: list[Chunk],
-    predictor: Any,
-    spec: Any,
-    pixel: float | None,
-    downsample: float,
-    executor: Any,
-    cancel: CancelToken | None,
-) -> Iterator[ChunkResult]:
-    """Chunk results as they finish, here or on the executor; stops when cancelled."""
-    if executor is None:
-        for c in chunks:
-            if cancel is not None and cancel.cancelled:
-                return
-            rgb = slide.read_region(level, c.read_y, c.read_x, c.read_height, c.read_width)
-            yield segment_chunk(
-                rgb, c, predictor, spec, pixel_size_um=pixel, level_downsample=downsample
-            )
-        return
-    raise ConfigError("distributed slide segmentation is not wired yet")
