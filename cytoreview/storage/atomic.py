@@ -186,7 +186,9 @@ def _publish_without_overwrite(tmp: Path, path: Path) -> None:
     tmp.unlink()
 
 
-def remove_stale_temps(directory: Path, *, min_age_s: float = STALE_TEMP_AGE_S) -> int:
+def remove_stale_temps(
+    directory: Path, *, min_age_s: float = STALE_TEMP_AGE_S, recursive: bool = True
+) -> int:
     """Delete temp files that a crashed writer left under ``directory``; return how many.
 
     Parameters
@@ -196,12 +198,16 @@ def remove_stale_temps(directory: Path, *, min_age_s: float = STALE_TEMP_AGE_S) 
     min_age_s
         Only files whose last change is at least this old are removed: a younger one may be
         being written right now by another process that has the same project open.
+    recursive
+        Search sub-folders too (False for a folder whose sub-folders hold thousands of files
+        written otherwise, such as a slide's label pyramid).
     """
     removed = 0
     if not directory.is_dir():
         return 0
     now = time.time()
-    for tmp in directory.rglob(f".*{TEMP_SUFFIX}"):
+    pattern = f".*{TEMP_SUFFIX}"
+    for tmp in directory.rglob(pattern) if recursive else directory.glob(pattern):
         with contextlib.suppress(OSError):
             if now - tmp.stat().st_mtime < min_age_s:
                 continue

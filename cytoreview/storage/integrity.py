@@ -307,6 +307,25 @@ class ProjectScanner:
                     linked=linked,
                 )
             )
+        has_slides = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'slides'"
+        ).fetchone()
+        for r in conn.execute(
+            "SELECT id, name, stored_path, source_path, sha256 FROM slides" if has_slides
+            else "SELECT 1 WHERE 0"
+        ):  # fmt: skip
+            linked = r["stored_path"] is None
+            facts.refs.append(
+                FileRef(
+                    "slide",
+                    r["id"],
+                    r["source_path"] if linked else r["stored_path"],
+                    f"{'linked ' if linked else ''}slide {r['name']!r}",
+                    "sha256",
+                    r["sha256"],
+                    linked=linked,
+                )
+            )
         for r in conn.execute(
             "SELECT m.id, m.version, m.path, m.sha256, m.provenance, i.name FROM mask_versions m "
             "JOIN images i ON i.id = m.image_id"

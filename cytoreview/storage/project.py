@@ -167,7 +167,9 @@ class Project:
         except BaseException:
             catalog.close()
             raise
-        removed = sum(remove_stale_temps(root / sub) for sub in ("masks", "images", "slides"))
+        removed = remove_stale_temps(root / "masks") + remove_stale_temps(root / "images")
+        # Copied slides only: slides/<name>/ holds label pyramids of thousands of chunk files.
+        removed += remove_stale_temps(root / "slides", recursive=False)
         if removed:
             log.warning("%s: removed %d half-written file(s) left by a crash", root, removed)
         # A training run whose process was killed would otherwise stay "running" for ever.

@@ -99,7 +99,9 @@ class Slide:
         """
         array = self._arrays[level]
         y0, x0 = max(0, y), max(0, x)
-        return np.asarray(array[y0 : y + height, x0 : x + width].compute())
+        # Synchronous: a region is a few tiles, and on a Dask worker the default scheduler
+        # would be the cluster itself, which cannot ship the open file handle.
+        return np.asarray(array[y0 : y + height, x0 : x + width].compute(scheduler="sync"))
 
     def close(self) -> None:
         """Release the file handle."""

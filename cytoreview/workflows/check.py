@@ -237,6 +237,10 @@ def _repair_one(
             "closed",
             f"marked interrupted; {len(closed.removed)} partial file(s) removed; {kept}",
         )
+    if finding.entity == "slide":  # a scanner file: never rewritten or moved by a repair
+        return RepairAction(
+            finding, "left", "put the slide file back, or register it again with cytoreview import"
+        )
     if path is not None and kind in _LEFTOVER_KINDS:
         return _clean_leftover(root, quarantine, finding)
     if path is not None and kind in ("missing-file", "hash-mismatch", "damaged-file"):

@@ -117,3 +117,23 @@ def test_a_moved_linked_slide_is_named_when_opened(
     moved.unlink()
     with pytest.raises(InputFileError, match="missing"):
         store.open(slide)
+
+
+def test_check_names_a_slide_that_moved_or_changed(
+    project: Project, slide_file: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    from cytoreview.workflows.check import check_project
+    from tests.conftest import run_job
+
+    path, _ = slide_file
+    moved = tmp_path / "moving.svs"
+    moved.write_bytes(path.read_bytes())
+    SlideStore(project).register(moved, actor="ana")
+    _, report = run_job(check_project(project.root, actor="t"))
+    assert report.ok
+    with open(moved, "ab") as fh:  # bytes added: the registered slide is not this file
+        fh.write(b"changed")
+    _, report = run_job(check_project(project.root, actor="t", repair=True))
+    (finding,) = [f for f in report.findings if f.entity == "slide"]
+    assert finding.kind == "linked-source" and "slide 'moving'" in finding.message
+    assert moved.exists()  # a repair never touches the scanner's file
