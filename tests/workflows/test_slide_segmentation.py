@@ -203,3 +203,38 @@ def test_slide_results_export_for_qupath(slide_project: Path, tmp_path: Path) ->
             assert np.array_equal(tif.series[0].asarray(), _labels(project))
     finally:
         project.close()
+
+
+@pytest.mark.slow
+def test_an_ome_tiff_slide_end_to_end_on_two_workers(slide_project: Path, tmp_path: Path) -> None:
+    """The command line as a user runs it: import an OME-TIFF, cut cells, segment the slide on
+    a LocalCluster of 2 worker processes, export for QuPath."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.geojson_spec import collection_problems
+
+    project = tmp_path / "p"
+    shutil.copytree(slide_project, project)
+    pixels, _ = SyntheticSlide(768, 1024, seed=9, field=256).region(0, 0, 768, 1024)
+    slide = write_pyramid_tiff(tmp_path / "case 2.ome.tif", pixels, levels=2, pixel_size_um=0.5)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "cytoreview", *args], capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "1 slide(s) registered" in cli("import", str(project), str(slide))
+    found = cli("find-cells", str(project), "case 2", "--method", "otsu", "--max-cells", "4")
+    assert "Otsu" in found and "4 crop(s) of 128 px cut" in found  # 64 um at 0.5 um/px
+    out = cli("segment-slide", str(project), "case 2", "--chunk", "256", "--scheduler", "local",
+              "--workers", "2")  # fmt: skip
+    assert "LocalCluster: 2 worker processes" in out and "cell(s)" in out
+    cli("export-slide", str(project), "case 2", "--out", str(tmp_path / "qupath"))
+    data = json.loads((tmp_path / "qupath" / "case 2.geojson").read_text(encoding="utf-8"))
+    assert collection_problems(data) == [] and data["features"]
+    assert cli("slides", str(project)).count("crop(s)") == 2
