@@ -7,7 +7,9 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 #: Suffix of temporary files; a crash can leave them behind and :func:`remove_stale_temps`
 #: clears them.
@@ -98,34 +100,28 @@ def copy_to_temp(source: Path, directory: Path) -> tuple[Path, str]:
         The temp file (the caller removes it if it is not published) and the hex SHA-256 of
         the bytes copied, which may differ from an earlier hash if the source changed since.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(directory)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+
+    def copy(out: BinaryIO) -> None:
+        with open(source, "rb") as src:
             while chunk := src.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return tmp, digest.hexdigest()
+
+    return fill_temp(directory, copy), digest.hexdigest()
 
 
-def write_temp(directory: Path, data: bytes) -> Path:
-    """Write ``data`` to a new temp file in ``directory``, flushed to disk; return its path.
+def fill_temp(directory: Path, fill: Callable[[BinaryIO], object]) -> Path:
+    """A new temp file in ``directory`` written by ``fill``, flushed to disk; return its path.
 
-    The bytes-in-memory counterpart of :func:`copy_to_temp`: the caller publishes the file
-    with :func:`publish` once it has chosen its name, or removes it.
+    The caller publishes it with :func:`publish` once it has chosen its name, or removes it;
+    if ``fill`` fails, the temp file is removed here and the error goes on.
     """
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = make_temp(directory)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            fill(out)
             out.flush()
             os.fsync(out.fileno())
     except BaseException:
@@ -133,6 +129,11 @@ def write_temp(directory: Path, data: bytes) -> Path:
             tmp.unlink()
         raise
     return tmp
+
+
+def write_temp(directory: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temp file in ``directory`` (see :func:`fill_temp`)."""
+    return fill_temp(directory, lambda out: out.write(data))
 
 
 def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:

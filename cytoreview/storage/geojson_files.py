@@ -14,13 +14,12 @@ Feature for one object. All three are read as a list of features.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cytoreview.errors import InputFileError
-from cytoreview.storage.atomic import make_temp, publish
+from cytoreview.storage.atomic import fill_temp, publish
 
 #: Larger files are refused before they are read: a whole-slide export of 10^6 cells is about
 #: 1 GB of text, which json holds several times over in memory.
@@ -113,19 +112,19 @@ def write_feature_stream(
     complete (written under a temp name, flushed, renamed).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(path.parent)
     count = 0
+
+    def stream(out: BinaryIO) -> None:
+        nonlocal count
+        head = {"type": "FeatureCollection", **members}
+        out.write(encode_geojson(head)[:-1] + b',"features":[')
+        for feature in features:
+            out.write((b"," if count else b"") + encode_geojson(feature))
+            count += 1
+        out.write(b"]}")
+
+    tmp = fill_temp(path.parent, stream)
     try:
-        with os.fdopen(fd, "wb") as out:
-            head = {"type": "FeatureCollection", **members}
-            out.write(encode_geojson(head)[:-1] + b',"features":[')
-            for feature in features:
-                out.write((b"," if count else b"") + encode_geojson(feature))
-                count += 1
-            out.write(b"]}")
-            out.flush()
-            os.fsync(out.fileno())
         publish(tmp, path, overwrite=True)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -294,38 +294,26 @@ class ProjectScanner:
         return findings
 
     def _read_facts(self, conn: sqlite3.Connection, facts: CatalogFacts) -> None:
-        for r in conn.execute("SELECT id, name, stored_path, source_path, sha256 FROM images"):
-            linked = r["stored_path"] is None
-            facts.refs.append(
-                FileRef(
-                    "image",
-                    r["id"],
-                    r["source_path"] if linked else r["stored_path"],
-                    f"{'linked source of ' if linked else ''}image {r['name']!r}",
-                    "sha256",
-                    r["sha256"],
-                    linked=linked,
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # Images and slides (catalog v4+): a copy inside the project, or a linked source.
+        for table, entity in (("images", "image"), ("slides", "slide")):
+            if table not in tables:
+                continue
+            for r in conn.execute(
+                f"SELECT id, name, stored_path, source_path, sha256 FROM {table}"
+            ):
+                linked = r["stored_path"] is None
+                facts.refs.append(
+                    FileRef(
+                        entity,
+                        r["id"],
+                        r["source_path"] if linked else r["stored_path"],
+                        f"{'linked ' if linked else ''}{entity} {r['name']!r}",
+                        "sha256",
+                        r["sha256"],
+                        linked=linked,
+                    )
                 )
-            )
-        has_slides = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'slides'"
-        ).fetchone()
-        for r in conn.execute(
-            "SELECT id, name, stored_path, source_path, sha256 FROM slides" if has_slides
-            else "SELECT 1 WHERE 0"
-        ):  # fmt: skip
-            linked = r["stored_path"] is None
-            facts.refs.append(
-                FileRef(
-                    "slide",
-                    r["id"],
-                    r["source_path"] if linked else r["stored_path"],
-                    f"{'linked ' if linked else ''}slide {r['name']!r}",
-                    "sha256",
-                    r["sha256"],
-                    linked=linked,
-                )
-            )
         for r in conn.execute(
             "SELECT m.id, m.version, m.path, m.sha256, m.provenance, i.name FROM mask_versions m "
             "JOIN images i ON i.id = m.image_id"
