@@ -31,6 +31,8 @@ from qtpy.QtWidgets import (
 
 from cytoreview.defaults import PIXEL_SIZE_UM_RANGE
 from cytoreview.errors import CytoReviewError
+from cytoreview.gui.annotate_panel import MASK_OPACITY
+from cytoreview.gui.paint_tools import mask_colormap
 from cytoreview.gui.progress_widgets import SmoothProgressBar, StatusLabel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.workers import JobRunner
@@ -323,7 +325,8 @@ class SlidePanel(QWidget):
         if name not in self.views:
             self.show_slide(name)
         self.viewer.add_labels(
-            view.levels, multiscale=True, name=f"segmentation of {name}", opacity=0.4,
+            view.levels, multiscale=True, name=f"segmentation of {name}", opacity=MASK_OPACITY,
+            colormap=mask_colormap(),
             scale=(view.downsample, view.downsample), metadata={"cytoreview_slide": name},
         )  # fmt: skip
         return True
