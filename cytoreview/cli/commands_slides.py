@@ -45,6 +45,13 @@ def register(sub: Any) -> None:
         "--all-tiles", action="store_true", help="segment empty glass too (no tissue mask)"
     )
     p.add_argument(
+        "--region",
+        type=int,
+        nargs=4,
+        metavar=("Y", "X", "H", "W"),
+        help="segment only this box of level-0 pixels (default: the whole tissue)",
+    )
+    p.add_argument(
         "--restart", action="store_true", help="start afresh instead of resuming a stopped run"
     )
     add_compute_flags(p)
@@ -113,6 +120,7 @@ def _cmd_segment_slide(args: argparse.Namespace) -> int:
         job = segment_slide(
             project, args.slide, actor=current_user(args.user), model_id=args.model,
             level=args.level, chunk=args.chunk, halo=args.halo, skip_glass=not args.all_tiles,
+            region=tuple(args.region) if args.region else None,
             resume=not args.restart, compute=compute_spec(args), cancel=token,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)

@@ -27,6 +27,7 @@ from cytoreview.defaults import SLIDE
 from cytoreview.errors import ConfigError
 from cytoreview.inference.slide_segment import (
     CELL_COLUMNS,
+    Chunk,
     chunk_grid,
     chunks_with_tissue,
 )
@@ -120,6 +121,7 @@ def segment_slide(
     chunk: int = SLIDE.chunk,
     halo: int | None = None,
     skip_glass: bool = True,
+    region: tuple[int, int, int, int] | None = None,
     resume: bool = True,
     compute: ExecutorSpec | Executor | None = None,
     cancel: CancelToken | None = None,
@@ -145,6 +147,9 @@ def segment_slide(
         (:meth:`~cytoreview.defaults.SlideRecipe.halo`).
     skip_glass
         Segment only the cores that the low-resolution tissue mask marks.
+    region
+        Only the cores that meet this ``(y, x, height, width)`` box of level-0 pixels (None:
+        the whole slide). The labels outside it stay 0.
     resume
         Continue a run of the same parameters where it stopped (else start afresh).
     compute
@@ -174,7 +179,7 @@ def segment_slide(
     params = {
         "slide": record.name, "sha256": record.sha256, "model_id": model_id, "level": level,
         "chunk": chunk, "halo": halo, "skip_glass": skip_glass, "pixel_size_um": pixel,
-        "by": actor,
+        "region": list(region) if region else None, "by": actor,
     }  # fmt: skip
     resumed = run.start(params, resume=resume)
     pyramid = LabelPyramid(run.labels_path)
@@ -183,12 +188,13 @@ def segment_slide(
     report.labels_path, report.cells_path = str(run.labels_path), str(run.cells_path)
     start = time.perf_counter()
     grid = chunk_grid(shape, chunk, halo)
+    todo = grid if region is None else _meeting(grid, region, lv.downsample)
+    if not todo:
+        raise ConfigError(f"the region {region} lies outside slide {record.name}")
     if skip_glass:
         with store.open(record) as slide:
             tissue, _ = tissue_for(slide, record.pixel_size_um)
-        todo = chunks_with_tissue(grid, tissue, shape)
-    else:
-        todo = grid
+        todo = chunks_with_tissue(todo, tissue, shape)
     done = run.finished_chunks() if resumed else {}
     report.chunks_total, report.chunks_with_tissue = len(grid), len(todo)
     report.chunks_resumed = sum(1 for c in todo if c.index in done)
@@ -229,6 +235,16 @@ def segment_slide(
     report.seconds = time.perf_counter() - start
     yield Progress("slide", len(todo), len(todo), report.summary)
     return report
+
+
+def _meeting(chunks: list[Chunk], region: tuple[int, int, int, int], down: float) -> list[Chunk]:
+    """The chunks whose core meets a box of level-0 pixels (chunks are in level pixels)."""
+    y, x, h, w = (v / down for v in region)
+    return [
+        c
+        for c in chunks
+        if c.y < y + h and y < c.y + c.height and c.x < x + w and x < c.x + c.width
+    ]
 
 
 def _pyramid_levels(shape: tuple[int, int], chunk: int) -> int:

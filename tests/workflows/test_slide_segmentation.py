@@ -112,6 +112,11 @@ def test_a_stopped_run_resumes_to_the_same_result(slide_project: Path, tmp_path:
         assert np.array_equal(_labels(stopped), _labels(whole))
         assert not np.array_equal(part, _labels(whole))  # the first run really stopped early
         assert Path(again.cells_path).read_bytes() == Path(full.cells_path).read_bytes()
+        # A region: only the chunks it meets (level-0 box across four 256 px cores).
+        _, part = run_job(segment_slide(stopped, "slide", region=(200, 200, 100, 100), **kwargs))
+        assert part.chunks_with_tissue == 4 and part.chunks_resumed == 0
+        labels = _labels(stopped)
+        assert not labels[512:].any() and not labels[:, 512:].any()
         # Changing a parameter starts afresh rather than mixing two runs.
         _, fresh = run_job(segment_slide(stopped, "slide", **{**kwargs, "halo": 32}))
         assert fresh.chunks_resumed == 0
