@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from qtpy.compat import isalive
-from qtpy.QtGui import QHideEvent
 from qtpy.QtWidgets import QScrollArea, QWidget
 
 from cytoreview.gui.app import Workbench, build_panel, dock_spec, new_workbench, workbench_of
@@ -81,6 +80,7 @@ class CytoReviewDock(QScrollArea):
         else:
             panel = build_panel(workbench, spec)
             _install_shortcuts(workbench, self.key)
+            _catch_up(workbench)
         self.setWidgetResizable(True)
         self.setWidget(panel)
         self.setObjectName(panel.objectName())
@@ -88,15 +88,29 @@ class CytoReviewDock(QScrollArea):
         # (and so the panel, its child) for the next time the dock opens.
         workbench.__dict__.setdefault("plugin_docks", {})[self.key] = self
 
-    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt's name
-        """Qt: leaving the annotate dock (a tab behind, or closed) saves pending strokes."""
-        if self.key == "annotate":
-            self.workbench.on_annotate_visibility(False)
-        super().hideEvent(event)
-
 
 def _alive(widget: QWidget | None) -> bool:
     return widget is not None and isalive(widget)
+
+
+def _catch_up(workbench: Workbench) -> None:
+    """Tell every panel again which project and image are open, for a panel built just now.
+
+    Panels learn them from the state's signals only; a dock opened after the project would
+    stay empty. This is what opening the same project again tells them, so it runs only when
+    no mask edit is waiting (the autosave forgets pending edits on a project change).
+    """
+    state = workbench.state
+    if state.project is None:
+        return
+    workbench.autosave.flush()
+    if workbench.autosave.is_pending():
+        state.message.emit("warning", "mask edits wait to be saved: reopen the image to see it")
+        return
+    image_id = state.current_image_id
+    state.project_changed.emit(state.project)
+    if image_id is not None:
+        state.open_image(image_id)
 
 
 def _install_shortcuts(workbench: Workbench, key: str) -> None:
@@ -196,7 +210,7 @@ def read_project(path: str | list[str]) -> list[tuple[Any, ...]]:
         raise RuntimeError("a CytoReview project opens in a napari window; none is open")
     workbench = viewer_workbench(viewer)
     open_dock(viewer, "project")
-    workbench.state.open_project(str(path))
+    workbench.state.open_project(str(path))  # the open docks follow through the state's signals
     return _NO_LAYER
 
 
