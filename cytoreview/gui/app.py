@@ -70,13 +70,13 @@ class DockSpec:
         Docks are built in increasing order.
     scroll
         Wrap the panel in a scroll area, so that a small screen never cuts widgets off.
-    needs
-        Panels the factory uses as it builds this one (``wb.panels[key]``); as a napari
-        plugin, opening this dock opens those first.
     stretch
         Share of the area's height: among its untabbed docks; for a dock of a tab group,
         the group's share while that dock is the tab in front (the review queue gets more
         room than the annotate tools, the project table less).
+    needs
+        Panels the factory uses as it builds this one (``wb.panels[key]``); as a napari
+        plugin, opening this dock opens those first.
     """
 
     key: str

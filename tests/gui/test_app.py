@@ -22,7 +22,17 @@ pytestmark = pytest.mark.gui
 
 def test_docks_come_from_the_registry(make_napari_viewer, monkeypatch, synth_project) -> None:
     monkeypatch.setattr(app, "_DOCKS", dict(app._DOCKS))  # registrations stay in this test
-    builtin = ["project", "annotate", "train", "classifier", "review", "teach", "export", "help"]
+    builtin = [
+        "project",
+        "annotate",
+        "train",
+        "classifier",
+        "review",
+        "teach",
+        "export",
+        "slides",
+        "help",
+    ]
     assert [d.key for d in app.registered_docks()] == builtin
     made = []
 
