@@ -62,7 +62,8 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" && -x .venv/bin/cytoreview ]
   exit 0
 fi
 [[ -x .venv/bin/python ]] || { say "creating .venv with $($python --version)"; "$python" -m venv .venv; }
-extra=""; [[ $mode == dev ]] && extra="[dev]"
+# `app`: the Qt binding of the stand-alone window (the core leaves it to napari's environment).
+extra="[app]"; [[ $mode == dev ]] && extra="[app,dev]"
 say "installing CytoReview$extra and its dependencies into .venv (the first time takes a few minutes)"
 log=.venv/setup.log
 # pip's own chatter goes to a log; it is shown only if the install fails.

@@ -17,7 +17,14 @@ from typing import Any, cast
 
 from qtpy.compat import isalive
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
-from qtpy.QtWidgets import QApplication, QMainWindow, QMessageBox, QScrollArea, QWidget
+from qtpy.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QWidget,
+)
 
 from cytoreview.gui.annotate_panel import AnnotatePanel
 from cytoreview.gui.autosave import DEFAULT_DELAY_MS, DEFAULT_MAX_WAIT_MS, Autosave
@@ -36,6 +43,7 @@ from cytoreview.gui.slide_panel import SlidePanel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.teach_panel import TeachPanel
 from cytoreview.gui.train_panel import TrainPanel
+from cytoreview.workflows.executors import ExecutorSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,9 @@ class DockSpec:
         Share of the area's height: among its untabbed docks; for a dock of a tab group,
         the group's share while that dock is the tab in front (the review queue gets more
         room than the annotate tools, the project table less).
+    needs
+        Panels the factory uses as it builds this one (``wb.panels[key]``); as a napari
+        plugin, opening this dock opens those first.
     """
 
     key: str
@@ -76,6 +87,7 @@ class DockSpec:
     order: int = 100
     scroll: bool = True
     stretch: int = 1
+    needs: tuple[str, ...] = ()
 
 
 _DOCKS: dict[str, DockSpec] = {}
@@ -136,6 +148,9 @@ class Workbench:
         self.front_tab: str | None = None
         #: False until every dock is built and the project (if any) is open.
         self.ready = False
+        #: Opens the dock ``key`` when it is not there (set by the napari plugin, whose docks
+        #: napari opens one at a time); None: every dock is built up front.
+        self.open_dock: Callable[[str], None] | None = None
         self._closed = False
 
     @property
@@ -172,6 +187,24 @@ class Workbench:
     def train_panel(self) -> TrainPanel:
         """The segmentation-training dock's panel."""
         return cast(TrainPanel, self.panels["train"])
+
+    def dock_of(self, key: str) -> QDockWidget | None:
+        """The dock of panel ``key``, None if it is not open (or was closed and deleted)."""
+        dock: QWidget | None = self.docks.get(key)
+        if dock is None:  # docked by napari (the plugin): the dock around the panel
+            dock = self.panels.get(key)
+            while dock is not None and isalive(dock) and not isinstance(dock, QDockWidget):
+                dock = dock.parentWidget()
+        return dock if isinstance(dock, QDockWidget) and isalive(dock) else None
+
+    def show_dock(self, key: str) -> None:
+        """Bring the dock ``key`` to the front, opening it first where it is not there."""
+        dock = self.dock_of(key)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
+        elif self.open_dock is not None:
+            self.open_dock(key)
 
     def show_message(self, level: str, text: str) -> None:
         """Show a line in the status bar; warnings and errors also as napari notifications."""
@@ -342,22 +375,14 @@ def build_workbench(
     CytoReviewError
         If ``project_path`` is not a project that can be opened.
     """
-    window = main_window(viewer)
-    if window is None:
-        raise WindowClosedError("the napari window was closed before the workbench was built")
-    state = WorkbenchState(actor, parent=window)
-    autosave = Autosave(state, autosave_delay_ms, autosave_max_wait_ms, parent=window)
-    workbench = Workbench(viewer, state, autosave, window)
-    # First of all: a close from now on (the person, or the app quitting) reaches the workbench,
-    # which then saves, stops its jobs and closes the project, wherever start-up had got to.
-    window.installEventFilter(_CloseWatcher(workbench, window))
-    state.message.connect(workbench.show_message)
+    workbench = new_workbench(
+        viewer, actor=actor, autosave_delay_ms=autosave_delay_ms,
+        autosave_max_wait_ms=autosave_max_wait_ms,
+    )  # fmt: skip
     for spec in registered_docks():
-        panel = spec.factory(workbench)
+        panel = build_panel(workbench, spec)
         if workbench.closed:  # closed while that panel was built: build nothing more
             return _abandoned(workbench)
-        panel.setObjectName(f"cytoreview-{spec.key}")
-        workbench.panels[spec.key] = panel
         widget = _scrolled(panel) if spec.scroll else panel
         workbench.docks[spec.key] = viewer.window.add_dock_widget(
             widget, name=spec.title, area=spec.area, tabify=spec.tabify
@@ -373,6 +398,7 @@ def build_workbench(
     QApplication.processEvents()
     if workbench.closed:
         return _abandoned(workbench)
+    window, state = workbench.window, workbench.state
     workbench.share_heights()
     # Once more when the event loop runs: a window shown or resized just now is laid out then.
     QTimer.singleShot(0, window, workbench.share_heights)
@@ -396,6 +422,67 @@ def build_workbench(
     return workbench
 
 
+# The workbench of each viewer, so that a second front end on the same viewer (the napari
+# plugin's docks) finds the state the first one made. Weak: a workbench lives as long as its
+# window (its close watcher is the window's child), never longer because of this table.
+_WORKBENCHES: weakref.WeakValueDictionary[int, Workbench] = weakref.WeakValueDictionary()
+
+
+def workbench_of(viewer: Any) -> Workbench | None:
+    """The open workbench on ``viewer`` (None if there is none, or it closed)."""
+    workbench = _WORKBENCHES.get(id(viewer))
+    if workbench is None or workbench.viewer is not viewer or workbench.closed:
+        return None
+    return workbench
+
+
+def new_workbench(
+    viewer: Any,
+    *,
+    actor: str | None = None,
+    autosave_delay_ms: int = DEFAULT_DELAY_MS,
+    autosave_max_wait_ms: int = DEFAULT_MAX_WAIT_MS,
+) -> Workbench:
+    """A workbench on ``viewer`` with its state and autosave, and no dock yet.
+
+    Raises
+    ------
+    WindowClosedError
+        If the viewer's window is already gone.
+    """
+    window = main_window(viewer)
+    if window is None:
+        raise WindowClosedError("the napari window was closed before the workbench was built")
+    state = WorkbenchState(actor, parent=window)
+    autosave = Autosave(state, autosave_delay_ms, autosave_max_wait_ms, parent=window)
+    workbench = Workbench(viewer, state, autosave, window)
+    # First of all: a close from now on (the person, or the app quitting) reaches the workbench,
+    # which then saves, stops its jobs and closes the project, wherever start-up had got to.
+    window.installEventFilter(_CloseWatcher(workbench, window))
+    state.message.connect(workbench.show_message)
+    _WORKBENCHES[id(viewer)] = workbench
+    return workbench
+
+
+def dock_spec(key: str) -> DockSpec:
+    """The registered dock ``key``.
+
+    Raises
+    ------
+    KeyError
+        If no dock of that name is registered.
+    """
+    return _DOCKS[key]
+
+
+def build_panel(workbench: Workbench, spec: DockSpec) -> QWidget:
+    """Build the panel of ``spec`` on ``workbench`` (not docked: the caller docks it)."""
+    panel = spec.factory(workbench)
+    panel.setObjectName(f"cytoreview-{spec.key}")
+    workbench.panels[spec.key] = panel
+    return panel
+
+
 def _abandoned(workbench: Workbench) -> Workbench:
     """Start-up stopped because the window closed: make sure the project is closed too."""
     log.info("the window closed during start-up; the workbench was not completed")
@@ -411,23 +498,39 @@ def _annotate_panel(wb: Workbench) -> QWidget:
     return AnnotatePanel(wb.viewer, wb.state, wb.autosave)
 
 
+# Panels reach the others through ``wb.panels`` when they act, not when they are built: as a
+# napari plugin, docks open one at a time, in any order, and some never.
+def _live_panel(wb: Workbench, key: str) -> Any:
+    panel = wb.panels.get(key)
+    return panel if panel is not None and isalive(panel) else None
+
+
 def _train_panel(wb: Workbench) -> QWidget:
-    return TrainPanel(wb.state, selection=wb.project_panel.selected_image_ids)
+    def selection() -> list[int]:
+        project = _live_panel(wb, "project")  # no table: no selection
+        return project.selected_image_ids() if project is not None else []
+
+    return TrainPanel(wb.state, selection=selection)
+
+
+def _on_predictions(wb: Workbench) -> None:
+    """New predictions: the table's columns and the review queue show them."""
+    for key, slot in (("project", "refresh_rows"), ("review", "refresh")):
+        panel = _live_panel(wb, key)
+        if panel is not None:
+            getattr(panel, slot)()
 
 
 def _classifier_panel(wb: Workbench) -> QWidget:
     panel = ClassifierPanel(wb.state)
-    panel.predictions_changed.connect(wb.project_panel.refresh_rows)  # the table's columns
+    panel.predictions_changed.connect(lambda: _on_predictions(wb))
     return panel
 
 
 def _review_panel(wb: Workbench) -> QWidget:
     panel = ReviewPanel(
-        wb.viewer, wb.state, wb.autosave, show_annotate=lambda: wb.docks["annotate"].raise_()
+        wb.viewer, wb.state, wb.autosave, show_annotate=lambda: wb.show_dock("annotate")
     )
-    classifier = wb.panels.get("classifier")
-    if isinstance(classifier, ClassifierPanel):  # new predictions refresh the queue
-        classifier.predictions_changed.connect(panel.refresh)
     actions = {
         "review_accept": panel.accept,
         "review_edit": panel.edit,
@@ -442,14 +545,16 @@ def set_docks_hidden(wb: Workbench, hidden: bool, keep: tuple[str, ...]) -> None
     """Hide every dock but ``keep`` (teaching mode), or bring back the ones hidden so."""
     store: dict[str, bool] = wb.__dict__.setdefault("_hidden_docks", {})
     if hidden:
-        for key, dock in wb.docks.items():
-            if key not in keep and key not in store:
+        for key in list(wb.panels):
+            dock = wb.dock_of(key)
+            if dock is not None and key not in keep and key not in store:
                 store[key] = dock.toggleViewAction().isChecked()  # open, even as a back tab
                 dock.hide()
     else:
         for key, was_open in list(store.items()):
-            if was_open:
-                wb.docks[key].show()
+            dock = wb.dock_of(key)
+            if was_open and dock is not None:
+                dock.show()
         store.clear()
 
 
@@ -478,7 +583,11 @@ def _export_panel(wb: Workbench) -> QWidget:
 
 
 def _slide_panel(wb: Workbench) -> QWidget:
-    return SlidePanel(wb.viewer, wb.state, compute=wb.train_panel.compute_spec)
+    def compute() -> ExecutorSpec:  # the training dock's compute settings, else the defaults
+        train = _live_panel(wb, "train")
+        return train.compute_spec() if train is not None else ExecutorSpec()
+
+    return SlidePanel(wb.viewer, wb.state, compute=compute)
 
 
 def _help_panel(wb: Workbench) -> QWidget:
@@ -493,7 +602,9 @@ register_dock(DockSpec("annotate", "Annotate", _annotate_panel, order=20, stretc
 register_dock(DockSpec("train", "Train segmentation", _train_panel, order=30, stretch=8, **_tab))
 register_dock(DockSpec("classifier", "Classifier", _classifier_panel, order=40, stretch=8, **_tab))
 register_dock(DockSpec("review", "Review", _review_panel, order=50, stretch=9, **_tab))
-register_dock(DockSpec("teach", "Teach", _teach_panel, order=60, stretch=5, **_tab))
+register_dock(
+    DockSpec("teach", "Teach", _teach_panel, order=60, stretch=5, needs=("review",), **_tab)
+)
 register_dock(DockSpec("export", "Export", _export_panel, order=65, stretch=8, **_tab))
 register_dock(DockSpec("slides", "Slides", _slide_panel, order=67, stretch=8, **_tab))
 register_dock(DockSpec("help", "Keys", _help_panel, order=70, stretch=6, **_tab))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -62,6 +63,15 @@ def clear_demo_folder(folder: str | Path) -> None:
 def mark_demo_folder(folder: str | Path) -> None:
     """Create ``folder`` and mark it as the demo's own."""
     write_text(Path(folder) / DEMO_MARKER, "made by `cytoreview demo`; safe to delete\n")
+
+
+def new_scratch_folder(prefix: str) -> Path:
+    """Create a new, empty folder under the system's temporary directory (never reused).
+
+    For sample data a person may look at and throw away; the system's temp clean-up or the
+    person removes it, not this program (it may hold work by then).
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def write_files(folder: str | Path, files: dict[str, bytes]) -> list[Path]:

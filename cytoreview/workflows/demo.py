@@ -16,7 +16,13 @@ import numpy as np
 
 from cytoreview.data.overlays import contact_sheet, overlay_mask
 from cytoreview.data.synthetic import synth_dataset
-from cytoreview.storage.files import clear_demo_folder, mark_demo_folder, write_png, write_text
+from cytoreview.storage.files import (
+    clear_demo_folder,
+    mark_demo_folder,
+    new_scratch_folder,
+    write_png,
+    write_text,
+)
 from cytoreview.storage.images import read_label_mask
 from cytoreview.storage.project import Project
 from cytoreview.storage.records import ImageRecord
@@ -145,20 +151,9 @@ def run_demo(
         imported = yield from import_images(
             project, root / "source" / "labels.csv", actor=actor, cancel=cancel
         )
-        seeds = pick_seeds(project, actor=actor, per_class=per_class, seed=seed)
-        yield Progress("seeds", 1, 1, f"{sum(map(len, seeds.picked.values()))} seed images")
-        painted = 0
-        seed_images = [im for im in project.images() if im.is_seed]
-        for step, image in enumerate(seed_images, start=1):
-            if cancel is not None and cancel.cancelled:
-                break
-            # The synthetic truth stands in for a pathologist's painting.
-            truth = read_label_mask(root / "source" / "masks" / f"{image.name}.png")
-            project.save_mask(
-                image.id, truth, Provenance.MANUAL, actor=DEMO_PAINTER, note="demo: synthetic truth"
-            )
-            painted += 1
-            yield Progress("paint", step, len(seed_images), f"{image.name} painted")
+        seed_images, painted = yield from _paint_seeds(
+            project, root / "source", actor=actor, per_class=per_class, seed=seed, cancel=cancel
+        )
         training = segmented = scores = None
         if epochs > 0 and painted >= 2 and not (cancel and cancel.cancelled):
             request = SegTrainRequest(epochs=epochs, seed=seed)
@@ -213,6 +208,55 @@ def run_demo(
         report_html=report_html,
         cancelled=bool(cancel and cancel.cancelled),
     )
+
+
+def write_sample_project(
+    out: str | Path | None, *, actor: str, n: int = 16, per_class: int = 2, seed: int = 0
+) -> Generator[Progress, None, Path]:
+    """Write a small synthetic project with painted seeds: the demo's first steps, no training.
+
+    Layout: ``source/`` (the synthetic data set) and ``project/`` (the project folder, returned
+    through ``StopIteration.value``) under ``out``, or under a new temporary folder if None.
+    A few seconds for the default 16 images; nothing is downloaded.
+    """
+    root = Path(out) if out is not None else new_scratch_folder("cytoreview-sample-")
+    yield from write_demo_data(root / "source", n, seed=seed)
+    project_dir = root / "project"
+    with Project.init(project_dir, actor=actor, scheme=CLASS_SCHEMES["bethesda"]) as project:
+        yield from import_images(project, root / "source" / "labels.csv", actor=actor)
+        yield from _paint_seeds(project, root / "source", actor=actor, per_class=per_class,
+                                seed=seed)  # fmt: skip
+    return project_dir
+
+
+def _paint_seeds(
+    project: Project,
+    source: Path,
+    *,
+    actor: str,
+    per_class: int,
+    seed: int,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, tuple[list[ImageRecord], int]]:
+    """Pick the seed set and give each seed its synthetic truth as a manual mask.
+
+    Returns the seed images and how many were painted (fewer when cancelled).
+    """
+    seeds = pick_seeds(project, actor=actor, per_class=per_class, seed=seed)
+    yield Progress("seeds", 1, 1, f"{sum(map(len, seeds.picked.values()))} seed images")
+    painted = 0
+    seed_images = [im for im in project.images() if im.is_seed]
+    for step, image in enumerate(seed_images, start=1):
+        if cancel is not None and cancel.cancelled:
+            break
+        # The synthetic truth stands in for a pathologist's painting.
+        truth = read_label_mask(source / "masks" / f"{image.name}.png")
+        project.save_mask(
+            image.id, truth, Provenance.MANUAL, actor=DEMO_PAINTER, note="demo: synthetic truth"
+        )
+        painted += 1
+        yield Progress("paint", step, len(seed_images), f"{image.name} painted")
+    return seed_images, painted
 
 
 def _overview(project: Project, seeds: list[ImageRecord]) -> np.ndarray:

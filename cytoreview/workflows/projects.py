@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cytoreview.errors import UnknownClassError
 from cytoreview.storage.images import DEFAULT_MAX_PIXELS
-from cytoreview.storage.project import Project
+from cytoreview.storage.project import CATALOG_FILE, Project
 from cytoreview.types import CLASS_SCHEMES, DEFAULT_SCHEME, ClassScheme
 
 
@@ -60,3 +60,8 @@ def create_project(
 def open_project(folder: str | Path) -> Project:
     """Open an existing project folder."""
     return Project.open(folder)
+
+
+def is_project_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a project folder (it holds a catalog); nothing is opened."""
+    return (Path(path) / CATALOG_FILE).is_file()

@@ -8,6 +8,7 @@ cutting cells is :mod:`cytoreview.workflows.cell_finder`; whole-slide segmentati
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cytoreview.errors import ProjectError
@@ -15,7 +16,7 @@ from cytoreview.storage.project import Project
 from cytoreview.storage.records import ImageRecord
 from cytoreview.storage.slide_results import LabelPyramid, SegmentationRun
 from cytoreview.storage.slide_store import SlideRecord, SlideStore
-from cytoreview.storage.slides import Slide
+from cytoreview.storage.slides import Slide, is_slide_file, open_slide
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,32 @@ def open_slide_view(project: Project, slide: str) -> SlideView:
         [opened.level_array(i) for i in range(len(opened.levels))],
         [lv.downsample for lv in opened.levels],
         record.pixel_size_um,
+        opened,
+    )
+
+
+def open_slide_file(path: str | Path) -> SlideView | None:
+    """Open a slide file outside any project, lazily, for display (napari's file reader).
+
+    Returns
+    -------
+    SlideView or None
+        None when ``path`` is not a whole-slide image (an ordinary TIFF is left to napari's
+        own reader; only the header is read to tell).
+
+    Raises
+    ------
+    InputFileError
+        If it looks like a slide but no reader can open it.
+    """
+    if not is_slide_file(path):
+        return None
+    opened = open_slide(path)
+    return SlideView(
+        Path(path).name,
+        [opened.level_array(i) for i in range(len(opened.levels))],
+        [lv.downsample for lv in opened.levels],
+        opened.pixel_size_um,
         opened,
     )
 
