@@ -154,7 +154,7 @@ def test_qt_paths() -> None:
     no_display = QtFacts("", error="Qt could not start (could not connect to display)")
     lines = judge_qt(no_display)
     assert statuses(lines) == [("qt", WARN)] and "command line works" in lines[0].detail
-    crashed = QtFacts(":0", error='Qt could not start (Could not load the Qt platform plugin "xcb")')
+    crashed = QtFacts(":0", error='Qt could not start (Could not load the Qt platform plugin "xcb"')
     lines = judge_qt(crashed)
     assert statuses(lines) == [("qt", FAIL)] and "libxcb-cursor0" in lines[0].fix
     hung = QtFacts(":0", error="Qt did not start within 30 s", timed_out=True)
