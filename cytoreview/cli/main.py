@@ -13,6 +13,7 @@ from cytoreview.cli import (
     commands_cls,
     commands_compare,
     commands_demo,
+    commands_doctor,
     commands_geojson,
     commands_labels,
     commands_plugins,
@@ -79,6 +80,7 @@ def build_parser(
     commands_plugins.register(sub)
     commands_compare.register(sub)
     commands_compare.register_methods(sub)
+    commands_doctor.register(sub)
     for register in extra_commands:
         register(sub)
     return parser

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, cast
 
 from qtpy.compat import isalive
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtGui import QIcon
 from qtpy.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -26,6 +28,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+import cytoreview
+from cytoreview import __version__
 from cytoreview.gui.annotate_panel import AnnotatePanel
 from cytoreview.gui.autosave import DEFAULT_DELAY_MS, DEFAULT_MAX_WAIT_MS, Autosave
 from cytoreview.gui.classifier_panel import ClassifierPanel
@@ -47,7 +51,23 @@ from cytoreview.workflows.executors import ExecutorSpec
 
 log = logging.getLogger(__name__)
 
-WINDOW_TITLE = "CytoReview"
+WINDOW_TITLE = f"CytoReview {__version__}"
+#: Where the application icon may be: the source folder's resources/ (a checkout, an editable
+#: install), then where an installer puts the desktop entry's icon (under the environment).
+ICON_CANDIDATES = (
+    Path(cytoreview.__file__).resolve().parents[1] / "resources" / "cytoreview.svg",
+    Path(sys.prefix) / "share" / "icons" / "hicolor" / "scalable" / "apps" / "cytoreview.svg",
+    Path(sys.prefix) / "share" / "icons" / "hicolor" / "256x256" / "apps" / "cytoreview.png",
+)
+
+
+def app_icon() -> QIcon:
+    """CytoReview's icon (an empty icon, napari's then shows, when none is installed)."""
+    for path in ICON_CANDIDATES:
+        if path.is_file():
+            return QIcon(str(path))
+    log.debug("no application icon found in %s", [str(p) for p in ICON_CANDIDATES])
+    return QIcon()
 
 
 @dataclass(frozen=True)
@@ -413,6 +433,9 @@ def build_workbench(
         },
     )
     viewer.title = WINDOW_TITLE
+    icon = app_icon()
+    if not icon.isNull():
+        window.setWindowIcon(icon)
     if project_path is not None:
         state.open_project(project_path)
         if workbench.closed:  # closed while the project opened: it must not stay open
@@ -591,7 +614,11 @@ def _slide_panel(wb: Workbench) -> QWidget:
 
 
 def _help_panel(wb: Workbench) -> QWidget:
-    return HelpPanel()
+    def folder() -> Path | None:  # the system check looks at the open project, if any
+        project = wb.state.project
+        return project.root if project is not None else None
+
+    return HelpPanel(folder=folder)
 
 
 # Heights (stretch): the project table shares the column with the tab group; a tab in front

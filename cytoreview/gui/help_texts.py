@@ -43,10 +43,16 @@ PANEL_HELP: dict[str, str] = {
         "Call the class of each image blind (keys 1-9), then see the expert label, the model, "
         "the mask and the heatmap. Classes you miss come back more often."
     ),
-    "help": "Every keyboard shortcut of the workbench.",
+    "help": "Every keyboard shortcut of the workbench; below, a check of this computer.",
 }
 
 TOOLTIPS: dict[str, str] = {
+    # help panel
+    "system_check": (
+        "Checks Python and packages, the GPU, the display's OpenGL, the project folder (write "
+        "access, free disk, locks), plugins and Dask: the same as `cytoreview doctor`. Each "
+        "line is OK, WARN or FAIL with the fix."
+    ),
     # project panel
     "open_project": "Open an existing project folder",
     "new_project": "Create a new, empty project folder with a class scheme",

@@ -35,7 +35,8 @@ import json, sys
 from cytoreview.launcher import main
 
 project, images, out = sys.argv[1:4]
-for argv in (["--help"], ["train-seg", "--help"], ["train-cls", "--help"], ["segment", "--help"]):
+for argv in (["--help"], ["train-seg", "--help"], ["train-cls", "--help"], ["segment", "--help"],
+             ["doctor", "--help"]):
     try:
         main(argv)
     except SystemExit as done:

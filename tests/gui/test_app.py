@@ -12,6 +12,7 @@ import pytest
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication, QLabel
 
+import cytoreview
 from cytoreview.errors import ProjectNotFoundError
 from cytoreview.gui import app
 from cytoreview.gui.shortcuts import WINDOW_SHORTCUTS, shortcut_help
@@ -46,7 +47,8 @@ def test_docks_come_from_the_registry(make_napari_viewer, monkeypatch, synth_pro
     wb = app.build_workbench(make_napari_viewer(), synth_project.root, actor="t")
     assert set(wb.docks) == {*builtin, "extra"}
     assert made == [wb.project_panel] and wb.panels["extra"].text() == "extra"
-    assert wb.viewer.title == "CytoReview"
+    assert wb.viewer.title == f"CytoReview {cytoreview.__version__}"
+    assert not wb.window.windowIcon().isNull()  # CytoReview's icon, not napari's
     wb.close()
     wb.close()  # idempotent
     assert wb.state.project is None
@@ -182,7 +184,7 @@ def test_launch_runs_the_window_until_it_closes(qtbot, monkeypatch, synth_projec
 
     status, built, forced = _launch_with(monkeypatch, synth_project.root, after_build=when_ready)
     assert status == 0 and not forced
-    assert seen["title"] == "CytoReview"
+    assert seen["title"] == f"CytoReview {cytoreview.__version__}"
     assert {"Project", "Annotate", "Train segmentation"} <= set(seen["docks"])
     assert built[0].closed and built[0].state.project is None
     assert _no_viewer_left()
