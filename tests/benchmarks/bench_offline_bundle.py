@@ -96,7 +96,7 @@ def main() -> None:
         result["plugins_ok"] = plugins.returncode == 0
         result["plugins"] = plugins.stdout.strip().splitlines()[:12]
         desktop = (home / "share" / "applications" / "cytoreview.desktop").read_text()
-        assert f"Exec=\"{launcher}\" gui" in desktop, desktop
+        assert f'Exec="{launcher}" gui' in desktop, desktop
         result["desktop_entry"] = "ok"
     finally:
         if args.keep:

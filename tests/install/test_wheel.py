@@ -104,8 +104,9 @@ def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> N
         assert result.returncode == 0, f"cytoreview {args}: {result.stdout[-2000:]}{result.stderr}"
         return result.stdout
 
+    where_from = "import cytoreview, torch; print(cytoreview.__file__); print(torch.__file__)"
     where = subprocess.run(
-        [python, "-c", "import cytoreview, torch; print(cytoreview.__file__); print(torch.__file__)"],
+        [python, "-c", where_from],
         capture_output=True, text=True, env=env, cwd=tmp_path, check=True, timeout=PATIENCE_S,
     ).stdout.split()  # fmt: skip
     assert all(Path(p).is_relative_to(venv) for p in where), where
