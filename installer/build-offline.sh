@@ -91,7 +91,7 @@ printf '%s\n' "${requirements[@]}" > "$bundle/requirements.txt"
 # pip wheel copies ready wheels and builds the rare sdist-only dependency into one, so install.sh
 # never needs a compiler. The wheelhouse comes first, so the project's and the supplied torch
 # wheels win over any other copy.
-say "collecting every dependency as a wheel ($variant variant; the GPU one copies ~5 GB)"
+say "collecting every dependency as a wheel ($variant variant; the GPU one is ~3.5 GB)"
 if ! "$py" -m pip wheel --disable-pip-version-check --wheel-dir "$bundle/wheelhouse" \
      --find-links "$bundle/wheelhouse" -c "$work/constraints.txt" \
      "${own[@]}" >"$work/wheel.log" 2>&1; then
