@@ -1,0 +1,140 @@
+"""The wheel built from this tree, installed into a fresh virtual environment, is a working program.
+
+The environment is new and empty (no ``--system-site-packages``): every dependency is installed
+into it by pip, from the registry (torch from the machine's local wheels) and pinned by
+installer/constraints.txt, as a user's ``pip install cytoreview-*.whl`` would. Then the installed
+``cytoreview`` runs a tiny project end to end, from a folder outside the source tree, so that
+nothing can come from the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cytoreview import __version__
+from tests.conftest import PATIENCE_S
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+#: What the program reads at run time besides its code: shipped as package data.
+DATA_SUFFIXES = {".yaml", ".yml", ".json"}
+#: The longest a fresh install may take here: the CUDA build of torch and its libraries are
+#: about 5.5 GB of wheels to unpack (measured 3-6 min on 2 shared cores).
+INSTALL_TIMEOUT_S = 1200
+
+
+def _package_files() -> set[str]:
+    """Every file of the cytoreview package that must ship: code and run-time data."""
+    files = set()
+    for path in (ROOT / "cytoreview").rglob("*"):
+        if "__pycache__" in path.parts or not path.is_file():
+            continue
+        if path.suffix == ".py" or path.suffix in DATA_SUFFIXES:
+            files.add(path.relative_to(ROOT).as_posix())
+    return files
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An sdist and a wheel of the core, built by ``python -m build`` (wheel from the sdist)."""
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE_S,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_sdist_and_wheel_hold_what_runs(dist: Path) -> None:
+    wheels = list(dist.glob(f"cytoreview-{__version__}-py3-none-any.whl"))
+    sdists = list(dist.glob(f"cytoreview-{__version__}.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in dist.iterdir())
+    wanted = _package_files()
+    assert "cytoreview/launcher.py" in wanted  # the walk found the package
+
+    with zipfile.ZipFile(wheels[0]) as whl:
+        names = set(whl.namelist())
+        info = f"cytoreview-{__version__}.dist-info"
+        entry_points = whl.read(f"{info}/entry_points.txt").decode()
+        metadata = whl.read(f"{info}/METADATA").decode()
+    assert not wanted - names, f"missing from the wheel: {sorted(wanted - names)}"
+    assert not any(n.startswith("tests/") or n.startswith("plugins/") for n in names)
+    assert "cytoreview = cytoreview.launcher:main" in entry_points
+    assert "[cytoreview.plugins]" in entry_points
+    assert f"Version: {__version__}" in metadata
+    assert "Requires-Dist: torch" in metadata
+
+    with tarfile.open(sdists[0]) as sdist:
+        members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
+    assert not wanted - members, f"missing from the sdist: {sorted(wanted - members)}"
+    assert {"pyproject.toml", "README.md"} <= members
+
+
+def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=PATIENCE_S)
+    python, program = venv / "bin" / "python", venv / "bin" / "cytoreview"
+    # No PYTHONPATH and a working folder outside the tree: the checkout must not leak in.
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    wheel = next(dist.glob("cytoreview-*.whl"))
+    done = subprocess.run(
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+         "-c", ROOT / "installer" / "constraints.txt", wheel],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=INSTALL_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    def run(*args: str | Path) -> str:
+        result = subprocess.run(
+            [program, *map(str, args)],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=PATIENCE_S,
+        )  # fmt: skip
+        assert result.returncode == 0, f"cytoreview {args}: {result.stdout[-2000:]}{result.stderr}"
+        return result.stdout
+
+    where_from = "import cytoreview, torch; print(cytoreview.__file__); print(torch.__file__)"
+    where = subprocess.run(
+        [python, "-c", where_from],
+        capture_output=True, text=True, env=env, cwd=tmp_path, check=True, timeout=PATIENCE_S,
+    ).stdout.split()  # fmt: skip
+    assert all(Path(p).is_relative_to(venv) for p in where), where
+
+    assert "usage: cytoreview" in run("--help")
+    assert run("--version").strip() == f"cytoreview {__version__}"
+    # ---- `cytoreview doctor` (issue 15, written by another change): once it exists, run it
+    # here and assert on its exit status and its OK lines:
+    #   report = run("doctor")
+    # -----------------------------------------------------------------------------------------
+
+    data, proj, painted = tmp_path / "data", tmp_path / "proj", tmp_path / "painted"
+    run("demo-data", data, "--n", "16", "--fields", "0")
+    run("init", proj)
+    run("import", proj, data / "images")
+    run("seeds", proj, "--per-class", "2")
+    status = json.loads(run("status", proj, "--json"))
+    assert sum(r["images"] for r in status["classes"]) == 16
+    # "Paint" 8 cells (2 per class: demo-data deals the classes in turn): their true masks,
+    # imported again with the images.
+    painted.mkdir()
+    for mask in sorted((data / "masks").glob("*.png"))[:8]:
+        (painted / mask.name).write_bytes(mask.read_bytes())
+    run("import", proj, data / "images", "--masks", painted)
+    out = run("train-seg", proj, "--epochs", "1", "--input-size", "32")
+    assert "finished (max_epochs) after 1 epoch(s)" in out
+    out = run("segment", proj)
+    assert "8 image(s) auto-segmented" in out and "8 with a human mask left alone" in out
+    status = json.loads(run("status", proj, "--json"))
+    masks = [r["masks"] for r in status["classes"]]
+    assert sum(m["manual"] for m in masks) == 8 and sum(m["auto"] for m in masks) == 8
