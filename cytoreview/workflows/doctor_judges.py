@@ -249,6 +249,18 @@ def judge_ort(f: OrtFacts) -> list[Check]:
 
 def judge_qt(f: QtFacts) -> list[Check]:
     """Qt starts and OpenGL draws (napari's canvas needs both); no display is only a warning."""
+    if f.error and "QtBindingsNotFoundError" in f.error:
+        # A core install (`pip install cytoreview`) brings no Qt binding on purpose: inside
+        # napari it uses napari's; the stand-alone window needs the `app` extra.
+        return [
+            Check(
+                "qt",
+                WARN,
+                "no Qt binding installed: the command line works, `cytoreview gui` does not",
+                "pip install 'cytoreview[app]' (adds PySide6), or use CytoReview as a napari "
+                "plugin inside a napari that has its Qt",
+            )
+        ]
     if f.display == "" and f.error:
         return [
             Check(

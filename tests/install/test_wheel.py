@@ -73,6 +73,13 @@ def test_sdist_and_wheel_hold_what_runs(dist: Path) -> None:
     assert not any(n.startswith("tests/") or n.startswith("plugins/") for n in names)
     assert "cytoreview = cytoreview.launcher:main" in entry_points
     assert "[cytoreview.plugins]" in entry_points
+    assert "napari.manifest" in entry_points and "cytoreview/napari.yaml" in names
+    data = f"cytoreview-{__version__}.data/data/share"
+    assert {  # the window's icon and the desktop entry reach <prefix>/share
+        f"{data}/icons/hicolor/scalable/apps/cytoreview.svg",
+        f"{data}/icons/hicolor/256x256/apps/cytoreview.png",
+        f"{data}/applications/cytoreview.desktop",
+    } <= names
     assert f"Version: {__version__}" in metadata
     assert "Requires-Dist: torch" in metadata
 
@@ -110,13 +117,14 @@ def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> N
         capture_output=True, text=True, env=env, cwd=tmp_path, check=True, timeout=PATIENCE_S,
     ).stdout.split()  # fmt: skip
     assert all(Path(p).is_relative_to(venv) for p in where), where
+    assert (venv / "share/icons/hicolor/scalable/apps/cytoreview.svg").is_file()
 
     assert "usage: cytoreview" in run("--help")
     assert run("--version").strip() == f"cytoreview {__version__}"
-    # ---- `cytoreview doctor` (issue 15, written by another change): once it exists, run it
-    # here and assert on its exit status and its OK lines:
-    #   report = run("doctor")
-    # -----------------------------------------------------------------------------------------
+    # The installed program checks its own machine: no FAIL (exit 0), torch really runs.
+    report = run("doctor", tmp_path)
+    assert "OK    python" in report and "OK    torch" in report, report
+    assert "0 failure(s)" in report, report
 
     data, proj, painted = tmp_path / "data", tmp_path / "proj", tmp_path / "painted"
     run("demo-data", data, "--n", "16", "--fields", "0")

@@ -165,6 +165,14 @@ def test_qt_paths() -> None:
     assert statuses(judge_qt(offscreen)) == [("qt", WARN)]
     windows = QtFacts(None, "windows", "4.6", "Intel(R) UHD Graphics")  # no $DISPLAY there
     assert statuses(judge_qt(windows)) == [("opengl", OK)]
+    # A core install without the app extra (found by the fresh-wheel test): a warning whose
+    # fix is the extra, not system libraries.
+    no_binding = QtFacts(
+        ":0",
+        error="Qt could not start (qtpy.QtBindingsNotFoundError: No Qt bindings could be found)",
+    )
+    lines = judge_qt(no_binding)
+    assert statuses(lines) == [("qt", WARN)] and "cytoreview[app]" in lines[0].fix
 
 
 # -- folder, disk and catalog ------------------------------------------------------------------
