@@ -136,3 +136,24 @@ def test_the_sample_data_loads(make_napari_viewer) -> None:
     assert folder.name.startswith("cytoreview-sample-")
     workbench.close()
     shutil.rmtree(folder)
+
+
+def test_a_plain_napari_survives_our_models_after_its_window(tmp_path) -> None:
+    """In a fresh process: napari's window first (OpenGL up), then a CytoReview dock, then the
+    U-Net's libraries. torch's triton import used to segfault the whole napari there."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import napari\n"
+        "v = napari.Viewer(show=True)\n"
+        "v.window.add_plugin_dock_widget('cytoreview', 'Train segmentation')\n"
+        "import segmentation_models_pytorch\n"
+        "from cytoreview.models.segmenters import build_segmenter\n"
+        "print('survived')\n"
+        "v.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0 and "survived" in done.stdout, done.stdout + done.stderr[-2000:]
