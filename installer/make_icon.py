@@ -1,7 +1,9 @@
-"""Render resources/cytoreview.svg to resources/cytoreview.png (256 x 256), offline.
+"""Render resources/cytoreview.svg to cytoreview.png (256 x 256) and cytoreview.ico, offline.
 
 Qt's own SVG renderer (PySide6's QtSvg, already a dependency) draws it: no download and no
-extra tool. Run after editing the SVG and commit both files:
+extra tool. Pillow (already a dependency) packs the PNG into a Windows .ico (16-256 px), the
+icon of the Start-menu shortcut that installer/offline/install.ps1 makes. Run after editing
+the SVG and commit the three files:
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python installer/make_icon.py
 """
@@ -37,7 +39,17 @@ def render(svg: Path, png: Path, size: int = SIZE) -> None:
         raise SystemExit(f"{png}: could not be written")
 
 
+def windows_icon(png: Path, ico: Path) -> None:
+    """Pack ``png`` into a multi-size Windows icon at ``ico`` (16, 24, 32, 48, 64, 128, 256 px)."""
+    from PIL import Image
+
+    sizes = [(s, s) for s in (16, 24, 32, 48, 64, 128, 256)]
+    with Image.open(png) as image:
+        image.save(ico, format="ICO", sizes=sizes)
+
+
 if __name__ == "__main__":
     app = QGuiApplication(sys.argv[:1])
     render(RESOURCES / "cytoreview.svg", RESOURCES / "cytoreview.png")
-    print(f"wrote {RESOURCES / 'cytoreview.png'}")
+    windows_icon(RESOURCES / "cytoreview.png", RESOURCES / "cytoreview.ico")
+    print(f"wrote {RESOURCES / 'cytoreview.png'} and {RESOURCES / 'cytoreview.ico'}")

@@ -41,6 +41,10 @@ def test_icon_svg_and_its_256_px_png() -> None:
     with Image.open(ROOT / "resources" / "cytoreview.png") as png:
         assert png.format == "PNG" and png.size == (256, 256) and png.mode == "RGBA"
         assert png.getpixel((0, 0))[3] == 0 and png.getpixel((128, 128))[3] == 255
+    # The Windows shortcut's icon (installer/offline/install.ps1), every size Explorer asks for.
+    with Image.open(ROOT / "resources" / "cytoreview.ico") as ico:
+        assert ico.format == "ICO"
+        assert {(16, 16), (32, 32), (48, 48), (256, 256)} <= ico.info["sizes"]
 
 
 def test_desktop_entry_starts_the_workbench() -> None:
