@@ -69,6 +69,15 @@ class Chunk:
         dy, dx = self.y - self.read_y, self.x - self.read_x
         return slice(dy, dy + self.height), slice(dx, dx + self.width)
 
+    def owns(self, y: float, x: float) -> bool:
+        """Whether a point of the read box (a cell's centroid) lies in the core.
+
+        The one rule that gives each cell to exactly one chunk, for the cell table and the
+        GeoJSON export alike.
+        """
+        core_y, core_x = self.core_in_read
+        return core_y.start <= y < core_y.stop and core_x.start <= x < core_x.stop
+
 
 def chunk_grid(shape: tuple[int, int], chunk: int, halo: int) -> list[Chunk]:
     """Cores of side ``chunk`` covering ``shape`` (row-major), each with its halo read box.
@@ -178,7 +187,6 @@ def _owned_cells(
     """Rows for the cells whose centroid lies in the core (measured on the whole read box)."""
     if not labels.any():
         return []
-    core_y, core_x = chunk.core_in_read
     # Cells as connected components, as the GeoJSON export draws them (one row per feature).
     measured = measure_image(labels, rgb, pixel_size_um=pixel_size_um, split_touching=False)
     um0 = pixel_size_um / downsample if pixel_size_um else None  # um per level-0 px
@@ -186,7 +194,7 @@ def _owned_cells(
     rows = []
     for cell in measured.cells:
         cy, cx = cell.centroid
-        if not (core_y.start <= cy < core_y.stop and core_x.start <= cx < core_x.stop):
+        if not chunk.owns(cy, cx):
             continue
         x0, y0 = (chunk.read_x + cx) * downsample, (chunk.read_y + cy) * downsample
         rows.append(

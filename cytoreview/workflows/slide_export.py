@@ -25,7 +25,7 @@ from scipy import ndimage as ndi
 
 from cytoreview.data.geojson import class_colour, classification, mask_to_features
 from cytoreview.errors import ProjectError
-from cytoreview.inference.slide_segment import chunk_grid
+from cytoreview.inference.slide_segment import Chunk, chunk_grid
 from cytoreview.morphometry.measure import measure_image
 from cytoreview.storage.geojson_files import write_feature_stream
 from cytoreview.storage.predictions import PredictionStore
@@ -172,7 +172,7 @@ def _segmented_features(
                 chunk.read_x : chunk.read_x + chunk.read_width,
             ]
         )
-        owned = _owned(window, chunk.core_in_read)
+        owned = _owned(window, chunk)
         if not owned.any():
             continue
         cells = measure_image(owned, None, pixel, split_touching=False).cells
@@ -185,15 +185,15 @@ def _segmented_features(
         )
 
 
-def _owned(window: np.ndarray, core: tuple[slice, slice]) -> np.ndarray:
-    """``window`` with only the cells (8-connected) whose centroid lies in ``core``."""
+def _owned(window: np.ndarray, chunk: Chunk) -> np.ndarray:
+    """``window`` with only the cells (8-connected) that ``chunk`` owns (see :meth:`Chunk.owns`)."""
     cells, n = ndi.label(window > 0, structure=_EIGHT)
     if n == 0:
         return np.zeros_like(window)
     centres = ndi.center_of_mass(np.ones_like(cells), cells, range(1, n + 1))
     keep = np.zeros(n + 1, bool)
     for i, (cy, cx) in enumerate(centres, start=1):
-        keep[i] = core[0].start <= cy < core[0].stop and core[1].start <= cx < core[1].stop
+        keep[i] = chunk.owns(cy, cx)
     return np.where(keep[cells], window, 0).astype(np.uint8)
 
 
