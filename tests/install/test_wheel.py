@@ -1,14 +1,18 @@
 """The wheel built from this tree, installed into a fresh virtual environment, is a working program.
 
-The environment is new and empty (no ``--system-site-packages``): every dependency is installed
-into it by pip, from the registry (torch from the machine's local wheels) and pinned by
-installer/constraints.txt, as a user's ``pip install cytoreview-*.whl`` would. Then the installed
-``cytoreview`` runs a tiny project end to end, from a folder outside the source tree, so that
-nothing can come from the checkout.
+The environment is new (no ``--system-site-packages``) and pip installs the wheel into it, pinned
+by installer/constraints.txt, as a user's ``pip install cytoreview-*.whl`` would. One exception,
+the case of a user who already has PyTorch: torch's CUDA build (torch, triton and the nvidia/cuda
+libraries, 5.5 GB unpacked) is linked in from the test's own environment instead of being unpacked
+a second time, because that second copy filled a CI machine's disk. pip still has to find that
+torch satisfies the wheel's requirement; every other dependency it installs from the registry.
+Then the installed ``cytoreview`` runs a tiny project end to end, from a folder outside the source
+tree, so that nothing can come from the checkout.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -30,6 +34,34 @@ DATA_SUFFIXES = {".yaml", ".yml", ".json"}
 #: The longest a fresh install may take here: the CUDA build of torch and its libraries are
 #: about 5.5 GB of wheels to unpack (measured 3-6 min on 2 shared cores).
 INSTALL_TIMEOUT_S = 1200
+
+
+def _is_torch_build(name: str) -> bool:
+    """Whether a distribution is part of torch's CUDA build: torch, triton, nvidia-*, cuda-*."""
+    name = name.lower().replace("_", "-")
+    return name in {"torch", "triton"} or name.startswith(("nvidia-", "cuda-"))
+
+
+def _link_torch_build(site_packages: Path) -> list[str]:
+    """Symlink this environment's torch build (code and dist-info) into ``site_packages``.
+
+    Returns
+    -------
+    list of str
+        The distributions linked (torch must be one of them).
+    """
+    linked = []
+    for dist in importlib.metadata.distributions():
+        if not _is_torch_build(dist.metadata["Name"]):
+            continue
+        origin = Path(dist.locate_file(""))
+        # The top-level entries a distribution owns (several nvidia-* share "nvidia/").
+        tops = {Path(f).parts[0] for f in dist.files or () if not str(f).startswith("..")}
+        for top in tops:
+            if not (site_packages / top).exists():
+                (site_packages / top).symlink_to(origin / top)
+        linked.append(dist.metadata["Name"])
+    return linked
 
 
 def _package_files() -> set[str]:
@@ -93,6 +125,8 @@ def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> N
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=PATIENCE_S)
     python, program = venv / "bin" / "python", venv / "bin" / "cytoreview"
+    (site_packages,) = venv.glob("lib/python3*/site-packages")
+    assert "torch" in _link_torch_build(site_packages)
     # No PYTHONPATH and a working folder outside the tree: the checkout must not leak in.
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
     wheel = next(dist.glob("cytoreview-*.whl"))

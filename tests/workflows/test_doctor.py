@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from cytoreview.plugin_api.discovery import InstalledPlugin, PluginCatalog
+from cytoreview.storage import health
 from cytoreview.storage.health import CatalogFacts, FolderFacts
 from cytoreview.workflows import doctor, doctor_probes
 from cytoreview.workflows.doctor import DoctorReport, Step, run_doctor, run_step
@@ -252,6 +254,8 @@ def test_run_doctor_with_faked_probes(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setattr(doctor_probes, "ort_facts", lambda: OrtFacts("1.31.1", None, (CPU,)))
     monkeypatch.setattr(doctor_probes, "qt_facts", lambda: QtFacts(":0", "xcb", "4.6", "GPU"))
     monkeypatch.setattr(doctor_probes, "dask_facts", lambda: DaskFacts("2026.8.0"))
+    # The write probe is real; the free space is not (a full CI disk would make "folder" a WARN).
+    monkeypatch.setattr(health.shutil, "disk_usage", lambda _: SimpleNamespace(free=100 * GIB))
     events = []
     job = run_doctor(tmp_path)
     try:
