@@ -1,7 +1,8 @@
 # Install CytoReview from this offline bundle on Windows: no network is used (pip --no-index).
 # Written to mirror install.sh step by step; NOT run in CytoReview's CI (no Windows machine).
-# The bundle must have been built on Windows (installer/build-offline.sh under Git Bash, with
-# a Windows Python), so that its wheelhouse holds win_amd64 wheels for the Python in BUNDLE.
+# The bundle must hold win_amd64 wheels for the Python in BUNDLE: build it on Linux with
+# `installer/build-offline.sh --platform win_amd64 --variant cpu` (tests/install checks that
+# bundle's wheels), or under Git Bash on Windows.
 #   powershell -ExecutionPolicy Bypass -File install.ps1 [-Prefix DIR] [-NoShortcut]
 param(
     [string]$Prefix = "$env:LOCALAPPDATA\CytoReview",

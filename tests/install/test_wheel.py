@@ -75,21 +75,43 @@ def _package_files() -> set[str]:
     return files
 
 
+#: The first-party plugin packages, each built into its own sdist and wheel.
+PLUGINS = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An sdist and a wheel of the core, built by ``python -m build`` (wheel from the sdist)."""
+    """``python -m build``'s sdist and wheel of the core and of each plugin, in one folder."""
     out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE_S,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for source in (ROOT, *PLUGINS):
+        done = subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE_S,
+        )
+        assert done.returncode == 0, f"{source}: {done.stdout[-3000:]}{done.stderr[-3000:]}"
     return out
 
 
-def test_sdist_and_wheel_hold_what_runs(dist: Path) -> None:
+def test_each_plugin_has_a_wheel_that_declares_its_entry_point(dist: Path) -> None:
+    assert len(PLUGINS) == 4, PLUGINS  # otsu, chowdary, xai, pix2pix
+    for source in PLUGINS:
+        module = source.name.replace("-", "_")
+        (wheel,) = dist.glob(f"{module}-*-py3-none-any.whl")
+        (sdist,) = dist.glob(f"{module}-*.tar.gz")
+        with zipfile.ZipFile(wheel) as whl:
+            names = set(whl.namelist())
+            info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+            entry_points = whl.read(f"{info}/entry_points.txt").decode()
+            metadata = whl.read(f"{info}/METADATA").decode()
+        assert f"{source.name} = {module}.manifest:PLUGIN" in entry_points, entry_points
+        assert f"{module}/manifest.py" in names
+        assert "Requires-Dist: cytoreview" in metadata
+        assert sdist.stat().st_size > 0
+
+
+def test_core_sdist_and_wheel_hold_what_runs(dist: Path) -> None:
     wheels = list(dist.glob(f"cytoreview-{__version__}-py3-none-any.whl"))
     sdists = list(dist.glob(f"cytoreview-{__version__}.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in dist.iterdir())
@@ -121,7 +143,7 @@ def test_sdist_and_wheel_hold_what_runs(dist: Path) -> None:
     assert {"pyproject.toml", "README.md"} <= members
 
 
-def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> None:
+def test_fresh_venv_install_of_every_wheel_runs_a_tiny_project(dist: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=PATIENCE_S)
     python, program = venv / "bin" / "python", venv / "bin" / "cytoreview"
@@ -129,10 +151,11 @@ def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> N
     assert "torch" in _link_torch_build(site_packages)
     # No PYTHONPATH and a working folder outside the tree: the checkout must not leak in.
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
-    wheel = next(dist.glob("cytoreview-*.whl"))
+    # `pip install dist/*.whl`: the core and every plugin.
+    wheels = sorted(dist.glob("*.whl"))
     done = subprocess.run(
         [python, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-         "-c", ROOT / "installer" / "constraints.txt", wheel],
+         "-c", ROOT / "installer" / "constraints.txt", *wheels],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=INSTALL_TIMEOUT_S,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -159,6 +182,10 @@ def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> N
     report = run("doctor", tmp_path)
     assert "OK    python" in report and "OK    torch" in report, report
     assert "0 failure(s)" in report, report
+    listed = run("plugins")
+    for source in PLUGINS:  # each plugin wheel loaded (a failed one is a warning line)
+        assert f"{source.name} 0." in listed, listed
+    assert "failed" not in listed.lower(), listed
 
     data, proj, painted = tmp_path / "data", tmp_path / "proj", tmp_path / "painted"
     run("demo-data", data, "--n", "16", "--fields", "0")
@@ -180,3 +207,7 @@ def test_fresh_venv_install_runs_a_tiny_project(dist: Path, tmp_path: Path) -> N
     status = json.loads(run("status", proj, "--json"))
     masks = [r["masks"] for r in status["classes"]]
     assert sum(m["manual"] for m in masks) == 8 and sum(m["auto"] for m in masks) == 8
+    # A plugin's method from its installed wheel: the Otsu generator redoes the 8 auto masks.
+    out = run("generate-masks", proj, "--generator", "otsu")
+    assert "8 mask(s) generated with otsu (cytoreview-otsu 0." in out, out
+    assert "8 image(s) with a person's mask left as they are" in out, out
