@@ -544,8 +544,22 @@ def _on_predictions(wb: Workbench) -> None:
             getattr(panel, slot)()
 
 
+def _compute_setting(wb: Workbench) -> Callable[[], ExecutorSpec]:
+    """Where batch jobs run: the Train dock's Compute field, read when a job starts.
+
+    When that dock is not open (a napari plugin user may open one dock only), the defaults: the
+    command line's rule.
+    """
+
+    def compute() -> ExecutorSpec:
+        train = _live_panel(wb, "train")
+        return train.compute_spec() if train is not None else ExecutorSpec()
+
+    return compute
+
+
 def _classifier_panel(wb: Workbench) -> QWidget:
-    panel = ClassifierPanel(wb.state)
+    panel = ClassifierPanel(wb.state, compute=_compute_setting(wb))
     panel.predictions_changed.connect(lambda: _on_predictions(wb))
     return panel
 
@@ -606,11 +620,7 @@ def _export_panel(wb: Workbench) -> QWidget:
 
 
 def _slide_panel(wb: Workbench) -> QWidget:
-    def compute() -> ExecutorSpec:  # the training dock's compute settings, else the defaults
-        train = _live_panel(wb, "train")
-        return train.compute_spec() if train is not None else ExecutorSpec()
-
-    return SlidePanel(wb.viewer, wb.state, compute=compute)
+    return SlidePanel(wb.viewer, wb.state, compute=_compute_setting(wb))
 
 
 def _help_panel(wb: Workbench) -> QWidget:

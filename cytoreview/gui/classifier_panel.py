@@ -7,6 +7,7 @@ GUI thread (progress bar, ETA, live loss / accuracy curves), so the window stays
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import Signal
@@ -39,6 +40,7 @@ from cytoreview.workflows.classification import (
     current_classifier_id,
     train_classification,
 )
+from cytoreview.workflows.executors import ExecutorSpec
 from cytoreview.workflows.review_data import (
     ClassifyReport,
     ExplainReport,
@@ -82,8 +84,16 @@ class ClassifierPanel(JobPanel):
 
     predictions_changed = Signal()
 
-    def __init__(self, state: WorkbenchState, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        state: WorkbenchState,
+        parent: QWidget | None = None,
+        *,
+        compute: Callable[[], ExecutorSpec] = ExecutorSpec,
+    ) -> None:
         super().__init__(state, "classifier", ("train", "classify", "explain"), parent)
+        #: Where "Classify all" runs: the workbench's Compute setting (the Train dock's field).
+        self.compute = compute
         self.last_report: object = None
         self._uses_mask = True  # whether the chosen method has a mask branch
         self._build()
@@ -238,9 +248,12 @@ class ClassifierPanel(JobPanel):
         if project is None or self.runner.is_running:
             return False
         actor, device = self.state.actor, device or self.device.currentText()
+        compute = self.compute()  # read here, on the GUI thread
         self.begin_job(
             "classify",
-            lambda token: classify_project(project, actor=actor, device=device, cancel=token),
+            lambda token: classify_project(
+                project, actor=actor, device=device, compute=compute, cancel=token
+            ),
         )
         return True
 
@@ -274,7 +287,7 @@ class ClassifierPanel(JobPanel):
                 )
         elif isinstance(report, ClassifyReport):
             counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
-            text = f"{report.classified} image(s) classified ({counts})"
+            text = f"{report.classified} image(s) classified ({counts}) on {report.driver}"
             text += "".join(f"\nwarning: {s}" for s in report.skipped[:5])
             self.predictions_changed.emit()
         elif isinstance(report, ExplainReport):

@@ -3,12 +3,14 @@ Classify all, and a heatmap computed on demand by the review panel; plus the key
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.storage.predictions import PredictionStore
+from cytoreview.workflows import executors
 from cytoreview.workflows.classification import ClsTrainRequest
 from tests.conftest import PATIENCE_MS
 from tests.gui.conftest import TEST_DELAY_MS, make_project
@@ -32,7 +34,7 @@ def cls_wb(make_napari_viewer, tmp_path: Path):
     wb.close()
 
 
-def test_training_stops_then_classify_and_explain(cls_wb, qtbot) -> None:
+def test_training_stops_then_classify_and_explain(cls_wb, qtbot, monkeypatch) -> None:
     wb = cls_wb
     panel = wb.panels["classifier"]
     review = wb.panels["review"]
@@ -63,12 +65,22 @@ def test_training_stops_then_classify_and_explain(cls_wb, qtbot) -> None:
     assert panel.eta_label.text() == "stopped" and panel.classify_button.isEnabled()
     assert report.model_id in panel.model_label.text()
 
+    # "Classify all" runs where the Train dock's Compute field says: a scheduler that does not
+    # answer is one error line, and the dock stays usable.
+    monkeypatch.setattr(executors, "COMPUTE", replace(executors.COMPUTE, connect_timeout_s=2.0))
+    wb.train_panel.compute.setText("127.0.0.1:9")
+    with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
+        assert panel.classify_all(device="cpu")
+    level, text = wb.messages[-1]
+    assert level == "error" and "Dask scheduler tcp://127.0.0.1:9 does not answer" in text
+    wb.train_panel.compute.setText("none")  # this process
     with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
         assert panel.classify_all(device="cpu")
     project = wb.state.project
     preds = PredictionStore(project).latest_predictions("bethesda")
     assert len(preds) == 8 and {p.model_id for p in preds.values()} == {report.model_id}
     assert "8 image(s) classified" in panel.log_view.toPlainText()
+    assert "on this process" in panel.log_view.toPlainText()
     # The review queue refreshed: every image now carries the model's call.
     assert all(it.pred_class is not None for it in review.items)
     table = wb.project_panel.model  # and so did the project table's prediction column
