@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from qtpy.compat import isalive
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, Qt
 from qtpy.QtGui import QIcon
 from qtpy.QtWidgets import (
     QApplication,
@@ -46,6 +46,7 @@ from cytoreview.gui.shortcuts import (
 from cytoreview.gui.slide_panel import SlidePanel
 from cytoreview.gui.state import WorkbenchState
 from cytoreview.gui.teach_panel import TeachPanel
+from cytoreview.gui.throttle import call_soon
 from cytoreview.gui.train_panel import TrainPanel
 from cytoreview.workflows.executors import ExecutorSpec
 
@@ -252,7 +253,7 @@ class Workbench:
         """A dock's tab came to the front: its group takes that dock's share of height."""
         self.front_tab = key
         if not self.closed:  # after Qt has switched the tab; the timer dies with the window
-            QTimer.singleShot(0, self.window, self.share_heights)
+            call_soon(self.window, self.share_heights)
 
     def confirm_close(self) -> bool:
         """Save pending edits; if some cannot be saved, ask the person before closing.
@@ -421,7 +422,7 @@ def build_workbench(
     window, state = workbench.window, workbench.state
     workbench.share_heights()
     # Once more when the event loop runs: a window shown or resized just now is laid out then.
-    QTimer.singleShot(0, window, workbench.share_heights)
+    call_soon(window, workbench.share_heights)
     workbench.docks["annotate"].raise_()  # painting is the panel used most
     project_panel = workbench.project_panel
     install_window_shortcuts(

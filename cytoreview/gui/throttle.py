@@ -50,3 +50,17 @@ class Throttle(QObject):
         (value,), self._pending = self._pending, None
         self._last = time.perf_counter()
         self._callback(value)
+
+
+def call_soon(owner: QObject, callback: Callable[[], object]) -> None:
+    """Call ``callback`` once the event loop runs again, unless ``owner`` is deleted first.
+
+    ``QTimer.singleShot(0, owner, callback)`` says the same in PySide6, but PyQt6 (another
+    napari's binding) has no overload with a context object: a timer parented to ``owner`` works
+    in both, and dies with it.
+    """
+    timer = QTimer(owner)
+    timer.setSingleShot(True)
+    timer.timeout.connect(callback)
+    timer.timeout.connect(timer.deleteLater)
+    timer.start(0)

@@ -133,6 +133,16 @@ def _install_offline(bundle: Path, work: Path, result: dict[str, object]) -> Non
     # The package lines (not indented): the core and each plugin that loaded.
     lines = plugins.stdout.splitlines()
     result["plugins"] = [line for line in lines if line and not line[0].isspace()]
+    # doctor from the installed program: under a display (xvfb-run) its Qt/OpenGL probe opens a
+    # real window with the bundle's PySide6, so the GUI stack is checked too.
+    doctor = subprocess.run(
+        [launcher, "doctor", str(work)], capture_output=True, text=True, env=env
+    )
+    lines = doctor.stdout.splitlines()
+    result["doctor_exit"] = doctor.returncode
+    result["doctor"] = [
+        line for line in lines if line.split()[:2][-1:] in (["qt"], ["opengl"], ["torch"])
+    ] + lines[-1:]
     desktop = (home / "share" / "applications" / "cytoreview.desktop").read_text()
     assert f'Exec="{launcher}" gui' in desktop, desktop
     result["desktop_entry"] = "ok"
