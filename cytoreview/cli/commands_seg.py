@@ -22,7 +22,7 @@ from cytoreview.choices import (
 from cytoreview.cli.compute_flags import add_compute_flags, compute_spec
 from cytoreview.cli.progress import console, drive, esc, warn
 from cytoreview.cli.settings_flags import add_method_flags, chosen_settings
-from cytoreview.defaults import RUN, SEG
+from cytoreview.defaults import RUN, SEG, SEG_MONITORS
 from cytoreview.settings import current_user
 from cytoreview.types import CancelToken
 from cytoreview.workflows.projects import open_project
@@ -89,6 +89,13 @@ def register(sub: Any) -> None:
         default=SEG.lr_patience,
         help="epochs without improvement before the learning rate is multiplied by "
         f"{SEG.lr_factor:g}; 0 keeps it constant (default {SEG.lr_patience})",
+    )
+    p.add_argument(
+        "--monitor",
+        choices=SEG_MONITORS,
+        default=SEG.monitor,
+        help="what early stopping and the kept model watch on the validation images: iou (mean "
+        f"IoU of the painted classes) or loss (default {SEG.monitor})",
     )
     p.add_argument(
         "--ema-decay",
@@ -224,8 +231,8 @@ def train_request(args: argparse.Namespace) -> SegTrainRequest:
         arch=args.arch, epochs=args.epochs, time_budget_min=args.time_budget,
         device=args.device, init=args.init, input_size=args.input_size,
         batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience,
-        lr_patience=args.lr_patience, ema_decay=args.ema_decay, seed=args.seed,
-        tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
+        lr_patience=args.lr_patience, ema_decay=args.ema_decay, monitor=args.monitor,
+        seed=args.seed, tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
         cpu_bf16=args.cpu_bf16, geometry=args.geometry, semi=args.semi,
         include_generated=args.include_generated,
     )  # fmt: skip

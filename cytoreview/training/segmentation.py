@@ -1,14 +1,14 @@
 """Training a segmenter: a generator of progress events, cancellable between steps.
 
 Adam with its rate lowered on plateaus, class-weighted Dice + focal loss, a moving average of
-the weights that is what is validated and kept, early stopping on the validation loss restoring
-the best average, an optional wall-clock budget. CUDA (mixed precision) when there is a GPU; on
-the CPU, channels_last (bf16 autocast on request, where the CPU computes bf16 natively) and a
-thread count measured while training (:class:`~cytoreview.training.runtime.ThreadTuner`), so
-that a busy machine costs its share of the CPU and not ten times the time. Augmentation runs in
-a DataLoader worker process when the run is long enough to pay for starting it. The best
-weights so far are handed to ``on_best`` at every improvement, so a cancelled or crashed run
-still leaves its best model.
+the weights that is what is validated and kept, early stopping on the validation IoU (or loss)
+restoring the best average, an optional wall-clock budget. CUDA (mixed precision) when there is
+a GPU; on the CPU, channels_last (bf16 autocast on request, where the CPU computes bf16
+natively) and a thread count measured while training
+(:class:`~cytoreview.training.runtime.ThreadTuner`), so that a busy machine costs its share of
+the CPU and not ten times the time. Augmentation runs in a DataLoader worker process when the
+run is long enough to pay for starting it. The best weights so far are handed to ``on_best`` at
+every improvement, so a cancelled or crashed run still leaves its best model.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import torch
 
 from cytoreview.data.datasets import SegmentationDataset, UnlabelledViews
 from cytoreview.data.transforms import AugmentConfig
-from cytoreview.defaults import SEG
+from cytoreview.defaults import SEG, SEG_MONITORS
+from cytoreview.errors import ConfigError
 from cytoreview.metrics.segmentation import Counts, scores_from_counts
 from cytoreview.models.devices import describe_device, pick_torch_device
 from cytoreview.training.loader import EpochBatches, make_loader
@@ -67,6 +68,8 @@ class SegTrainConfig:
     min_lr: float = SEG.min_lr
     #: Validate and keep a moving average of the weights (0: the weights as trained).
     ema_decay: float = SEG.ema_decay
+    #: What early stopping and the kept model watch: "iou" or "loss" (see SegRecipe.monitor).
+    monitor: str = SEG.monitor
     min_delta: float = 1e-4
     time_budget_s: float | None = None
     device: str = "auto"
@@ -84,6 +87,11 @@ class SegTrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     #: Learn from unpainted images too (see cytoreview.training.semi); None: masks only.
     semi: SemiConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.monitor not in SEG_MONITORS:
+            known = ", ".join(SEG_MONITORS)
+            raise ConfigError(f"monitor must be one of {known}, not {self.monitor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready form."""
@@ -181,6 +189,37 @@ def _validate(
     return total / max(n, 1), scores
 
 
+def validation_criterion(
+    monitor: str, val_loss: float, scores: dict[str, float], present: Sequence[bool]
+) -> tuple[float, float]:
+    """The numbers early stopping watches, lower is better, the second breaking ties.
+
+    ``loss``: the validation loss. ``iou``: minus the mean validation IoU of the classes the
+    training masks contain (a nucleus-only project is judged on nuclei alone), the score the
+    masks are judged by, then the loss: the loss of a few validation images can flatten while
+    the IoU still rises, and the IoU can stand still (at 0 in the first epochs of a tiny run)
+    while the loss falls.
+    """
+    ious = [scores[f"iou_{name}"] for name, label in SCORED.items() if present[label]]
+    # NaN: the class is in no validation mask and was not predicted (or there are no validation
+    # images at all: then the loss, 0, is all there is, as with the loss monitor).
+    ious = [iou for iou in ious if math.isfinite(iou)]
+    if monitor == "loss" or not ious:
+        return val_loss, 0.0
+    return -sum(ious) / len(ious), val_loss
+
+
+def improves(score: tuple[float, float], best: tuple[float, float], min_delta: float) -> bool:
+    """Whether ``score`` beats ``best``.
+
+    Better on the first number by more than ``min_delta``, or level with it (within
+    ``min_delta``) and better on the second by more than that.
+    """
+    if score[0] < best[0] - min_delta:
+        return True
+    return abs(score[0] - best[0]) <= min_delta and score[1] < best[1] - min_delta
+
+
 def segmentation_loaders(
     train: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
     val: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
@@ -270,7 +309,8 @@ def train_segmenter(
     if config.ema_decay:
         averaged = teacher if teacher is not None else make_teacher(model)
     evaluated = averaged if averaged is not None else model
-    best_loss, best, best_state = math.inf, None, copy.deepcopy(model.state_dict())
+    best_score, best = (math.inf, math.inf), None
+    best_state = copy.deepcopy(model.state_dict())
     history: list[EpochStats] = []
     stale, step, reason = 0, 0, "max_epochs"
     device_name = (
@@ -345,9 +385,10 @@ def train_segmenter(
                 epoch, running / max(seen, 1), val_loss, scores, time.perf_counter() - epoch_start
             )
             history.append(stats)
-            improved = val_loss < best_loss - config.min_delta
+            score = validation_criterion(config.monitor, val_loss, scores, present)
+            improved = improves(score, best_score, config.min_delta)
             if improved:
-                best_loss, best, stale = val_loss, stats, 0
+                best_score, best, stale = score, stats, 0
                 best_state = {
                     k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()
                 }

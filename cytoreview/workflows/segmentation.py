@@ -87,6 +87,8 @@ class SegTrainRequest:
     patience: int = SEG.patience
     lr_patience: int = SEG.lr_patience
     ema_decay: float = SEG.ema_decay
+    #: What early stopping watches: "iou" or "loss" (see cytoreview.defaults.SegRecipe).
+    monitor: str = SEG.monitor
     seed: int = RUN.seed
     tile_threshold: int = SEG.tile_threshold
     #: "auto" (from the painted masks, see cytoreview.data.geometry), "crops" or "fields".
@@ -364,9 +366,10 @@ def train_segmentation(
     train_cfg = SegTrainConfig(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size, lr=request.lr,
         loss=request.loss, patience=request.patience, lr_patience=request.lr_patience,
-        ema_decay=request.ema_decay, device=request.device, seed=request.seed,
-        tile_threshold=geometry.tile_threshold, scale=geometry.scale, amp=request.amp,
-        cpu_bf16=request.cpu_bf16, threads=request.threads, loader_workers=request.loader_workers,
+        ema_decay=request.ema_decay, monitor=request.monitor, device=request.device,
+        seed=request.seed, tile_threshold=geometry.tile_threshold, scale=geometry.scale,
+        amp=request.amp, cpu_bf16=request.cpu_bf16, threads=request.threads,
+        loader_workers=request.loader_workers,
         semi=SemiConfig() if request.semi else None, augment=_augment(request.augment),
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
     )  # fmt: skip

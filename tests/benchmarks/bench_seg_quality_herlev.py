@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from _drive import drain
 from _herlev import DATA, import_herlev, paint, seed_names
 
-from cytoreview.defaults import SEG
+from cytoreview.defaults import SEG, SEG_MONITORS
 from cytoreview.storage.project import Project
 from cytoreview.workflows.segmentation import (
     SegTrainRequest,
@@ -76,7 +76,8 @@ def boundary_sensitivity() -> dict[str, float]:
 
 #: The recipe before the benchmarked defaults (what `train-seg` did until 2026-12).
 PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": False, "threads": 0,
-            "lr_patience": 0, "ema_decay": 0.0, "batch_size": 8, "loss": "dice_focal"}  # fmt: skip
+            "lr_patience": 0, "ema_decay": 0.0, "batch_size": 8, "loss": "dice_focal",
+            "monitor": "loss"}  # fmt: skip
 
 
 def method_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -115,6 +116,7 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
         time_budget_min=args.minutes,
         lr=recipe["lr"], input_size=args.input_size, patience=recipe["patience"], seed=0,
         lr_patience=recipe["lr_patience"], ema_decay=recipe["ema_decay"],
+        monitor=recipe["monitor"],
         batch_size=recipe["batch_size"], loss=recipe["loss"],
         amp=recipe["amp"], threads=(os.cpu_count() or 1) if threads == 0 else threads,
         loader_workers=args.workers, semi=args.semi, cpu_bf16=args.cpu_bf16,
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, help="overrides the recipe")
     parser.add_argument("--lr-patience", type=int, help="overrides the recipe (0: constant lr)")
     parser.add_argument("--ema-decay", type=float, help="overrides the recipe (0: no averaging)")
+    parser.add_argument("--monitor", choices=SEG_MONITORS, help="overrides the recipe")
     parser.add_argument("--batch-size", type=int, help="overrides the recipe")
     parser.add_argument("--loss", help="overrides the recipe")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, help="overrides")
@@ -203,12 +206,14 @@ def main() -> None:
         recipe = {"lr": SEG.lr, "patience": SEG.patience, "epochs": SEG.epochs,
                   "tta": None, "amp": SEG.amp, "threads": None,
                   "lr_patience": SEG.lr_patience, "ema_decay": SEG.ema_decay,
-                  "batch_size": SEG.batch_size, "loss": SEG.loss}  # fmt: skip
+                  "monitor": SEG.monitor, "batch_size": SEG.batch_size,
+                  "loss": SEG.loss}  # fmt: skip
     for key in (
         "lr",
         "patience",
         "lr_patience",
         "ema_decay",
+        "monitor",
         "batch_size",
         "loss",
         "tta",

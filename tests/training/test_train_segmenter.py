@@ -8,9 +8,15 @@ import torch
 
 from cytoreview.data.synthetic import synth_dataset
 from cytoreview.data.transforms import NO_AUGMENT
+from cytoreview.errors import ConfigError
 from cytoreview.models.segmenters import build_unet
 from cytoreview.training import segmentation
-from cytoreview.training.segmentation import SegTrainConfig, train_segmenter
+from cytoreview.training.segmentation import (
+    SegTrainConfig,
+    improves,
+    train_segmenter,
+    validation_criterion,
+)
 from cytoreview.training.semi import warmed_up_decay
 from cytoreview.types import CancelToken
 
@@ -149,3 +155,57 @@ def test_validation_never_predicts_a_class_that_no_mask_contains() -> None:
     batches = [(torch.zeros(1, 3, 8, 8), truth)]
     _, scores = _validate(model, loss_fn, batches, torch.device("cpu"), amp=False)
     assert scores["iou_nucleus"] == pytest.approx(1.0)
+
+
+def test_the_criterion_is_the_loss_or_minus_the_mean_iou_of_the_painted_classes() -> None:
+    scores = {"iou_cytoplasm": 0.5, "iou_nucleus": 0.9}
+    both, nuclei = [True, True, True], [True, False, True]
+    assert validation_criterion("loss", 0.3, scores, both) == (0.3, 0.0)
+    assert validation_criterion("iou", 0.3, scores, both) == pytest.approx((-0.7, 0.3))
+    # A nucleus-only project is judged on nuclei alone (its cytoplasm IoU means nothing).
+    assert validation_criterion("iou", 0.3, scores, nuclei) == pytest.approx((-0.9, 0.3))
+    # No validation image (IoU undefined): the loss, as the loss monitor would.
+    undefined = {"iou_cytoplasm": float("nan"), "iou_nucleus": float("nan")}
+    assert validation_criterion("iou", 0.0, undefined, both) == (0.0, 0.0)
+    half = {"iou_cytoplasm": float("nan"), "iou_nucleus": 0.8}  # no cytoplasm to validate on
+    assert validation_criterion("iou", 0.3, half, both) == pytest.approx((-0.8, 0.3))
+    with pytest.raises(ConfigError, match="monitor must be one of iou, loss"):
+        SegTrainConfig(monitor="dice")
+
+
+def test_the_second_number_breaks_ties_only() -> None:
+    assert improves((-0.5, 9.0), (-0.4, 1.0), 1e-4)  # better IoU, whatever the loss
+    assert not improves((-0.4, 0.1), (-0.5, 1.0), 1e-4)  # worse IoU, whatever the loss
+    assert improves((0.0, 0.8), (0.0, 1.0), 1e-4)  # IoU level (0 early on): the loss decides
+    assert not improves((0.0, 1.0), (0.0, 1.0), 1e-4)
+
+
+#: Scripted validations: (loss, cytoplasm IoU, nucleus IoU) per epoch. The loss is best at
+#: epoch 2, the IoU at epoch 3: the two monitors must keep different epochs.
+SCRIPT = [(1.0, 0.2, 0.2), (0.5, 0.1, 0.1), (0.8, 0.6, 0.6), (0.9, 0.3, 0.3), (0.9, 0.3, 0.3)]
+#: An IoU stuck at 0 (a tiny run that predicts background only): the falling loss decides.
+STUCK = [(1.0, 0.0, 0.0), (0.9, 0.0, 0.0), (0.7, 0.0, 0.0), (0.8, 0.0, 0.0), (0.9, 0.0, 0.0)]
+
+
+@pytest.mark.parametrize(
+    ("monitor", "script", "best", "stopped"),
+    [("iou", SCRIPT, 3, 5), ("loss", SCRIPT, 2, 4), ("iou", STUCK, 3, 5)],
+)
+def test_early_stopping_and_the_kept_model_follow_the_monitor(
+    data, monkeypatch, monitor, script, best, stopped
+) -> None:
+    script = iter(script)
+
+    def scripted(*_args, **_kwargs):
+        loss, cyto, nuc = next(script)
+        return loss, {"iou_cytoplasm": cyto, "iou_nucleus": nuc, "dice_cytoplasm": cyto,
+                      "dice_nucleus": nuc}  # fmt: skip
+
+    monkeypatch.setattr(segmentation, "_validate", scripted)
+    config = SegTrainConfig(
+        input_size=64, epochs=6, batch_size=4, seed=4, patience=2, monitor=monitor,
+        augment=NO_AUGMENT,
+    )  # fmt: skip
+    _, _, result = _run(data, config)
+    assert result.best.epoch == best
+    assert result.stop_reason == "early_stopping" and len(result.history) == stopped
