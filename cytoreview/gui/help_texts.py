@@ -164,9 +164,10 @@ TOOLTIPS: dict[str, str] = {
         "(Ctrl/Shift-click to select several); images with a person's mask are never overwritten"
     ),
     "compute": (
-        "Where Auto-segment and the Slides dock's jobs (cell finder, slide segmentation) "
-        "compute. Empty: this machine (a cluster of worker processes for "
-        "large jobs on 4+ cores), or the scheduler in $CYTOREVIEW_SCHEDULER. A Dask scheduler "
+        "Where Auto-segment, the Classifier dock's Classify all and the Slides dock's jobs "
+        "(cell finder, slide segmentation) compute. Empty: this machine (a cluster of worker "
+        "processes for large jobs on 4+ cores), or the scheduler in $CYTOREVIEW_SCHEDULER. "
+        "A Dask scheduler "
         "address (tcp://host:8786) runs it on that cluster, whose workers must see the project "
         "folder; 'local' always starts worker processes here, 'none' always runs in this "
         "process. Stop works the same"
