@@ -140,9 +140,9 @@ def _install_offline(bundle: Path, work: Path, result: dict[str, object]) -> Non
     )
     lines = doctor.stdout.splitlines()
     result["doctor_exit"] = doctor.returncode
-    result["doctor"] = [
-        line for line in lines if line.split()[:2][-1:] in (["qt"], ["opengl"], ["torch"])
-    ] + lines[-1:]
+    wanted = {"qt", "opengl", "torch"}  # "STATUS  NAME  detail" lines, then the summary
+    result["doctor"] = [line for line in lines if set(line.split()[1:2]) & wanted]
+    result["doctor"] += lines[-1:]
     desktop = (home / "share" / "applications" / "cytoreview.desktop").read_text()
     assert f'Exec="{launcher}" gui' in desktop, desktop
     result["desktop_entry"] = "ok"

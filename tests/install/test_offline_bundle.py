@@ -34,6 +34,11 @@ def _build(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def _wheel_version(wheels: list[str], name: str) -> str:
+    """The version of ``name``'s wheel in a wheelhouse listing."""
+    return next(w.split("-")[1] for w in wheels if w.split("-")[0] == name)
+
+
 def test_windows_bundle_is_resolved_for_windows(tmp_path: Path) -> None:
     done = _build("--platform", "win_amd64", "--variant", "cpu", "--out", str(tmp_path), "--no-tar")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -62,14 +67,9 @@ def test_windows_bundle_is_resolved_for_windows(tmp_path: Path) -> None:
     assert facts["wheels"] == str(len(wheels))
     # install.ps1 installs the requirements under these pins: exact, and for this wheelhouse.
     pins = (bundle / "constraints.txt").read_text().split()
-    assert f"torch=={wheels_version(wheels, 'torch')}" in pins
+    assert f"torch=={_wheel_version(wheels, 'torch')}" in pins
     assert "cytoreview[app]" in (bundle / "requirements.txt").read_text()
     assert (bundle / "install.ps1").is_file() and (bundle / "resources/cytoreview.ico").is_file()
-
-
-def wheels_version(wheels: list[str], name: str) -> str:
-    """The version of ``name``'s wheel in a wheelhouse listing."""
-    return next(w.split("-")[1] for w in wheels if w.split("-")[0] == name)
 
 
 def test_a_gpu_bundle_for_windows_needs_its_torch_wheels(tmp_path: Path) -> None:
