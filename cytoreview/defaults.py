@@ -143,7 +143,11 @@ class ClsRecipe:
     Chosen by ``bench_cls_herlev.py`` (5-fold, 2026-11-23): the 64 px input, lr 1e-3, 30 epochs,
     patience 10 and batches of 32 gave fusion-gap binary macro F1 0.866 and Bethesda macro F1
     0.753, where the earlier defaults (128 px for ~40 px cells, lr 1e-4, 100 epochs, patience
-    20) spent more than 4 minutes an epoch on a busy 2-core machine.
+    20) spent more than 4 minutes an epoch on a busy 2-core machine. The augmentation is
+    segmentation's (:class:`cytoreview.data.transforms.AugmentConfig`); its shifts went from
+    20 % to 5 % of the crop on 2026-12-06, and on the same 5 folds and masks the classifier
+    gained too: Bethesda / binary macro F1 0.738 / 0.864 against 0.723 / 0.832 (AUC 0.949
+    against 0.932).
 
     Attributes
     ----------
@@ -172,6 +176,16 @@ class ClsRecipe:
         resnet18).
     mask_backbone
         The CNN of the mask branch; None: the image branch's (see :meth:`mask_backbone_for`).
+    tta
+        Classify (``classify``, the workbench's Classify all, the review's heatmaps) on the
+        mean of the 8 rotations and mirror images of each crop and its mask; training
+        validates on the crops as they are. Off: Herlev, 5 folds, the same models scored both
+        ways (``bench_cls_herlev.py --compare-tta``, 2026-12-06): with today's augmentation
+        (shifts of 5 %) Bethesda / binary macro F1 0.748 / 0.866 against 0.738 / 0.864, the
+        Bethesda figure higher in 2 folds, lower in 1 and the same in 2: within the folds'
+        spread, for 8 model calls a cell (classify + Grad-CAM++ of one cell 27 ms against
+        6 ms on 2 cores, above the 20 ms the review is allowed). With the 20 % shifts before,
+        it had gained in every fold (0.746 / 0.848 against 0.723 / 0.832).
     """
 
     task: str = TASKS[0]
@@ -189,6 +203,7 @@ class ClsRecipe:
     ema_decay: float = 0.0
     balance: str = "oversample"
     batch_size: int = 32
+    tta: bool = False
 
     def mask_backbone_for(
         self, backbone: str, mask_backbone: str | None = None, parent: str | None = None

@@ -38,6 +38,10 @@ EXIT_CANCELLED = 130
 #: here so that building the parser imports no torch).
 ENGINES = ("onnx", "torch")
 ENGINE_HELP = "onnx: ONNX Runtime (default); torch: torch eager, the reference"
+TTA_HELP = (
+    "average each cell's class probabilities over its 8 rotations and mirror images (8x the "
+    f"model calls; default {'on' if CLS.tta else 'off'})"
+)
 
 
 def register(sub: Any) -> None:
@@ -127,6 +131,7 @@ def register(sub: Any) -> None:
                    help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16, help="images per model call")
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=CLS.tta, help=TTA_HELP)
     add_compute_flags(p)
     p.set_defaults(handler=_cmd_classify)
 
@@ -143,6 +148,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", choices=DEVICES, default=RUN.device,
                    help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument("--engine", choices=ENGINES, default=ENGINES[0], help=ENGINE_HELP)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=CLS.tta,
+                   help="the class explained is the one the 8-view mean predicts, as classify's "
+                        "(the map is of the image as it is; default: as classify)")  # fmt: skip
     p.set_defaults(handler=_cmd_explain)
 
     p = sub.add_parser("evaluate-cls", help="score predictions against true classes",
@@ -242,13 +250,14 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         job = classify_project(
             project, actor=current_user(args.user), model_id=args.model, device=args.device,
             batch_size=args.batch_size, engine=args.engine, cancel=token,
-            compute=compute_spec(args),
+            compute=compute_spec(args), tta=args.tta,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
     models = esc(", ".join(f"{task}: {mid}" for task, mid in report.models.items()))
     console.print(
         f"{report.classified} image(s) classified ({models}; {report.engine} on "
-        f"{esc(report.device)}); {report.seconds_per_image * 1000:.0f} ms per image; "
+        f"{esc(report.device)}{', 8 views averaged' if report.tta else ''}); "
+        f"{report.seconds_per_image * 1000:.0f} ms per image; "
         f"ran on {esc(report.driver)}"
     )
     if report.counts:
@@ -279,7 +288,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         job = explain_project(
             project, method=args.method, model_id=args.model, image_ids=ids,
             flipping_steps=args.flipping_steps, device=args.device, engine=args.engine,
-            cancel=token,
+            cancel=token, tta=args.tta,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
     how = "closed form" if report.closed_form else "autograd"

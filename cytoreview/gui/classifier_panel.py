@@ -287,7 +287,8 @@ class ClassifierPanel(JobPanel):
                 )
         elif isinstance(report, ClassifyReport):
             counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
-            text = f"{report.classified} image(s) classified ({counts}) on {report.driver}"
+            views = ", 8 views averaged" if report.tta else ""
+            text = f"{report.classified} image(s) classified ({counts}{views}) on {report.driver}"
             text += "".join(f"\nwarning: {s}" for s in report.skipped[:5])
             self.predictions_changed.emit()
         elif isinstance(report, ExplainReport):

@@ -5,6 +5,8 @@ Panels look texts up by key, so wording can be reviewed (or translated) in one p
 
 from __future__ import annotations
 
+from cytoreview.defaults import CLS
+
 #: Style of the short help line at the top of each panel: quiet, it is read once.
 INTRO_STYLE = "color: #9aa3ad; font-size: 11px"
 
@@ -192,7 +194,9 @@ TOOLTIPS: dict[str, str] = {
     "cls_input": "Side of the network input in pixels (images are letterboxed); auto: the "
     "median image side rounded up to 32, 64-128 px (a fine-tuned model keeps its size)",
     "cls_start": "Train a new classifier on every labelled image (and its current mask)",
-    "classify_all": "Predict the class of every image with the current classifier",
+    "classify_all": "Predict the class of every image with the current classifier, as "
+    "`cytoreview classify` does"
+    + (" (on the mean of each cell's 8 rotations and mirror images)" if CLS.tta else ""),
     "explain_all": "Compute and store a Grad-CAM++ heatmap of every image",
     # review panel
     "review_show_done": "Also list the images already approved and called",

@@ -28,6 +28,7 @@ from cytoreview.data.cls_dataset import INPUT_CHANNELS, make_inputs
 from cytoreview.errors import ConfigError
 from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
 from cytoreview.inference.predictors import TorchPredictor
+from cytoreview.inference.views import DIHEDRAL_VIEWS, stack_views
 from cytoreview.models.classifiers import DEFAULT_ARCH, hidden_activation_layer
 from cytoreview.plugin_api import find
 
@@ -38,6 +39,7 @@ __all__ = [
     "export_classifier_onnx",
     "has_cam_outputs",
     "hidden_activation_layer",
+    "mean_over_views",
     "predict_class_probs",
 ]
 
@@ -85,6 +87,28 @@ class ClassifierSpec:
         )
 
 
+def mean_over_views(
+    predict: Callable[[np.ndarray], np.ndarray],
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict`` averaged over the 8 rotations and mirror images of each input.
+
+    The views of a ``(N, 6, S, S)`` batch go through ``predict`` as one ``(8 N, 6, S, S)``
+    batch (one call: a session runs a large batch faster than eight small ones). Turning the
+    letterboxed input turns the crop and its mask together, exactly as letterboxing the turned
+    crop would. On Herlev (5 folds, the same models scored both ways) it gained 0.010 to 0.023
+    Bethesda macro F1, depending on the training augmentation (``cytoreview.defaults.CLS``
+    says why it is off by default).
+    """
+
+    def averaged(batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        probs = np.asarray(predict(stack_views(batch)), np.float32)
+        views = probs.reshape(len(DIHEDRAL_VIEWS), n, *probs.shape[1:])
+        return np.ascontiguousarray(views.mean(axis=0, dtype=np.float64), dtype=np.float32)
+
+    return averaged
+
+
 def predict_class_probs(
     model_or_callable: torch.nn.Module | Callable[[np.ndarray], np.ndarray],
     images: Sequence[np.ndarray],
@@ -92,6 +116,7 @@ def predict_class_probs(
     spec: ClassifierSpec,
     batch_size: int = 16,
     device: str = "auto",
+    tta: bool = False,
 ) -> np.ndarray:
     """Class probabilities of cell crops.
 
@@ -111,6 +136,8 @@ def predict_class_probs(
         Crops per forward pass.
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"`` for a torch model; a predictor has its own.
+    tta
+        Average the 8 rotations and mirror images of each crop (:func:`mean_over_views`).
 
     Returns
     -------
@@ -136,6 +163,8 @@ def predict_class_probs(
         predictor: Callable[[np.ndarray], np.ndarray] = TorchPredictor(model_or_callable, device)
     else:
         predictor = model_or_callable
+    if tta:
+        predictor = mean_over_views(predictor)
     out = np.empty((len(images), k), np.float32)
     for lo in range(0, len(images), batch_size):
         hi = min(lo + batch_size, len(images))

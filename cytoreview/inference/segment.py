@@ -26,6 +26,7 @@ from cytoreview.data.transforms import (
 from cytoreview.inference.postprocess import PostprocessConfig, clean_mask
 from cytoreview.inference.tiling import predict_tiled
 from cytoreview.inference.uncertainty import image_uncertainty
+from cytoreview.inference.views import DIHEDRAL_VIEWS, check_square, dihedral_view, undo_view
 from cytoreview.types import CYTOPLASM
 
 #: A model call: (N, 3, H, W) float32 normalised → (N, C, H, W) probabilities.
@@ -79,7 +80,7 @@ class SegmentedImage:
 
 
 #: The views of :func:`with_tta`: (quarter turns, mirrored) for the 8 symmetries of a square.
-TTA_VIEWS: tuple[tuple[int, bool], ...] = tuple((k, m) for k in range(4) for m in (False, True))
+TTA_VIEWS = DIHEDRAL_VIEWS
 
 
 def with_tta(predict: BatchPredictor) -> BatchPredictor:
@@ -94,15 +95,11 @@ def with_tta(predict: BatchPredictor) -> BatchPredictor:
     """
 
     def tta(batch: np.ndarray) -> np.ndarray:
-        if batch.shape[-1] != batch.shape[-2]:
-            raise ValueError(f"test-time augmentation needs square inputs, got {batch.shape}")
+        check_square(batch)
         total: np.ndarray | None = None
         for turns, mirrored in TTA_VIEWS:
-            view = np.rot90(batch, turns, axes=(-2, -1))
-            view = view[..., ::-1] if mirrored else view
-            out = np.asarray(predict(np.ascontiguousarray(view)))
-            out = out[..., ::-1] if mirrored else out  # undo in reverse order
-            out = np.rot90(out, -turns, axes=(-2, -1))
+            out = np.asarray(predict(dihedral_view(batch, turns, mirrored)))
+            out = undo_view(out, turns, mirrored)
             total = out.astype(np.float32) if total is None else total + out
         assert total is not None
         return np.ascontiguousarray(total / np.float32(len(TTA_VIEWS)))

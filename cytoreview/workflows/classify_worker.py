@@ -50,13 +50,15 @@ class ClassifyJob:
     """How every chunk of a ``classify`` pass runs (small: it travels with each chunk).
 
     ``models`` match the shared handles given to the function, in order; ``threads`` is the
-    runtime's intra-op threads (None: its default for this process).
+    runtime's intra-op threads (None: its default for this process); ``tta``: probabilities
+    are the mean over the 8 rotations and mirror images of each crop.
     """
 
     models: tuple[ClassifyModel, ...]
     device: str = "auto"
     threads: int | None = None
     batch_size: int = 16
+    tta: bool = False
 
 
 @dataclass
@@ -125,7 +127,13 @@ def classify_chunk(
         runner = model_runner(shared, model, job)
         outcome.probs.append(
             predict_class_probs(
-                runner, images, masks, model.spec, batch_size=job.batch_size, device=job.device
+                runner,
+                images,
+                masks,
+                model.spec,
+                batch_size=job.batch_size,
+                device=job.device,
+                tta=job.tta,
             )
         )
     return outcome

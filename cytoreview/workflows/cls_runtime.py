@@ -25,8 +25,9 @@ import torch
 from cytoreview.errors import ConfigError, CytoReviewError
 from cytoreview.explain.cam import class_activation_maps
 from cytoreview.explain.cam_closed_form import CamHead, cam_head_of, closed_form_cams
-from cytoreview.inference.classify import export_classifier_onnx
+from cytoreview.inference.classify import export_classifier_onnx, mean_over_views
 from cytoreview.inference.cls_session import ClassifierSession
+from cytoreview.inference.views import DIHEDRAL_VIEWS, stack_views
 from cytoreview.models.devices import pick_torch_device
 from cytoreview.workflows.classification import NO_ONNX, LoadedClassifier
 
@@ -137,6 +138,7 @@ class ClassifierRuntime:
         batch: np.ndarray,
         target: int | Sequence[int] | None = None,
         method: str = "gradcam++",
+        tta: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Probabilities and CAM-layer-resolution heatmaps of a batch.
 
@@ -148,6 +150,10 @@ class ClassifierRuntime:
             One class for all, one per image, or None for each image's predicted class.
         method
             ``"gradcam++"`` or ``"gradcam"``.
+        tta
+            The probabilities (and so the class explained when ``target`` is None) are the
+            mean over the 8 rotations and mirror images, as ``classify`` computes them; the
+            map is always of the image as it is (the first view).
 
         Returns
         -------
@@ -159,11 +165,17 @@ class ClassifierRuntime:
         if getattr(self.loaded.model, "cam_layer", None) is None:
             raise NoHeatmapError(no_heatmap_text(self.loaded))
         if self.cam_head is not None and self.session is not None:
-            fwd = self.session.run_with_cam(batch)
-            targets = _targets(target, fwd.probs, n)
-            cams = closed_form_cams(self.cam_head, fwd.features, fwd.hidden, targets, method)
-            return fwd.probs, cams, targets
-        probs = self.probs(batch)
+            # One pass over every view; the first n rows are the images as they are.
+            fwd = self.session.run_with_cam(stack_views(batch) if tta else batch)
+            probs = fwd.probs
+            if tta:
+                views = probs.reshape(len(DIHEDRAL_VIEWS), n, -1)
+                probs = views.mean(axis=0, dtype=np.float64).astype(np.float32)
+            targets = _targets(target, probs, n)
+            hidden = None if fwd.hidden is None else fwd.hidden[:n]
+            cams = closed_form_cams(self.cam_head, fwd.features[:n], hidden, targets, method)
+            return probs, cams, targets
+        probs = mean_over_views(self.probs)(batch) if tta else self.probs(batch)
         targets = _targets(target, probs, n)
         model = self.loaded.model
         if self.session is not None:  # ONNX engine, but a head without a closed form

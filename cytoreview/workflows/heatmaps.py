@@ -30,6 +30,7 @@ import numpy as np
 from cytoreview.choices import CAM_METHODS, EXPLAIN_FLIPPING_STEPS
 from cytoreview.data.cls_dataset import make_input
 from cytoreview.data.transforms import letterbox_geometry
+from cytoreview.defaults import CLS
 from cytoreview.errors import ImageReadError, NotEnoughDataError, ProjectError
 from cytoreview.explain.cam import heatmap_to_image, upsample_heatmap
 from cytoreview.explain.quality import (
@@ -160,6 +161,7 @@ def get_or_compute_heatmap(
     device: str = "auto",
     engine: str = DEFAULT_ENGINE,
     recompute: bool = False,
+    tta: bool = CLS.tta,
 ) -> Heatmap:
     """The heatmap of ``image_id`` by the model in use: stored, else computed, checked, stored.
 
@@ -177,6 +179,8 @@ def get_or_compute_heatmap(
         As for :func:`explain_image`; the defaults are ``cytoreview explain``'s.
     recompute
         Compute even when a map of this model is stored (``cytoreview explain`` does).
+    tta
+        As for :func:`explain_image`.
 
     Raises
     ------
@@ -209,7 +213,7 @@ def get_or_compute_heatmap(
     image = project.load_image(record).rgb
     pixels, cls, quality = explain_image(
         loaded, image, None if found is None else found[1], method=method,
-        flipping_steps=flipping_steps, device=device, engine=engine,
+        flipping_steps=flipping_steps, device=device, engine=engine, tta=tta,
     )  # fmt: skip
     saved = PredictionStore(project).save_heatmap(
         record.id, loaded.model_id, method, loaded.class_names[cls], pixels, quality
@@ -245,6 +249,7 @@ def explain_image(
     flipping_steps: int = 10,
     device: str = "auto",
     engine: str = DEFAULT_ENGINE,
+    tta: bool = CLS.tta,
 ) -> tuple[np.ndarray, int, dict[str, Any]]:
     """Heatmap of one image at its own size, the class explained and the quality figures.
 
@@ -265,10 +270,14 @@ def explain_image(
     engine
         ``onnx`` (one ONNX Runtime pass gives the probabilities and, for the usual heads, the
         map in closed form) or ``torch`` (eager with autograd: the reference).
+    tta
+        The class explained (when ``target`` is None) and the confidence come from the mean
+        of the 8 rotations and mirror images, as ``classify`` computes them; the map is of
+        the image as it is, and the pixel-flipping check flips that view.
     """
     runtime = classifier_runtime(loaded, engine, device)
     x = make_input(image, mask, loaded.input_size)
-    probs_batch, cams, targets = runtime.explain(x[None], target, method)
+    probs_batch, cams, targets = runtime.explain(x[None], target, method, tta=tta)
     probs, cam, cls = probs_batch[0], cams[0], int(targets[0])
     box = letterbox_geometry(image.shape[:2], loaded.input_size)
     heatmap = heatmap_to_image(cam, box)
@@ -302,11 +311,13 @@ def explain_project(
     device: str = "auto",
     engine: str = DEFAULT_ENGINE,
     cancel: CancelToken | None = None,
+    tta: bool = CLS.tta,
 ) -> Generator[Progress, None, ExplainReport]:
     """Compute, score and store a heatmap for the predicted class of every image.
 
     Each image goes through :func:`get_or_compute_heatmap` (recomputing), the path the
-    workbench takes for one image. ``engine``: ``onnx`` (default) or ``torch`` (the reference),
+    workbench takes for one image; ``tta`` as for :func:`explain_image`. ``engine``: ``onnx``
+    (default) or ``torch`` (the reference),
     as for :func:`explain_image`.
     """
     loaded = load_classifier(project, model_id, engine=check_engine(engine))
@@ -331,7 +342,7 @@ def explain_project(
         try:
             heatmap = get_or_compute_heatmap(
                 project, record.id, loaded=loaded, method=method, flipping_steps=flipping_steps,
-                device=device, engine=engine, recompute=True,
+                device=device, engine=engine, recompute=True, tta=tta,
             )  # fmt: skip
         except NotEnoughDataError as exc:
             report.skipped.append(str(exc))

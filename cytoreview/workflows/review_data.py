@@ -21,6 +21,7 @@ import torch
 # CAM_METHODS lives in the torch-free choices module (the CLI parser lists it without torch);
 # re-exported here, where callers have always found it.
 from cytoreview.choices import CAM_METHODS as CAM_METHODS
+from cytoreview.defaults import CLS
 from cytoreview.errors import CytoReviewError, ImageReadError, UnsafePathError
 from cytoreview.inference.classify import ClassifierSpec
 from cytoreview.metrics.classification import derive_binary
@@ -89,6 +90,8 @@ class ClassifyReport:
     seconds_per_image: float = 0.0
     cancelled: bool = False
     counts: dict[str, int] = field(default_factory=dict)  # predicted class -> images
+    #: Whether the probabilities are the mean of the 8 rotations and mirror images.
+    tta: bool = False
     #: Where the batches ran (see :attr:`cytoreview.workflows.executors.Executor.description`).
     driver: str = "this process"
 
@@ -104,6 +107,7 @@ def classify_project(
     engine: str = DEFAULT_ENGINE,
     cancel: CancelToken | None = None,
     compute: ExecutorSpec | Executor | None = None,
+    tta: bool = CLS.tta,
 ) -> Generator[Progress, None, ClassifyReport]:
     """Predict the class (and the binary call) of every image, or of ``image_ids``.
 
@@ -112,7 +116,8 @@ def classify_project(
     probabilities. Images without a mask are skipped by mask-fusion models. ``engine``:
     ``onnx`` (ONNX Runtime, default) or ``torch`` (the reference). ``compute`` says where the
     batches run (see :func:`~cytoreview.workflows.executors.open_executor`); only this process
-    writes the predictions.
+    writes the predictions. ``tta``: each image's probabilities are the mean over its 8
+    rotations and mirror images (8 model calls an image, in one batch).
     """
     check_engine(engine)
     main = load_classifier(project, model_id, engine=engine)
@@ -125,7 +130,7 @@ def classify_project(
     current = project.current_versions()
     shipped = [_shipped(m, engine) for m in models]
     report = ClassifyReport(
-        models={m.task: m.model_id for m in models}, engine=shipped[0][1].engine
+        models={m.task: m.model_id for m in models}, engine=shipped[0][1].engine, tta=tta
     )
     chunks: dict[int, tuple[list[ImageRecord], list[int | None]]] = {}
 
@@ -153,8 +158,9 @@ def classify_project(
     started, done, seen = time.perf_counter(), 0, 0
     with using(compute, len(records)) as executor:
         job = ClassifyJob(
-            tuple(model for _, model in shipped), device, executor.threads_per_task, batch_size
-        )
+            tuple(model for _, model in shipped), device, executor.threads_per_task, batch_size,
+            tta,
+        )  # fmt: skip
         handles = [executor.share(data) for data, _ in shipped]
         report.driver = executor.description
         if isinstance(executor, LocalExecutor):  # built here once; the chunks reuse it

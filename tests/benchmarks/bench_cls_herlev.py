@@ -88,14 +88,32 @@ def folds_of(labels: list[str], k: int, seed: int = 0) -> list[np.ndarray]:
     return [np.flatnonzero(assignment == f) for f in range(k)]
 
 
-def timing(model: torch.nn.Module, images, masks, size: int) -> dict[str, float]:
-    """Seconds per image on CPU, batch 1: classification, and classification + Grad-CAM++."""
+def scores(task: str, y: list[int], probs: np.ndarray, prefix: str = "") -> dict[str, float]:
+    """Bethesda accuracy and macro F1 (Bethesda task), and the binary call's scores."""
+    entry: dict[str, float] = {}
+    if task == "bethesda":
+        multi = classification_report(y, probs, CLASSES)
+        entry.update(bethesda_accuracy=multi.accuracy, bethesda_macro_f1=multi.macro_f1)
+        abnormal = probs[:, 1] + probs[:, 2]  # derived: P(LSIL) + P(HSIL)
+    else:
+        abnormal = probs[:, 1]  # the dedicated head
+    binary = binary_report([t > 0 for t in y], abnormal)
+    entry.update(
+        binary_f1_abnormal=binary.f1, binary_macro_f1=binary.macro_f1,
+        binary_accuracy=binary.accuracy, binary_auc=binary.auc,
+    )  # fmt: skip
+    return {f"{prefix}{k}": v for k, v in entry.items()}
+
+
+def timing(model: torch.nn.Module, images, masks, size: int, tta: bool) -> dict[str, float]:
+    """Seconds per image on CPU, batch 1: classification (torch eager, ``tta``: 8 views in one
+    batch), and classification + Grad-CAM++ (one view)."""
     spec = ClassifierSpec(size, tuple(f"c{k}" for k in range(model.num_classes)), model.arch)
     x = make_inputs(images, masks, size)
     predict_class_probs(model, images[:2], masks[:2], spec, device="cpu")  # warm-up
     start = time.perf_counter()
     for i in range(len(images)):
-        predict_class_probs(model, images[i : i + 1], masks[i : i + 1], spec, device="cpu")
+        predict_class_probs(model, images[i : i + 1], masks[i : i + 1], spec, device="cpu", tta=tta)
     classify = (time.perf_counter() - start) / len(images)
     start = time.perf_counter()
     for i in range(len(images)):
@@ -126,6 +144,16 @@ def main() -> None:
     parser.add_argument("--seg-minutes", type=float, default=6.0)
     parser.add_argument("--seeds", type=int, default=80)
     parser.add_argument("--true-masks", action="store_true", help="fuse the true masks instead")
+    parser.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, default=CLS.tta,
+        help="score on the mean of the 8 rotations and mirror images (default: as `classify`, "
+        f"{'on' if CLS.tta else 'off'})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare-tta", action="store_true",
+        help="also score the same models the other way (keys one_view_* with --tta, else "
+        "eight_views_*)",
+    )  # fmt: skip
     parser.add_argument(
         "--masks-cache",
         type=Path,
@@ -205,8 +233,9 @@ def main() -> None:
                 model.eval()
                 spec = ClassifierSpec(args.input_size, tuple(result.class_names), arch)
                 probs = predict_class_probs(
-                    model, [images[i] for i in test_idx], [masks[i] for i in test_idx], spec
-                )
+                    model, [images[i] for i in test_idx], [masks[i] for i in test_idx], spec,
+                    tta=args.tta,
+                )  # fmt: skip
                 y = [CLASSES.index(labels[i]) for i in test_idx]
                 entry = {
                     "fold": f, "train_minutes": round(minutes, 2),
@@ -216,27 +245,27 @@ def main() -> None:
                         [h.seconds for h in result.history])), 2) if result.history else None,
                     "threads_chosen": [d[0] for d in result.thread_decisions],
                 }  # fmt: skip
-                if args.task == "bethesda":
-                    multi = classification_report(y, probs, CLASSES)
-                    entry.update(bethesda_accuracy=multi.accuracy, bethesda_macro_f1=multi.macro_f1)
-                    abnormal = probs[:, 1] + probs[:, 2]  # derived: P(LSIL) + P(HSIL)
-                else:
-                    abnormal = probs[:, 1]  # the dedicated head
-                binary = binary_report([t > 0 for t in y], abnormal)
-                entry.update(
-                    binary_f1_abnormal=binary.f1, binary_macro_f1=binary.macro_f1,
-                    binary_accuracy=binary.accuracy, binary_auc=binary.auc,
-                )  # fmt: skip
+                entry.update(scores(args.task, y, probs))
+                other = "one_view_" if args.tta else "eight_views_"
+                if args.compare_tta:
+                    tta = predict_class_probs(
+                        model, [images[i] for i in test_idx], [masks[i] for i in test_idx], spec,
+                        tta=not args.tta,
+                    )  # fmt: skip
+                    entry.update(scores(args.task, y, tta, prefix=other))
                 per_arch[arch].append(entry)
                 print(json.dumps({"arch": arch, **entry}), file=sys.stderr, flush=True)
                 if arch not in timings:
                     sample = list(test_idx[:50])
                     timings[arch] = timing(model, [images[i] for i in sample],
-                                           [masks[i] for i in sample], args.input_size)  # fmt: skip
+                                           [masks[i] for i in sample], args.input_size,
+                                           args.tta)  # fmt: skip
         keys = ("bethesda_accuracy", "bethesda_macro_f1", "binary_f1_abnormal",
                 "binary_macro_f1", "binary_accuracy", "binary_auc")  # fmt: skip
         if args.task == "binary":
             keys = keys[2:]
+        if args.compare_tta:
+            keys = keys + tuple(f"{'one_view_' if args.tta else 'eight_views_'}{k}" for k in keys)
         summary = {
             arch: {k: {"mean": round(float(np.mean([e[k] for e in runs])), 4),
                        "std": round(float(np.std([e[k] for e in runs])), 4)} for k in keys}
@@ -255,7 +284,7 @@ def main() -> None:
             "settings": given,
             "recipe": {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
                        "lr_patience": args.lr_patience, "ema_decay": args.ema_decay,
-                       "balance": args.balance, "batch_size": args.batch_size},
+                       "balance": args.balance, "batch_size": args.batch_size, "tta": args.tta},
             "segmentation": seg_info, "summary": summary,
             "wilcoxon_fusion_gap_vs_image_only": comparisons, "cpu_timing_per_image": timings,
             "per_fold": per_arch, "threads": torch.get_num_threads(),

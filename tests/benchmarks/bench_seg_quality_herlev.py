@@ -7,8 +7,9 @@ is used and the scores are those of the internal 20 % validation split.
 
 With no flags the run uses the product's defaults (``cytoreview.defaults.SEG``): what a user
 who changes nothing gets. ``--recipe previous`` is the recipe before them (lr 1e-4, patience 20,
-100 epochs, no TTA, fp32, torch's own thread count); ``--splits 0 1 2`` repeats with other seed
-picks; ``--hog N`` runs N spinning processes beside the training (a busy workstation).
+100 epochs, no TTA, fp32, torch's own thread count, shifts of 20 %); ``--splits 0 1 2``
+repeats with other seed picks; ``--hog N`` runs N spinning processes beside the training (a
+busy workstation); ``--augment shift=0.2`` changes the augmentation.
 
     .venv/bin/python tests/benchmarks/bench_seg_quality_herlev.py [--recipe previous]
         [--splits 0 1 2] [--hog 2] [--minutes 10] [--ceiling]
@@ -77,7 +78,7 @@ def boundary_sensitivity() -> dict[str, float]:
 #: The recipe before the benchmarked defaults (what `train-seg` did until 2026-12).
 PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": False, "threads": 0,
             "lr_patience": 0, "ema_decay": 0.0, "batch_size": 8, "loss": "dice_focal",
-            "monitor": "loss"}  # fmt: skip
+            "monitor": "loss", "augment": {"shift": 0.2}}  # fmt: skip
 
 
 def method_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -90,6 +91,11 @@ def spin(n: int) -> list[subprocess.Popen]:
     """``n`` processes that keep a core busy each (another program on the workstation)."""
     code = "while True: pass"
     return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+
+
+def augment_changes(args: argparse.Namespace) -> dict:
+    """The ``--augment KEY=VALUE`` changes, values read as JSON (``shift=0.2``, ``vflip=false``)."""
+    return {key: json.loads(value) for key, value in (a.split("=", 1) for a in args.augment)}
 
 
 def run_split(args: argparse.Namespace, recipe: dict, split: int) -> dict:
@@ -120,6 +126,7 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
         batch_size=recipe["batch_size"], loss=recipe["loss"],
         amp=recipe["amp"], threads=(os.cpu_count() or 1) if threads == 0 else threads,
         loader_workers=args.workers, semi=args.semi, cpu_bf16=args.cpu_bf16,
+        augment={**recipe.get("augment", {}), **augment_changes(args)},
     )  # fmt: skip
     start = time.perf_counter()
     report = drain(train_segmentation(project, request, actor="bench"), log=True)
@@ -184,6 +191,10 @@ def main() -> None:
         help="a setting of --arch (repeatable), e.g. base_channels=16",
     )
     parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument(
+        "--augment", nargs="+", default=[], metavar="KEY=VALUE",
+        help="changes to the training augmentation (JSON values), e.g. shift=0.2",
+    )  # fmt: skip
     parser.add_argument("--lr", type=float, help="overrides the recipe")
     parser.add_argument("--patience", type=int, help="overrides the recipe")
     parser.add_argument("--lr-patience", type=int, help="overrides the recipe (0: constant lr)")
@@ -234,7 +245,12 @@ def main() -> None:
         "recipe": args.recipe,
         "arch": args.arch,
         "method_settings": method_settings(args),
-        "settings": {**recipe, "semi": args.semi, "cpu_bf16": args.cpu_bf16},
+        "settings": {
+            **recipe,
+            "semi": args.semi,
+            "cpu_bf16": args.cpu_bf16,
+            "augment": {**recipe.get("augment", {}), **augment_changes(args)},
+        },
         "hog_processes": args.hog,
         "cpu_cores": os.cpu_count(),
         "runs": runs,

@@ -59,7 +59,10 @@ def test_classify_explain_evaluate_export_report(
     assert cli("classify", proj) == 0  # the default engine: ONNX Runtime
     out = capsys.readouterr().out
     assert "24 image(s) classified" in out and "onnx on CPU (onnxruntime" in out
+    assert "8 views averaged" not in out  # the default (cytoreview.defaults.CLS.tta)
     assert _calls(proj) == by_torch  # the same call for every image
+    assert cli("classify", proj, "--tta") == 0  # the mean of the 8 rotations and mirrors
+    assert "8 views averaged" in capsys.readouterr().out
     assert cli("explain", proj, "--flipping-steps", "0", "--engine", "torch") == 0
     assert "(torch on" in capsys.readouterr().out
     assert cli("explain", proj, "--flipping-steps", "0") == 0

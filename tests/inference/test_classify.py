@@ -109,3 +109,45 @@ def test_needs_review_probability() -> None:
     probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]], np.float32)
     review = derive_binary(probs, CLASSES, {"NILM"})  # the one derivation, in metrics
     np.testing.assert_allclose(review, [0.3, 0.9], atol=1e-6)
+
+
+def test_tta_is_the_mean_of_the_eight_turned_and_mirrored_crops(crops) -> None:
+    """Each view is the crop and its mask turned (and mirrored) together, then letterboxed."""
+    model, spec = make_model("fusion-gap")
+    images, masks = crops
+    views = []
+    for turns in range(4):
+        for mirrored in (False, True):
+
+            def turn(a: np.ndarray, t: int = turns, m: bool = mirrored) -> np.ndarray:
+                a = np.rot90(a, t)
+                return np.ascontiguousarray(a[:, ::-1] if m else a)
+
+            views.append(
+                predict_class_probs(
+                    model, [turn(i) for i in images], [turn(m) for m in masks], spec, device="cpu"
+                )
+            )
+    expected = np.mean(views, axis=0)
+    plain = predict_class_probs(model, images, masks, spec, device="cpu")
+    probs = predict_class_probs(model, images, masks, spec, batch_size=3, device="cpu", tta=True)
+    assert probs.shape == plain.shape and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    # An untrained network is not symmetric: the views disagree, so the mean is no single one.
+    assert np.abs(probs - plain).max() > 1e-4
+
+
+def test_tta_changes_nothing_for_a_symmetric_model(crops) -> None:
+    """A predictor that only counts mask pixels gives the same answer on every view."""
+    images, masks = crops
+    spec = ClassifierSpec(SIZE, ("a", "b"), "fusion-gap")
+
+    def nucleus_share(batch: np.ndarray) -> np.ndarray:
+        share = batch[:, 5].mean(axis=(1, 2)).astype(np.float32)
+        return np.stack([1 - share, share], axis=1)
+
+    plain = predict_class_probs(nucleus_share, images, masks, spec)
+    np.testing.assert_allclose(
+        predict_class_probs(nucleus_share, images, masks, spec, tta=True), plain, atol=1e-6
+    )

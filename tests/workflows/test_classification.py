@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 from cytoreview.data.synthetic import synth_dataset
+from cytoreview.defaults import CLS
 from cytoreview.errors import ConfigError, ManifestError, NotEnoughDataError, ProjectError
 from cytoreview.inference.classify import ClassifierSpec, has_cam_outputs, predict_class_probs
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
@@ -223,6 +224,38 @@ def test_classify_with_either_engine_stores_the_same_calls(trained) -> None:
             assert second[image_id].probabilities[name] == pytest.approx(p, abs=1e-5)
     with pytest.raises(ConfigError, match="unknown engine"):
         run_job(classify_project(project, actor="t", engine="tensorrt"))
+
+
+def test_classify_can_average_the_eight_views(trained) -> None:
+    """Stored probabilities are the 8-view mean with tta, else the crop's own; the review's
+    heatmap (with the same setting) explains the class classify stored, with its confidence."""
+    project, *_ = trained
+    store = PredictionStore(project)
+    records = project.images()[:6]
+    ids = [r.id for r in records]
+    loaded = load_classifier(project)
+    spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
+    images = [project.load_image(r).rgb for r in records]
+    masks = [project.current_mask(r.id)[1] for r in records]
+    runtime = classifier_runtime(loaded, "onnx", "cpu")
+    for tta in (False, True):
+        _, report = run_job(classify_project(project, actor="t", image_ids=ids, tta=tta))
+        assert report.tta is tta
+        expected = predict_class_probs(runtime.predictor(), images, masks, spec, tta=tta)
+        stored = store.latest_predictions("bethesda")
+        for image_id, probs in zip(ids, expected, strict=True):
+            got = [stored[image_id].probabilities[name] for name in loaded.class_names]
+            np.testing.assert_allclose(got, probs, atol=1e-5)
+    assert classify_project.__kwdefaults__["tta"] is CLS.tta  # one default for all
+    assert explain_image.__kwdefaults__["tta"] is CLS.tta
+    for image, mask, image_id in zip(images, masks, ids, strict=True):
+        _, cls, quality = explain_image(
+            loaded, image, mask, flipping_steps=0, device="cpu", tta=True
+        )
+        assert loaded.class_names[cls] == stored[image_id].pred_class
+        assert quality["confidence"] == pytest.approx(
+            stored[image_id].probabilities[stored[image_id].pred_class], abs=1e-5
+        )
 
 
 def test_an_export_without_cam_outputs_is_made_again(trained) -> None:

@@ -68,3 +68,22 @@ def test_runtimes_are_kept_and_engines_checked(batch: np.ndarray) -> None:
     )
     with pytest.raises(ConfigError, match="unknown engine"):
         classifier_runtime(loaded, "tensorrt", "cpu")
+
+
+@pytest.mark.parametrize(("arch", "backbone"), [("fusion-gap", TINY_BACKBONE),
+                                                ("fusion-gap", "test_efficientnet")])  # fmt: skip
+def test_explain_with_tta_gives_classifys_probabilities_and_the_plain_map(
+    arch: str, backbone: str, batch: np.ndarray
+) -> None:
+    """The class explained is the 8-view mean's (what classify stores); the map is the image's."""
+    from cytoreview.inference.classify import mean_over_views
+
+    loaded = loaded_model(arch, backbone)
+    for engine in ("onnx", "torch"):
+        runtime = ClassifierRuntime(loaded, engine, "cpu")
+        mean = mean_over_views(runtime.probs)(batch)
+        probs, cams, targets = runtime.explain(batch, None, tta=True)
+        np.testing.assert_allclose(probs, mean, atol=1e-5)
+        assert (targets == mean.argmax(axis=1)).all()
+        _, plain_cams, _ = runtime.explain(batch, targets)
+        np.testing.assert_allclose(cams, plain_cams, atol=1e-5)
