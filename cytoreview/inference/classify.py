@@ -28,7 +28,7 @@ from cytoreview.data.cls_dataset import INPUT_CHANNELS, make_inputs
 from cytoreview.errors import ConfigError
 from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
 from cytoreview.inference.predictors import TorchPredictor
-from cytoreview.inference.views import DIHEDRAL_VIEWS, stack_views
+from cytoreview.inference.views import mean_of_views, stack_views
 from cytoreview.models.classifiers import DEFAULT_ARCH, hidden_activation_layer
 from cytoreview.plugin_api import find
 
@@ -101,10 +101,7 @@ def mean_over_views(
     """
 
     def averaged(batch: np.ndarray) -> np.ndarray:
-        n = len(batch)
-        probs = np.asarray(predict(stack_views(batch)), np.float32)
-        views = probs.reshape(len(DIHEDRAL_VIEWS), n, *probs.shape[1:])
-        return np.ascontiguousarray(views.mean(axis=0, dtype=np.float64), dtype=np.float32)
+        return mean_of_views(predict(stack_views(batch)), len(batch))
 
     return averaged
 

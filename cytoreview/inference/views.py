@@ -46,3 +46,12 @@ def stack_views(batch: np.ndarray) -> np.ndarray:
     """
     check_square(batch)
     return np.concatenate([dihedral_view(batch, k, m) for k, m in DIHEDRAL_VIEWS])
+
+
+def mean_of_views(stacked: np.ndarray, n: int) -> np.ndarray:
+    """The per-image mean of a model's answers to :func:`stack_views` of an ``n``-image batch.
+
+    For answers that need no turning back (class probabilities); float32, summed in float64.
+    """
+    views = np.asarray(stacked).reshape(len(DIHEDRAL_VIEWS), n, *np.shape(stacked)[1:])
+    return np.ascontiguousarray(views.mean(axis=0, dtype=np.float64), dtype=np.float32)

@@ -27,7 +27,7 @@ from cytoreview.explain.cam import class_activation_maps
 from cytoreview.explain.cam_closed_form import CamHead, cam_head_of, closed_form_cams
 from cytoreview.inference.classify import export_classifier_onnx, mean_over_views
 from cytoreview.inference.cls_session import ClassifierSession
-from cytoreview.inference.views import DIHEDRAL_VIEWS, stack_views
+from cytoreview.inference.views import mean_of_views, stack_views
 from cytoreview.models.devices import pick_torch_device
 from cytoreview.workflows.classification import NO_ONNX, LoadedClassifier
 
@@ -167,10 +167,7 @@ class ClassifierRuntime:
         if self.cam_head is not None and self.session is not None:
             # One pass over every view; the first n rows are the images as they are.
             fwd = self.session.run_with_cam(stack_views(batch) if tta else batch)
-            probs = fwd.probs
-            if tta:
-                views = probs.reshape(len(DIHEDRAL_VIEWS), n, -1)
-                probs = views.mean(axis=0, dtype=np.float64).astype(np.float32)
+            probs = mean_of_views(fwd.probs, n) if tta else fwd.probs
             targets = _targets(target, probs, n)
             hidden = None if fwd.hidden is None else fwd.hidden[:n]
             cams = closed_form_cams(self.cam_head, fwd.features[:n], hidden, targets, method)

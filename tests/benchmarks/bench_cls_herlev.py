@@ -170,6 +170,7 @@ def main() -> None:
         help="the architectures' own settings (each arch takes those it has)",
     )  # fmt: skip
     args = parser.parse_args()
+    other = "one_view_" if args.tta else "eight_views_"  # keys of the --compare-tta scores
     given = dict(item.split("=", 1) for item in args.settings)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     work = Path(tempfile.mkdtemp(prefix="herlev-cls-"))
@@ -246,13 +247,12 @@ def main() -> None:
                     "threads_chosen": [d[0] for d in result.thread_decisions],
                 }  # fmt: skip
                 entry.update(scores(args.task, y, probs))
-                other = "one_view_" if args.tta else "eight_views_"
                 if args.compare_tta:
-                    tta = predict_class_probs(
+                    other_probs = predict_class_probs(
                         model, [images[i] for i in test_idx], [masks[i] for i in test_idx], spec,
                         tta=not args.tta,
                     )  # fmt: skip
-                    entry.update(scores(args.task, y, tta, prefix=other))
+                    entry.update(scores(args.task, y, other_probs, prefix=other))
                 per_arch[arch].append(entry)
                 print(json.dumps({"arch": arch, **entry}), file=sys.stderr, flush=True)
                 if arch not in timings:
@@ -265,7 +265,7 @@ def main() -> None:
         if args.task == "binary":
             keys = keys[2:]
         if args.compare_tta:
-            keys = keys + tuple(f"{'one_view_' if args.tta else 'eight_views_'}{k}" for k in keys)
+            keys = keys + tuple(f"{other}{k}" for k in keys)
         summary = {
             arch: {k: {"mean": round(float(np.mean([e[k] for e in runs])), 4),
                        "std": round(float(np.std([e[k] for e in runs])), 4)} for k in keys}
