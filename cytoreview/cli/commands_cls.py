@@ -109,6 +109,14 @@ def register(sub: Any) -> None:
         "oversample: minority classes repeated up to the largest class (longer epochs); "
         f"none (default {CLS.balance})",
     )
+    p.add_argument(
+        "--measurements",
+        action=argparse.BooleanOptionalAction,
+        default=CLS.measurements,
+        help="join a measurement model (sizes, N:C, colours and nucleus shape of each cell, "
+        "read from its mask) to a network that sees masks; the call is both models' "
+        f"geometric mean (default {'on' if CLS.measurements else 'off'})",
+    )
     p.add_argument("--device", choices=DEVICES, default=RUN.device,
                    help="auto: a GPU if there is one")  # fmt: skip
     p.add_argument(
@@ -230,7 +238,7 @@ def train_request(args: argparse.Namespace) -> ClsTrainRequest:
         task=args.task, arch=args.arch, backbone=args.backbone, mask_backbone=args.mask_backbone,
         input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         patience=args.patience, balance=args.balance, time_budget_min=args.time_budget,
-        lr_patience=args.lr_patience, ema_decay=args.ema_decay,
+        lr_patience=args.lr_patience, ema_decay=args.ema_decay, measurements=args.measurements,
         device=args.device, seed=args.seed, human_masks_only=args.human_masks_only,
         weights=args.weights, init=args.init,
         settings=chosen_settings(args, "classifier", args.arch),
@@ -253,7 +261,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             compute=compute_spec(args), tta=args.tta,
         )  # fmt: skip
         report = drive(job, token, verbose=args.verbose)
-    models = esc(", ".join(f"{task}: {mid}" for task, mid in report.models.items()))
+    models = esc(", ".join(
+        f"{task}: {mid}" + (" and its measurement model" if task in report.joined else "")
+        for task, mid in report.models.items()
+    ))  # fmt: skip
     console.print(
         f"{report.classified} image(s) classified ({models}; {report.engine} on "
         f"{esc(report.device)}{', 8 views averaged' if report.tta else ''}); "

@@ -12,6 +12,7 @@ from typing import Any
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -139,11 +140,14 @@ class ClassifierPanel(JobPanel):
         self.device = compact(QComboBox())
         self.device.addItems(DEVICES)
         self.device.setCurrentText(RUN.device)
+        self.measurements = QCheckBox("size, N:C, shape")
+        self.measurements.setChecked(CLS.measurements)
         fields = (
             ("Task", self.task, "cls_task"),
             ("Model", self.arch, "cls_arch"),
             ("Backbone", self.backbone, "cls_backbone"),
             ("Mask CNN", self.mask_backbone, "cls_mask_backbone"),
+            ("Measures", self.measurements, "cls_measurements"),
             ("Input", self.input_size, "cls_input"),
             ("Epochs", self.epochs, "epochs"),
             ("Device", self.device, "device"),
@@ -187,6 +191,10 @@ class ClassifierPanel(JobPanel):
         self.mask_backbone.setToolTip(
             TOOLTIPS["cls_mask_backbone" if uses_mask else "cls_mask_unused"]
         )
+        self.measurements.setEnabled(uses_mask)
+        self.measurements.setToolTip(
+            TOOLTIPS["cls_measurements" if uses_mask else "cls_measurements_unused"]
+        )
 
     def update_buttons(self) -> None:
         """Training needs a project; classify and explain need a trained classifier."""
@@ -213,6 +221,7 @@ class ClassifierPanel(JobPanel):
             input_size=self.input_size.value() or None,
             epochs=self.epochs.value(),
             device=self.device.currentText(),
+            measurements=self.measurements.isChecked() if self._uses_mask else CLS.measurements,
         )
 
     def start_training(self, request: ClsTrainRequest | None = None) -> bool:

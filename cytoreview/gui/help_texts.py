@@ -191,6 +191,13 @@ TOOLTIPS: dict[str, str] = {
         "when fine-tuning)"
     ),
     "cls_mask_unused": "This method does not read the mask: it has no mask branch",
+    "cls_measurements": (
+        "Join a measurement model to the network: each cell's nucleus and cytoplasm areas, "
+        "N:C, colours and nucleus shape, read from its mask at full resolution; the call is "
+        "the geometric mean of both models' probabilities, and the heatmap shows the network's "
+        "part"
+    ),
+    "cls_measurements_unused": "Measurements are read from masks: this method has none",
     "cls_input": "Side of the network input in pixels (images are letterboxed); auto: the "
     "median image side rounded up to 32, 64-128 px (a fine-tuned model keeps its size)",
     "cls_start": "Train a new classifier on every labelled image (and its current mask)",

@@ -16,7 +16,7 @@ import io
 import warnings
 from collections.abc import Callable, Sequence
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ from cytoreview.inference.onnx_export import INPUT_NAME, OUTPUT_NAME
 from cytoreview.inference.predictors import TorchPredictor
 from cytoreview.inference.views import mean_of_views, stack_views
 from cytoreview.models.classifiers import DEFAULT_ARCH, hidden_activation_layer
+from cytoreview.models.measurement_model import MeasurementModel, combine_probs
+from cytoreview.morphometry.features import feature_matrix
 from cytoreview.plugin_api import find
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "hidden_activation_layer",
     "mean_over_views",
     "predict_class_probs",
+    "with_measurements",
 ]
 
 #: Output of the exported graph: the CAM layer's activations ``(N, C, h, w)``.
@@ -62,6 +65,9 @@ class ClassifierSpec:
     input_size: int
     class_names: tuple[str, ...]
     arch: str = DEFAULT_ARCH
+    #: The measurement model joined to the network (None: the network alone); see
+    #: :mod:`cytoreview.models.measurement_model`.
+    measurements: MeasurementModel | None = field(default=None, compare=False, repr=False)
 
     @property
     def uses_mask(self) -> bool:
@@ -70,7 +76,9 @@ class ClassifierSpec:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ClassifierSpec:
-        """From a checkpoint's config (``input_size``, ``class_names``, ``arch``).
+        """From a checkpoint's config (``input_size``, ``class_names``, ``arch``, ...).
+
+        A config with ``measurements`` gives the spec its measurement model.
 
         Raises
         ------
@@ -84,6 +92,7 @@ class ClassifierSpec:
             int(config["input_size"]),
             tuple(str(c) for c in config["class_names"]),
             str(config.get("arch", DEFAULT_ARCH)),
+            MeasurementModel.from_config(config),
         )
 
 
@@ -135,6 +144,8 @@ def predict_class_probs(
         ``"auto"``, ``"cpu"`` or ``"cuda"`` for a torch model; a predictor has its own.
     tta
         Average the 8 rotations and mirror images of each crop (:func:`mean_over_views`).
+        With a measurement model (``spec.measurements``) the network's probabilities, with or
+        without views, are joined to its call (:func:`with_measurements`).
 
     Returns
     -------
@@ -170,7 +181,28 @@ def predict_class_probs(
         if probs.shape != (hi - lo, k):
             raise ValueError(f"the model gave {probs.shape}, expected ({hi - lo}, {k})")
         out[lo:hi] = probs
+    if spec.measurements is not None:
+        return with_measurements(out, spec.measurements, images, masks)
     return out
+
+
+def with_measurements(
+    network_probs: np.ndarray,
+    model: MeasurementModel,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None] | None,
+) -> np.ndarray:
+    """The classifier's call: the network's probabilities joined to the measurement model's.
+
+    Raises
+    ------
+    ValueError
+        If a crop has no mask (the measurements are read from it).
+    """
+    if masks is None or any(m is None for m in masks):
+        raise ValueError("a classifier with a measurement model needs a mask for every crop")
+    measured = model.probs(feature_matrix(images, [m for m in masks if m is not None]))
+    return combine_probs(network_probs, measured)
 
 
 class _WithCamOutputs(nn.Module):

@@ -53,6 +53,7 @@ __all__ = [
     "build_classifier",
     "classifier_uses_mask",
     "describe_classifier",
+    "joins_measurements",
     "load_backbone_weights",
 ]
 
@@ -275,11 +276,31 @@ def build_classifier(config: dict[str, Any]) -> CellClassifier:
     return find("classifier", arch, config.get("plugin")).load().build(config)
 
 
+def joins_measurements(config: dict[str, Any]) -> bool:
+    """Whether the classifier a config describes joins a measurement model to its network.
+
+    A trained model's config carries the measurement model itself; a training run's record
+    (its settings merged in) says whether one was asked for, which only a network that sees
+    masks gets.
+    """
+    measured = config.get("measurements")
+    if isinstance(measured, dict):
+        return True
+    if measured is not True:
+        return False
+    try:
+        method = find("classifier", str(config.get("arch", DEFAULT_ARCH)), config.get("plugin"))
+    except ConfigError:  # a plugin's method, not installed here
+        return False
+    return bool(method.uses_mask)
+
+
 def describe_classifier(config: dict[str, Any]) -> str:
     """A trained classifier in words, from its config (no plugin needs to be installed).
 
     The method's own ``describe(config)`` when it has one (a plugin that ignores the backbone
-    says what it is made of instead), else ``ARCH on BACKBONE`` and the settings.
+    says what it is made of instead), else ``ARCH on BACKBONE`` and the settings; then whether
+    a measurement model is joined to it (:mod:`cytoreview.models.measurement_model`).
     """
     arch = str(config.get("arch", DEFAULT_ARCH))
     made_by = config.get("plugin") or {}
@@ -295,6 +316,8 @@ def describe_classifier(config: dict[str, Any]) -> str:
         settings = config.get("settings") or {}
         if settings:
             text += " (" + ", ".join(f"{k} {v}" for k, v in settings.items()) + ")"
+    if joins_measurements(config):
+        text += ", joined to a measurement model"
     if made_by.get("plugin") and made_by["plugin"] != "cytoreview":
         text += f" from plugin {made_by['plugin']} {made_by.get('version', '')}".rstrip()
     return text

@@ -29,6 +29,9 @@ from cytoreview.defaults import CLS
 from cytoreview.errors import ConfigError, NotEnoughDataError, UnknownClassError
 from cytoreview.models.classifiers import DEFAULT_ARCH, DEFAULT_BACKBONE, build_classifier
 from cytoreview.models.devices import describe_device, pick_torch_device
+from cytoreview.models.measurement_model import combine_probs
+from cytoreview.morphometry.features import FEATURE_NAMES, feature_matrix
+from cytoreview.training.measurements import fit_measurement_model
 from cytoreview.training.runtime import (
     autocast_for,
     cpu_threads,
@@ -73,6 +76,8 @@ class ClsTrainConfig:
     settings: dict[str, Any] = field(default_factory=dict)
     #: Which plugin (and version) provides ``arch``: recorded so a missing one can be named.
     plugin: dict[str, str] = field(default_factory=dict)
+    #: Join a measurement model to a mask-using network (cytoreview.defaults.ClsRecipe).
+    measurements: bool = CLS.measurements
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE_MODES:
@@ -258,7 +263,7 @@ def train_classifier(
     config: ClsTrainConfig,
     *,
     cancel: CancelToken | None = None,
-    on_best: Callable[[dict[str, torch.Tensor], ClsEpochStats], None] | None = None,
+    on_best: Callable[[dict[str, torch.Tensor], ClsEpochStats, dict[str, Any]], None] | None = None,
     init_state: dict[str, torch.Tensor] | None = None,
 ) -> Generator[Progress, None, ClsTrainResult]:
     """Train a classifier; yield ``train`` events per step and an ``epoch`` event per epoch.
@@ -277,7 +282,8 @@ def train_classifier(
     cancel
         Checked between steps; the best weights so far are returned.
     on_best
-        Called with a CPU copy of the weights and the epoch's stats at every improvement.
+        Called with a CPU copy of the weights, the epoch's stats and the model config (with
+        the measurement model, when there is one) at every improvement.
     init_state
         Weights to start from (fine-tuning); tensors that do not fit (another head size) stay
         random and a warning event says how many.
@@ -323,6 +329,18 @@ def train_classifier(
     )
     val_set = ClassificationDataset(*subset(val_idx), config.input_size, None, config.seed)
     val_labels = np.array(val_set.labels, np.int64)
+    features: np.ndarray | None = None
+    val_measured: np.ndarray | None = None
+    if config.measurements and getattr(model, "uses_mask", False):
+        yield Progress("train", 0, 0, f"measuring {len(images)} cells for the measurement model")
+        features = feature_matrix(images, masks)
+        # Fitted without the validation cells, so that the validation scores are honest; the
+        # model kept is fitted again on every cell at the end (see below).
+        held_out = fit_measurement_model(
+            features[train_idx], [y[i] for i in train_idx], trained, FEATURE_NAMES, config.seed
+        )
+        model_config = {**model_config, "measurements": held_out.to_dict()}
+        val_measured = held_out.probs(features[val_idx])
     steps_per_epoch = len(_batches(range(len(train_set)), config.batch_size))
     total_steps = steps_per_epoch * config.epochs
     # The averaged weights are validated and kept: with a few hundred cells the last step's
@@ -398,7 +416,7 @@ def train_classifier(
                 k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()
             }
             if on_best is not None:
-                on_best(best_state, stats)
+                on_best(best_state, stats, model_config)
         else:
             stale += 1
             if config.lr_patience and stale % config.lr_patience == 0:
@@ -419,6 +437,24 @@ def train_classifier(
             reason = "early_stopping"
             break
     model.load_state_dict(best_state)
+    if features is not None and val_measured is not None:
+        if len(best_probs):
+            alone = accuracy_macro_f1(val_labels, best_probs.argmax(1))[1]
+            best_probs = combine_probs(best_probs, val_measured)
+            yield Progress(
+                "train", 0, 0,
+                f"validation macro-F1: network {alone:.3f}, measurements "
+                f"{accuracy_macro_f1(val_labels, val_measured.argmax(1))[1]:.3f}, together "
+                f"{accuracy_macro_f1(val_labels, best_probs.argmax(1))[1]:.3f}; the measurement "
+                f"model kept is fitted again on all {len(images)} cells",
+            )  # fmt: skip
+        # Nothing of the measurement model is chosen on the validation cells (its settings are
+        # fixed), so the one kept learns from them too: on Herlev, fitted on 80 % of the
+        # training cells it lost 0.03 Bethesda macro F1 alone and 0.026 binary macro F1 joined.
+        kept = fit_measurement_model(features, y, trained, FEATURE_NAMES, config.seed)
+        model_config = {**model_config, "measurements": kept.to_dict()}
+        if on_best is not None and best is not None:
+            on_best(best_state, best, model_config)
     return ClsTrainResult(
         state_dict=best_state,
         class_names=trained,

@@ -37,6 +37,7 @@ from cytoreview.models.classifiers import (
     classifier_uses_mask,
     load_backbone_weights,
 )
+from cytoreview.models.measurement_model import MeasurementModel
 from cytoreview.plugin_api import find
 from cytoreview.storage.checkpoints import load_state_dict_file
 from cytoreview.storage.model_store import ModelStore
@@ -155,6 +156,8 @@ class ClsTrainRequest:
     lr_patience: int = CLS.lr_patience
     ema_decay: float = CLS.ema_decay
     balance: str = CLS.balance
+    #: Join a measurement model to a network that sees masks (cytoreview.defaults.ClsRecipe).
+    measurements: bool = CLS.measurements
     time_budget_min: float | None = None
     device: str = RUN.device
     seed: int = RUN.seed
@@ -233,6 +236,7 @@ def train_classification(
     contribution = find("classifier", request.arch)
     settings = contribution.settings_record(request.settings)
     needs_mask = contribution.uses_mask
+    own_trainer = getattr(contribution.load(), "trainer", None)
     examples = yield from collect_examples(
         project, request.task, needs_mask=needs_mask, human_masks_only=request.human_masks_only,
         cancel=cancel,
@@ -258,6 +262,9 @@ def train_classification(
         input_size=input_size, epochs=request.epochs, batch_size=request.batch_size,
         lr=request.lr, patience=request.patience, balance=request.balance,
         lr_patience=request.lr_patience, ema_decay=request.ema_decay,
+        # The core trainer joins the measurement model; a method's own trainer does not, and
+        # the record must not say it did.
+        measurements=request.measurements and own_trainer is None,
         time_budget_s=request.time_budget_min * 60 if request.time_budget_min else None,
         device=request.device, seed=request.seed, settings=settings,
         plugin=contribution.provenance(),
@@ -302,7 +309,7 @@ def train_classification(
     try:
         # A method may train in its own way (several stages, fitted features); the core
         # trainer otherwise. Both have the same signature and events.
-        trainer = getattr(contribution.load(), "trainer", None) or train_classifier
+        trainer = own_trainer or train_classifier
         result = yield from trainer(
             examples.images,
             [m if m is not None else np.zeros(im.shape[:2], np.uint8)
@@ -406,6 +413,8 @@ class LoadedClassifier:
     onnx_key: tuple[str, int, int] | None = None
     #: False for a method without an ONNX export: it runs in torch whatever engine is asked.
     onnx_exportable: bool = True
+    #: The measurement model joined to the network (None: the network alone).
+    measurements: MeasurementModel | None = field(default=None, repr=False)
 
 
 def current_classifier_id(project: Project, task: str) -> str | None:
@@ -458,6 +467,7 @@ def load_classifier(
         class_names=list(config["class_names"]), input_size=int(config["input_size"]),
         uses_mask=classifier_uses_mask(config), onnx_bytes=onnx_bytes,
         onnx_key=onnx_key, onnx_exportable=exportable,
+        measurements=MeasurementModel.from_config(config),
     )  # fmt: skip
 
 

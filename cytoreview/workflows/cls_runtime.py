@@ -29,6 +29,7 @@ from cytoreview.inference.classify import export_classifier_onnx, mean_over_view
 from cytoreview.inference.cls_session import ClassifierSession
 from cytoreview.inference.views import mean_of_views, stack_views
 from cytoreview.models.devices import pick_torch_device
+from cytoreview.models.measurement_model import combine_probs
 from cytoreview.workflows.classification import NO_ONNX, LoadedClassifier
 
 __all__ = [
@@ -139,6 +140,7 @@ class ClassifierRuntime:
         target: int | Sequence[int] | None = None,
         method: str = "gradcam++",
         tta: bool = False,
+        measured: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Probabilities and CAM-layer-resolution heatmaps of a batch.
 
@@ -154,6 +156,10 @@ class ClassifierRuntime:
             The probabilities (and so the class explained when ``target`` is None) are the
             mean over the 8 rotations and mirror images, as ``classify`` computes them; the
             map is always of the image as it is (the first view).
+        measured
+            ``(N, K)`` probabilities of the classifier's measurement model, joined to the
+            network's (:func:`~cytoreview.models.measurement_model.combine_probs`) as
+            ``classify`` joins them; the map is the network's, for the class so chosen.
 
         Returns
         -------
@@ -168,11 +174,15 @@ class ClassifierRuntime:
             # One pass over every view; the first n rows are the images as they are.
             fwd = self.session.run_with_cam(stack_views(batch) if tta else batch)
             probs = mean_of_views(fwd.probs, n) if tta else fwd.probs
+            if measured is not None:
+                probs = combine_probs(probs, measured)
             targets = _targets(target, probs, n)
             hidden = None if fwd.hidden is None else fwd.hidden[:n]
             cams = closed_form_cams(self.cam_head, fwd.features[:n], hidden, targets, method)
             return probs, cams, targets
         probs = mean_over_views(self.probs)(batch) if tta else self.probs(batch)
+        if measured is not None:
+            probs = combine_probs(probs, measured)
         targets = _targets(target, probs, n)
         model = self.loaded.model
         if self.session is not None:  # ONNX engine, but a head without a closed form

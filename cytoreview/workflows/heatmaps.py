@@ -40,6 +40,7 @@ from cytoreview.explain.quality import (
     random_flipping_curve,
 )
 from cytoreview.models.classifiers import build_classifier
+from cytoreview.morphometry.features import feature_matrix
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.predictions import PredictionStore
 from cytoreview.storage.project import Project
@@ -83,6 +84,9 @@ class Heatmap:
         """One line naming the map's model and date, e.g. for the layer's status."""
         when = self.created_at[:16].replace("T", " ")
         text = f"{self.method} for {self.target_class}, model {self.model_id}, made {when} UTC"
+        if self.quality.get("measurements_joined"):
+            text += "; the class is the network's and the measurements' joint call, the map "
+            text += "shows the network's evidence"
         if self.looks_at_background:
             text += "; looks mostly at the background: check the call"
         return text
@@ -277,7 +281,12 @@ def explain_image(
     """
     runtime = classifier_runtime(loaded, engine, device)
     x = make_input(image, mask, loaded.input_size)
-    probs_batch, cams, targets = runtime.explain(x[None], target, method, tta=tta)
+    measured = None
+    if loaded.measurements is not None and mask is not None:
+        measured = loaded.measurements.probs(feature_matrix([image], [mask]))
+    probs_batch, cams, targets = runtime.explain(
+        x[None], target, method, tta=tta, measured=measured
+    )
     probs, cam, cls = probs_batch[0], cams[0], int(targets[0])
     box = letterbox_geometry(image.shape[:2], loaded.input_size)
     heatmap = heatmap_to_image(cam, box)
@@ -298,6 +307,7 @@ def explain_image(
     if mask is None:
         quality["shares"], quality["looks_at_background"] = {}, False
     quality["confidence"] = float(probs[cls])
+    quality["measurements_joined"] = measured is not None
     return heatmap, cls, quality
 
 

@@ -25,8 +25,10 @@ from cytoreview.defaults import CLS
 from cytoreview.errors import CytoReviewError, ImageReadError, UnsafePathError
 from cytoreview.inference.classify import ClassifierSpec
 from cytoreview.metrics.classification import derive_binary
+from cytoreview.models.classifiers import joins_measurements
 from cytoreview.morphometry.measure import ImageMeasurements, measure_image
 from cytoreview.storage.image_refs import ImageRef
+from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.predictions import (
     PredictionInput,
     PredictionRecord,
@@ -94,6 +96,8 @@ class ClassifyReport:
     tta: bool = False
     #: Where the batches ran (see :attr:`cytoreview.workflows.executors.Executor.description`).
     driver: str = "this process"
+    #: The tasks whose classifier joins a measurement model to its network.
+    joined: list[str] = field(default_factory=list)
 
 
 def classify_project(
@@ -130,8 +134,9 @@ def classify_project(
     current = project.current_versions()
     shipped = [_shipped(m, engine) for m in models]
     report = ClassifyReport(
-        models={m.task: m.model_id for m in models}, engine=shipped[0][1].engine, tta=tta
-    )
+        models={m.task: m.model_id for m in models}, engine=shipped[0][1].engine, tta=tta,
+        joined=[m.task for m in models if m.measurements is not None],
+    )  # fmt: skip
     chunks: dict[int, tuple[list[ImageRecord], list[int | None]]] = {}
 
     def items() -> Iterator[list[tuple[ImageRef, np.ndarray | None]]]:
@@ -196,7 +201,7 @@ def classify_project(
 
 def _shipped(loaded: LoadedClassifier, engine: str) -> tuple[bytes, ClassifyModel]:
     """What workers get of a classifier: its ONNX export, or its weights for torch."""
-    spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
+    spec = ClassifierSpec.from_config(loaded.config)
     if engine == "onnx" and loaded.onnx_exportable and loaded.onnx_bytes is not None:
         return loaded.onnx_bytes, ClassifyModel(spec, "onnx")
     buffer = io.BytesIO()  # the torch engine, or a method without an ONNX export
@@ -308,6 +313,8 @@ class ImageDetails:
         Why an image with a mask has no measurements (a missing or damaged file), else None.
     heatmap_note
         Why the model whose heatmap would be shown can give none (no CAM layer), else None.
+    measurements_joined
+        Whether the prediction's classifier joins a measurement model to its network.
     """
 
     image_id: int
@@ -320,6 +327,7 @@ class ImageDetails:
     measurements: ImageMeasurements | None
     measure_problem: str | None = None
     heatmap_note: str | None = None
+    measurements_joined: bool = False
 
     @property
     def binary_probability(self) -> float | None:
@@ -336,7 +344,10 @@ class ImageDetails:
         pred = self.prediction
         if pred is None:
             return ""
-        text = f"probabilities from {pred.model_id}, {pred.created_at[:16].replace('T', ' ')} UTC"
+        text = f"probabilities from {pred.model_id}"
+        if self.measurements_joined:
+            text += " and its measurement model"
+        text += f", {pred.created_at[:16].replace('T', ' ')} UTC"
         current = self.current_classifier
         if current is not None and current != pred.model_id:
             text += f"; the current classifier is {current}: classify again to see its call"
@@ -376,15 +387,25 @@ def image_details(project: Project, image_id: int, *, measure: bool = True) -> I
         except (CytoReviewError, OSError, ValueError) as exc:
             problem = f"{record.name}: not measured ({exc})"
     explainer = heatmap_model(project, record.id)
+    prediction = store.latest_predictions("bethesda").get(record.id)
     return ImageDetails(
         image_id=record.id,
         name=record.name,
         class_label=record.class_label,
-        prediction=store.latest_predictions("bethesda").get(record.id),
+        prediction=prediction,
         binary=store.latest_predictions("binary").get(record.id),
         review=store.latest_reviews().get(record.id),
         current_classifier=current_classifier_id(project, "bethesda"),
         measurements=measurements,
         measure_problem=problem,
         heatmap_note=None if explainer is None else heatmap_unavailable(project, explainer),
+        measurements_joined=prediction is not None and _joins(project, prediction.model_id),
     )
+
+
+def _joins(project: Project, model_id: str) -> bool:
+    """Whether ``model_id`` joins a measurement model, from its training run's record."""
+    for run in ModelStore(project).runs():
+        if run.model_id == model_id:
+            return joins_measurements({**run.config.get("training", {}), **run.config})
+    return False

@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -47,6 +48,7 @@ from cytoreview.metrics.classification import (
     wilcoxon_compare,
 )
 from cytoreview.models.classifiers import build_classifier
+from cytoreview.morphometry.features import feature_matrix
 from cytoreview.plugin_api import describe_settings, find
 from cytoreview.storage.images import read_image, read_label_mask
 from cytoreview.storage.project import Project
@@ -105,10 +107,11 @@ def scores(task: str, y: list[int], probs: np.ndarray, prefix: str = "") -> dict
     return {f"{prefix}{k}": v for k, v in entry.items()}
 
 
-def timing(model: torch.nn.Module, images, masks, size: int, tta: bool) -> dict[str, float]:
+def timing(model: torch.nn.Module, images, masks, spec: ClassifierSpec, tta: bool) -> dict:
     """Seconds per image on CPU, batch 1: classification (torch eager, ``tta``: 8 views in one
-    batch), and classification + Grad-CAM++ (one view)."""
-    spec = ClassifierSpec(size, tuple(f"c{k}" for k in range(model.num_classes)), model.arch)
+    batch; with the measurement model's features and call when the spec has one), and
+    classification + Grad-CAM++ (one view)."""
+    size = spec.input_size
     x = make_inputs(images, masks, size)
     predict_class_probs(model, images[:2], masks[:2], spec, device="cpu")  # warm-up
     start = time.perf_counter()
@@ -155,10 +158,25 @@ def main() -> None:
         "eight_views_*)",
     )  # fmt: skip
     parser.add_argument(
+        "--measurements", action=argparse.BooleanOptionalAction, default=CLS.measurements,
+        help="join the measurement model to the network (default: as `train-cls`, "
+        f"{'on' if CLS.measurements else 'off'})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare-measurements", action="store_true",
+        help="with --measurements, also score the network alone (keys network_only_*) and "
+        "the measurement model alone (keys measurements_only_*)",
+    )  # fmt: skip
+    parser.add_argument(
         "--masks-cache",
         type=Path,
         help="folder to keep the engine's masks in (reused when it exists: saves the U-Net run)",
     )
+    parser.add_argument(
+        "--probs-out", type=Path,
+        help="write each fold's held-out indices and class probabilities here (.npz), to "
+        "compare or combine models on the same cells afterwards",
+    )  # fmt: skip
     parser.add_argument(
         "--task",
         choices=["bethesda", "binary"],
@@ -203,6 +221,7 @@ def main() -> None:
             )
         folds = folds_of(labels, args.folds)
         per_arch: dict[str, list[dict]] = {a: [] for a in args.archs}
+        held_out: dict[str, np.ndarray] = {}
         timings: dict[str, dict] = {}
         for f, test_idx in enumerate(folds):
             if args.only_folds and f not in args.only_folds:
@@ -218,7 +237,7 @@ def main() -> None:
                     input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
                     lr=args.lr, patience=args.patience, time_budget_s=args.minutes_per_run * 60,
                     lr_patience=args.lr_patience, ema_decay=args.ema_decay, balance=args.balance,
-                    seed=f,
+                    measurements=args.measurements, seed=f,
                 )  # fmt: skip
                 start = time.perf_counter()
                 classes = CLASSES if args.task == "bethesda" else ["normal", "abnormal"]
@@ -232,12 +251,15 @@ def main() -> None:
                 model = build_classifier(result.model_config)
                 model.load_state_dict(result.state_dict)
                 model.eval()
-                spec = ClassifierSpec(args.input_size, tuple(result.class_names), arch)
-                probs = predict_class_probs(
-                    model, [images[i] for i in test_idx], [masks[i] for i in test_idx], spec,
-                    tta=args.tta,
-                )  # fmt: skip
+                spec = ClassifierSpec.from_config(result.model_config)
+                test_images = [images[i] for i in test_idx]
+                test_masks = [masks[i] for i in test_idx]
+                probs = predict_class_probs(model, test_images, test_masks, spec, tta=args.tta)
                 y = [CLASSES.index(labels[i]) for i in test_idx]
+                held_out[f"{arch}/fold{f}/index"] = np.asarray(test_idx)
+                held_out[f"{arch}/fold{f}/probs"] = np.asarray(probs, np.float32)
+                if args.probs_out is not None:  # after every fold: a stopped run keeps its folds
+                    np.savez(args.probs_out, **held_out)
                 entry = {
                     "fold": f, "train_minutes": round(minutes, 2),
                     "epochs_run": len(result.history), "stop_reason": result.stop_reason,
@@ -247,6 +269,13 @@ def main() -> None:
                     "threads_chosen": [d[0] for d in result.thread_decisions],
                 }  # fmt: skip
                 entry.update(scores(args.task, y, probs))
+                if args.compare_measurements and spec.measurements is not None:
+                    alone = replace(spec, measurements=None)
+                    entry.update(scores(args.task, y, predict_class_probs(
+                        model, test_images, test_masks, alone, tta=args.tta,
+                    ), prefix="network_only_"))  # fmt: skip
+                    measured = spec.measurements.probs(feature_matrix(test_images, test_masks))
+                    entry.update(scores(args.task, y, measured, prefix="measurements_only_"))
                 if args.compare_tta:
                     other_probs = predict_class_probs(
                         model, [images[i] for i in test_idx], [masks[i] for i in test_idx], spec,
@@ -258,7 +287,7 @@ def main() -> None:
                 if arch not in timings:
                     sample = list(test_idx[:50])
                     timings[arch] = timing(model, [images[i] for i in sample],
-                                           [masks[i] for i in sample], args.input_size,
+                                           [masks[i] for i in sample], spec,
                                            args.tta)  # fmt: skip
         keys = ("bethesda_accuracy", "bethesda_macro_f1", "binary_f1_abnormal",
                 "binary_macro_f1", "binary_accuracy", "binary_auc")  # fmt: skip
@@ -266,6 +295,10 @@ def main() -> None:
             keys = keys[2:]
         if args.compare_tta:
             keys = keys + tuple(f"{other}{k}" for k in keys)
+        if args.compare_measurements and args.measurements:
+            base = keys
+            for prefix in ("network_only_", "measurements_only_"):
+                keys = keys + tuple(f"{prefix}{k}" for k in base)
         summary = {
             arch: {k: {"mean": round(float(np.mean([e[k] for e in runs])), 4),
                        "std": round(float(np.std([e[k] for e in runs])), 4)} for k in keys}
@@ -284,7 +317,8 @@ def main() -> None:
             "settings": given,
             "recipe": {"epochs": args.epochs, "patience": args.patience, "lr": args.lr,
                        "lr_patience": args.lr_patience, "ema_decay": args.ema_decay,
-                       "balance": args.balance, "batch_size": args.batch_size, "tta": args.tta},
+                       "balance": args.balance, "batch_size": args.batch_size, "tta": args.tta,
+                       "measurements": args.measurements},
             "segmentation": seg_info, "summary": summary,
             "wilcoxon_fusion_gap_vs_image_only": comparisons, "cpu_timing_per_image": timings,
             "per_fold": per_arch, "threads": torch.get_num_threads(),

@@ -8,7 +8,8 @@ cells:
 * agreement: the ONNX engine's arg-max against torch's (identical or not), the largest
   probability difference, and the largest heatmap difference (Grad-CAM++ at the CAM layer's
   resolution and at the image's own size) against the autograd reference;
-* time per image, batch 1 (what the review window does for one cell), as the product runs it:
+* time per image, batch 1 (what the review window does for one cell), as the product runs it
+  (the measurement model's features and call included, when the classifier has one):
   ``classify`` = :func:`predict_class_probs` on one crop; ``classify + Grad-CAM++`` =
   :func:`explain_image` without the pixel-flipping check (input, forward, map, map back to the
   image, region shares); and ``classify`` per image in batches of 16 (``cytoreview classify``);
@@ -53,6 +54,7 @@ from cytoreview.inference.classify import (
     predict_class_probs,
 )
 from cytoreview.models.classifiers import build_classifier
+from cytoreview.models.measurement_model import MeasurementModel
 from cytoreview.storage.images import read_image, read_label_mask
 from cytoreview.training.classification import ClsTrainConfig, train_classifier
 from cytoreview.workflows.classification import LoadedClassifier
@@ -111,6 +113,7 @@ def train(
         model_id=f"bench-{arch}", task="bethesda", config=dict(result.model_config), model=model,
         class_names=list(result.class_names), input_size=args.input_size, uses_mask=True,
         onnx_bytes=export_classifier_onnx(model, args.input_size),
+        measurements=MeasurementModel.from_config(result.model_config),
     ), info  # fmt: skip
 
 
@@ -166,7 +169,7 @@ def per_image_ms(fn: Callable[[int], object], n: int) -> dict[str, float]:
 
 def timings(loaded: LoadedClassifier, images, masks, runtimes: dict[str, ClassifierRuntime]):
     """Per-image times of classify and classify + Grad-CAM++ for each runtime."""
-    spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
+    spec = ClassifierSpec.from_config(loaded.config)  # with its measurement model, if any
     n = len(images)
     out: dict[str, dict] = {}
     for name, runtime in runtimes.items():

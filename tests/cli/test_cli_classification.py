@@ -60,6 +60,7 @@ def test_classify_explain_evaluate_export_report(
     out = capsys.readouterr().out
     assert "24 image(s) classified" in out and "onnx on CPU (onnxruntime" in out
     assert "8 views averaged" not in out  # the default (cytoreview.defaults.CLS.tta)
+    assert "and its measurement model" in out  # the default (CLS.measurements)
     assert _calls(proj) == by_torch  # the same call for every image
     assert cli("classify", proj, "--tta") == 0  # the mean of the 8 rotations and mirrors
     assert "8 views averaged" in capsys.readouterr().out

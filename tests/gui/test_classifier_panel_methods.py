@@ -51,6 +51,8 @@ def test_the_mask_backbone_is_offered_only_to_a_method_that_reads_the_mask(panel
         panel.arch.setCurrentText(arch)
         assert not panel.mask_backbone.isEnabled()
         assert "does not read the mask" in panel.mask_backbone.toolTip()
+        assert not panel.measurements.isEnabled()  # measurements are read from masks
+        assert "read from masks" in panel.measurements.toolTip()
         assert panel.request() == cli_request("--arch", arch)  # the hidden choice is not sent
     panel.arch.setCurrentText("fusion-flatten")
-    assert panel.mask_backbone.isEnabled()
+    assert panel.mask_backbone.isEnabled() and panel.measurements.isEnabled()

@@ -52,6 +52,12 @@ def test_the_classifier_form_asks_for_what_train_cls_asks_for(state, qtbot, back
     panel.backbone.setCurrentText(backbone)
     cli = train_request(build_parser().parse_args(["train-cls", "proj", "--backbone", backbone]))
     assert panel.request() == cli
+    # The measurement model: on by default in both, and switched off alike.
+    assert cli.measurements is CLS.measurements and panel.measurements.isEnabled()
+    panel.measurements.setChecked(False)
+    off = build_parser().parse_args(["train-cls", "proj", "--backbone", backbone,
+                                     "--no-measurements"])  # fmt: skip
+    assert panel.request() == train_request(off)
 
 
 def test_the_mask_backbone_rule() -> None:

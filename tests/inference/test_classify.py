@@ -151,3 +151,32 @@ def test_tta_changes_nothing_for_a_symmetric_model(crops) -> None:
     np.testing.assert_allclose(
         predict_class_probs(nucleus_share, images, masks, spec, tta=True), plain, atol=1e-6
     )
+
+
+def test_a_measurement_model_joins_the_networks_call(crops) -> None:
+    from dataclasses import replace
+
+    from cytoreview.models.measurement_model import combine_probs
+    from cytoreview.morphometry.features import FEATURE_NAMES, feature_matrix
+    from cytoreview.training.measurements import fit_measurement_model
+
+    model, plain = make_model("fusion-gap")
+    images, masks = crops
+    features = feature_matrix(images, masks)
+    measured = fit_measurement_model(features, [0, 1, 2, 3, 0, 1, 2], CLASSES, FEATURE_NAMES,
+                                     members=2)  # fmt: skip
+    spec = ClassifierSpec.from_config(
+        {"input_size": SIZE, "class_names": CLASSES, "measurements": measured.to_dict()}
+    )
+    assert spec == plain and spec.measurements is not None  # the same network's spec
+    network = predict_class_probs(model, images, masks, plain, device="cpu")
+    joined = predict_class_probs(model, images, masks, spec, batch_size=3, device="cpu")
+    np.testing.assert_allclose(joined, combine_probs(network, measured.probs(features)), atol=1e-6)
+    assert not np.allclose(joined, network, atol=1e-3)
+    views = predict_class_probs(model, images, masks, spec, device="cpu", tta=True)
+    network_views = predict_class_probs(model, images, masks, plain, device="cpu", tta=True)
+    np.testing.assert_allclose(
+        views, combine_probs(network_views, measured.probs(features)), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="needs a mask for every crop"):
+        predict_class_probs(model, images, None, replace(spec, arch="image-only"), device="cpu")

@@ -13,12 +13,15 @@ from cytoreview.data.transforms import AugmentConfig
 from cytoreview.errors import ConfigError, NotEnoughDataError, UnknownClassError
 from cytoreview.inference.classify import ClassifierSpec, predict_class_probs
 from cytoreview.models.classifiers import TINY_BACKBONE, build_classifier
+from cytoreview.models.measurement_model import combine_probs
+from cytoreview.morphometry.features import FEATURE_NAMES, feature_matrix
 from cytoreview.training import classification
 from cytoreview.training.classification import (
     ClsTrainConfig,
     accuracy_macro_f1,
     train_classifier,
 )
+from cytoreview.training.measurements import fit_measurement_model
 from cytoreview.types import CancelToken
 
 BINARY = ("NILM", "HSIL")
@@ -95,7 +98,28 @@ def test_each_arch_learns_nilm_vs_hsil(arch, train_data, test_data) -> None:
     val_truth = np.array([result.class_names.index(train_data[2][i]) for i in result.val_indices])
     np.testing.assert_array_equal(result.val_labels, val_truth)
     assert result.val_probs.shape == (len(result.val_indices), 2)
-    assert np.mean(result.val_probs.argmax(1) == val_truth) == result.best.val_accuracy
+    # ... the network's, whose accuracy the epochs' figures give ...
+    val_images = [train_data[0][i] for i in result.val_indices]
+    val_masks = [train_data[1][i] for i in result.val_indices]
+    alone = replace(spec, measurements=None)
+    network = predict_class_probs(model, val_images, val_masks, alone, device="cpu")
+    assert np.mean(network.argmax(1) == val_truth) == result.best.val_accuracy
+    if arch == "image-only":
+        assert spec.measurements is None
+        np.testing.assert_allclose(result.val_probs, network, atol=1e-5)
+        return
+    # ... joined, for a network that sees masks, to a measurement model fitted without the
+    # validation cells; the measurement model kept is fitted again on every cell.
+    features = feature_matrix(*train_data[:2])
+    labels = np.array([result.class_names.index(lab) for lab in train_data[2]])
+    train_idx = np.setdiff1d(np.arange(len(labels)), result.val_indices)
+    held_out = fit_measurement_model(features[train_idx], labels[train_idx], BINARY,
+                                     FEATURE_NAMES, config.seed)  # fmt: skip
+    expected = combine_probs(network, held_out.probs(features[result.val_indices]))
+    np.testing.assert_allclose(result.val_probs, expected, atol=1e-5)
+    kept = fit_measurement_model(features, labels, BINARY, FEATURE_NAMES, config.seed)
+    assert spec.measurements is not None
+    np.testing.assert_array_equal(spec.measurements.probs(features), kept.probs(features))
     epochs = [e for e in events if e.stage == "epoch"]
     assert set(epochs[-1].metrics) == {
         "train_loss",
@@ -125,12 +149,28 @@ def test_cancel_returns_best_weights_so_far(train_data) -> None:
     saved = []
     config = replace(BASE, arch="fusion-gap", epochs=5)
     _, result = run(
-        train_data, config, cancel_after_epoch=2, on_best=lambda s, st: saved.append((s, st))
+        train_data, config, cancel_after_epoch=2, on_best=lambda *args: saved.append(args)
     )
     assert result.stop_reason == "cancelled" and len(result.history) == 2
     assert saved and saved[-1][1] == result.best
+    # every checkpoint written carries a measurement model; the last one (a cancelled run's
+    # too) the one fitted on every cell, which the result returns
+    assert all("measurements" in config for *_, config in saved)
+    assert saved[-1][2] == result.model_config
     for key, value in saved[-1][0].items():
         assert torch.equal(value, result.state_dict[key])
+
+
+def test_measurement_model_is_optional(train_data) -> None:
+    config = replace(BASE, arch="fusion-gap", epochs=1, measurements=False)
+    events, result = run(train_data, config)
+    assert "measurements" not in result.model_config
+    assert ClassifierSpec.from_config(result.model_config).measurements is None
+    assert not [e for e in events if "measurement" in e.message]
+    events, joined = run(train_data, replace(config, measurements=True))
+    said = [e.message for e in events if "measurements" in e.message]
+    assert said[-1].startswith("validation macro-F1: network ")
+    assert joined.model_config["measurements"]["class_names"] == list(BINARY)
 
 
 def test_stopping_rules(train_data) -> None:

@@ -19,6 +19,7 @@ from cytoreview.defaults import CLS
 from cytoreview.errors import ConfigError, ManifestError, NotEnoughDataError, ProjectError
 from cytoreview.inference.classify import ClassifierSpec, has_cam_outputs, predict_class_probs
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
+from cytoreview.models.classifiers import describe_classifier
 from cytoreview.morphometry.measure import morphometry_columns
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.predictions import PredictionStore
@@ -37,6 +38,7 @@ from cytoreview.workflows.review_data import (
     classify_project,
     explain_image,
     explain_project,
+    image_details,
     measure_project,
 )
 from tests.conftest import run_job, write_label_png, write_rgb_png
@@ -80,6 +82,10 @@ def test_training_stores_a_usable_self_describing_model(trained) -> None:
     assert store.load_onnx(report.model_id)
     loaded = load_classifier(project)
     assert loaded.class_names == list(CLASSES) and loaded.uses_mask
+    # The measurement model is in the checkpoint, and the record says it is joined.
+    assert loaded.measurements is not None and loaded.measurements.class_names == CLASSES
+    assert describe_classifier(loaded.config).endswith(", joined to a measurement model")
+    assert any(e.message.startswith("validation macro-F1: network ") for e in events)
     # "ASC-US" has no example: reported, not a crash; the head has the three present classes.
     assert any("ASC-US" in e.message for e in events if e.level == "warning")
 
@@ -193,7 +199,7 @@ def test_onnx_engine_matches_the_torch_reference(trained) -> None:
     records = project.images()
     images = [project.load_image(r).rgb for r in records]
     masks = [project.current_mask(r.id)[1] for r in records]
-    spec = ClassifierSpec(on_onnx.input_size, tuple(on_onnx.class_names), on_onnx.config["arch"])
+    spec = ClassifierSpec.from_config(on_onnx.config)
     p_onnx = predict_class_probs(runtime.predictor(), images, masks, spec)
     p_torch = predict_class_probs(on_torch.model, images, masks, spec, device="cpu")
     assert (p_onnx.argmax(1) == p_torch.argmax(1)).all()
@@ -229,20 +235,24 @@ def test_classify_with_either_engine_stores_the_same_calls(trained) -> None:
 def test_classify_can_average_the_eight_views(trained) -> None:
     """Stored probabilities are the 8-view mean with tta, else the crop's own; the review's
     heatmap (with the same setting) explains the class classify stored, with its confidence."""
-    project, *_ = trained
+    project, fused, *_ = trained  # the fusion network, joined to its measurement model
+    model_id = fused.model_id  # (another test may have made an image-only model current)
     store = PredictionStore(project)
     records = project.images()[:6]
     ids = [r.id for r in records]
-    loaded = load_classifier(project)
-    spec = ClassifierSpec(loaded.input_size, tuple(loaded.class_names), loaded.config["arch"])
+    loaded = load_classifier(project, model_id)
+    assert loaded.measurements is not None
+    spec = ClassifierSpec.from_config(loaded.config)
     images = [project.load_image(r).rgb for r in records]
     masks = [project.current_mask(r.id)[1] for r in records]
     runtime = classifier_runtime(loaded, "onnx", "cpu")
     for tta in (False, True):
-        _, report = run_job(classify_project(project, actor="t", image_ids=ids, tta=tta))
+        _, report = run_job(
+            classify_project(project, actor="t", model_id=model_id, image_ids=ids, tta=tta)
+        )
         assert report.tta is tta
         expected = predict_class_probs(runtime.predictor(), images, masks, spec, tta=tta)
-        stored = store.latest_predictions("bethesda")
+        stored = store.latest_predictions("bethesda", model_id=model_id)
         for image_id, probs in zip(ids, expected, strict=True):
             got = [stored[image_id].probabilities[name] for name in loaded.class_names]
             np.testing.assert_allclose(got, probs, atol=1e-5)
@@ -253,6 +263,7 @@ def test_classify_can_average_the_eight_views(trained) -> None:
             loaded, image, mask, flipping_steps=0, device="cpu", tta=True
         )
         assert loaded.class_names[cls] == stored[image_id].pred_class
+        assert quality["measurements_joined"]  # the class is the joint call's
         assert quality["confidence"] == pytest.approx(
             stored[image_id].probabilities[stored[image_id].pred_class], abs=1e-5
         )
@@ -322,3 +333,23 @@ def test_classify_gives_the_same_probabilities_on_dask_workers(trained) -> None:
             assert other.id != pred.id  # a new prediction, with the same numbers
             assert other.probabilities == pred.probabilities and other.pred_class == pred.pred_class
             assert other.mask_version_id == pred.mask_version_id
+
+
+def test_the_review_says_when_the_call_joins_measurements(trained) -> None:
+    project, fused, *_ = trained
+    image_id = project.images()[0].id
+    run_job(classify_project(project, actor="t", model_id=fused.model_id, image_ids=[image_id]))
+    details = image_details(project, image_id, measure=False)
+    assert details.prediction is not None and details.prediction.model_id == fused.model_id
+    assert details.measurements_joined
+    assert details.prediction_source().startswith(
+        f"probabilities from {fused.model_id} and its measurement model, "
+    )
+    # A model trained without one (here: an image-only network) says nothing of the kind.
+    _, plain = run_job(train_classification(
+        project, _request(epochs=1, arch="image-only"), actor="t"
+    ))  # fmt: skip
+    run_job(classify_project(project, actor="t", model_id=plain.model_id, image_ids=[image_id]))
+    details = image_details(project, image_id, measure=False)
+    assert details.prediction.model_id == plain.model_id and not details.measurements_joined
+    assert "measurement" not in details.prediction_source()

@@ -73,6 +73,9 @@ def test_an_older_models_map_is_never_returned_as_current(classified: Project) -
     assert heatmap.quality["flipping_auc"] is not None
     label = heatmap.label()
     assert current in label and heatmap.created_at[:10] in label and "UTC" in label
+    # A classifier joined to measurements: the map is said to be the network's part.
+    joined = heatmap.quality.get("measurements_joined")
+    assert joined is not None and ("the map shows the network's evidence" in label) == joined
     again = get_or_compute_heatmap(project, image_id)  # stored now: read, not computed
     assert not again.computed and again.model_id == current
     assert np.allclose(again.pixels, heatmap.pixels, atol=1 / 250)
