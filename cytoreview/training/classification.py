@@ -6,7 +6,9 @@ validation plateaus, a moving average of the weights as the model that is valida
 early stopping on the validation loss, an optional wall-clock budget. CPU (channels_last, the
 thread count measured while training, see :class:`~cytoreview.training.runtime.ThreadTuner`)
 or CUDA (mixed precision) is chosen automatically. The best weights so far go to ``on_best``
-at every improvement, so a cancelled or crashed run still leaves its best model behind.
+at every improvement, so a cancelled or crashed run still leaves its best model behind. A
+network that sees masks gets a measurement model beside it
+(:mod:`cytoreview.models.measurement_model`, ``ClsTrainConfig.measurements``).
 """
 
 from __future__ import annotations
@@ -138,7 +140,9 @@ class ClsTrainResult:
     """The outcome: best weights, the classes they predict, the history and validation output.
 
     ``val_indices`` index the inputs given to :func:`train_classifier`; ``val_probs`` are the
-    best model's softmax outputs for them, columns in ``class_names`` order.
+    best model's probabilities for them, columns in ``class_names`` order: the network's
+    softmax, joined (when ``model_config`` has a measurement model) to a measurement model
+    fitted without them; the one in ``model_config`` is fitted on every cell.
     """
 
     state_dict: dict[str, torch.Tensor]
