@@ -39,6 +39,7 @@ from cytoreview.explain.quality import (
     pixel_flipping_curve,
     random_flipping_curve,
 )
+from cytoreview.inference.classify import mean_over_views
 from cytoreview.models.classifiers import build_classifier
 from cytoreview.morphometry.features import feature_matrix
 from cytoreview.storage.model_store import ModelStore
@@ -85,8 +86,15 @@ class Heatmap:
         when = self.created_at[:16].replace("T", " ")
         text = f"{self.method} for {self.target_class}, model {self.model_id}, made {when} UTC"
         if self.quality.get("measurements_joined"):
-            text += "; the class is the network's and the measurements' joint call, the map "
-            text += "shows the network's evidence"
+            text += "; the class is the joint call of the network"
+            opinions = (self.quality.get("network_confidence"),
+                        self.quality.get("measurements_confidence"))  # fmt: skip
+            if None not in opinions:
+                text += f" ({100 * opinions[0]:.0f} %) and the measurements "
+                text += f"({100 * opinions[1]:.0f} %)"
+            else:
+                text += " and the measurements"
+            text += ", the map shows the network's evidence"
         if self.looks_at_background:
             text += "; looks mostly at the background: check the call"
         return text
@@ -308,6 +316,12 @@ def explain_image(
         quality["shares"], quality["looks_at_background"] = {}, False
     quality["confidence"] = float(probs[cls])
     quality["measurements_joined"] = measured is not None
+    if measured is not None:
+        # Each opinion's confidence in the class explained, so that the person sees which one
+        # carries the call (one more forward pass of the network, for one image).
+        network = mean_over_views(runtime.probs) if tta else runtime.probs
+        quality["network_confidence"] = float(network(x[None])[0, cls])
+        quality["measurements_confidence"] = float(measured[0, cls])
     return heatmap, cls, quality
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from cytoreview.errors import ConfigError, ManifestError, NotEnoughDataError, Pr
 from cytoreview.inference.classify import ClassifierSpec, has_cam_outputs, predict_class_probs
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.models.classifiers import describe_classifier
+from cytoreview.morphometry.features import feature_matrix
 from cytoreview.morphometry.measure import morphometry_columns
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.predictions import PredictionStore
@@ -267,6 +269,12 @@ def test_classify_can_average_the_eight_views(trained) -> None:
         assert quality["confidence"] == pytest.approx(
             stored[image_id].probabilities[stored[image_id].pred_class], abs=1e-5
         )
+        # Each opinion on the class explained, as the review's label shows them.
+        alone = replace(spec, measurements=None)
+        network = predict_class_probs(runtime.predictor(), [image], [mask], alone, tta=True)
+        measured = loaded.measurements.probs(feature_matrix([image], [mask]))
+        assert quality["network_confidence"] == pytest.approx(network[0, cls], abs=1e-5)
+        assert quality["measurements_confidence"] == pytest.approx(measured[0, cls], abs=1e-6)
 
 
 def test_an_export_without_cam_outputs_is_made_again(trained) -> None:

@@ -4,11 +4,13 @@ through the one get-or-compute function that the CLI and the workbench share."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cytoreview.defaults import CLS
 from cytoreview.errors import ProjectError
 from cytoreview.models.classifier_blocks import TINY_BACKBONE
 from cytoreview.storage.predictions import PredictionInput, PredictionStore
@@ -75,7 +77,12 @@ def test_an_older_models_map_is_never_returned_as_current(classified: Project) -
     assert current in label and heatmap.created_at[:10] in label and "UTC" in label
     # A classifier joined to measurements: the map is said to be the network's part.
     joined = heatmap.quality.get("measurements_joined")
-    assert joined is not None and ("the map shows the network's evidence" in label) == joined
+    assert joined is CLS.measurements  # a fusion network: joined by default
+    assert ("the map shows the network's evidence" in label) == joined
+    opinions = re.search(r"network \((\d+) %\) and the measurements \((\d+) %\)", label)
+    assert (opinions is not None) == joined
+    if opinions is not None:
+        assert int(opinions[1]) == round(100 * heatmap.quality["network_confidence"])
     again = get_or_compute_heatmap(project, image_id)  # stored now: read, not computed
     assert not again.computed and again.model_id == current
     assert np.allclose(again.pixels, heatmap.pixels, atol=1 / 250)
