@@ -214,6 +214,13 @@ class ModelStore:
             )
         return [_run_from_row(r) for r in rows]
 
+    def run_of(self, model_id: str) -> TrainingRun | None:
+        """The newest training run that made ``model_id``, or None."""
+        rows = self.project.catalog.query(
+            "SELECT * FROM training_runs WHERE model_id = ? ORDER BY id DESC LIMIT 1", (model_id,)
+        )
+        return _run_from_row(rows[0]) if rows else None
+
     def current_model(self, kind: str) -> str | None:
         """The model id in use for ``kind`` (the latest usable run's), or None."""
         return self.project.catalog.get_meta(f"current_model_{kind}")

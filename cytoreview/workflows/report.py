@@ -81,8 +81,7 @@ class ReportResult:
 
 def _latest_run(store: ModelStore, kind: str) -> TrainingRun | None:
     current = store.current_model(kind)
-    runs = [r for r in store.runs(kind) if r.model_id == current]
-    return runs[-1] if runs else None
+    return None if current is None else store.run_of(current)
 
 
 def generated_mask_notes(project: Project) -> list[str]:

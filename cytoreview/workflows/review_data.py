@@ -405,7 +405,5 @@ def image_details(project: Project, image_id: int, *, measure: bool = True) -> I
 
 def _joins(project: Project, model_id: str) -> bool:
     """Whether ``model_id`` joins a measurement model, from its training run's record."""
-    for run in ModelStore(project).runs():
-        if run.model_id == model_id:
-            return joins_measurements({**run.config.get("training", {}), **run.config})
-    return False
+    run = ModelStore(project).run_of(model_id)
+    return run is not None and joins_measurements({**run.config.get("training", {}), **run.config})
