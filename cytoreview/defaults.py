@@ -188,16 +188,18 @@ class ClsRecipe:
         it had gained in every fold (0.746 / 0.848 against 0.723 / 0.832).
     measurements
         Join a measurement model to a network that sees masks: a small perceptron ensemble on
-        each cell's sizes, colours and nucleus shape measured at the crop's own resolution
-        (:mod:`cytoreview.morphometry.features`), fitted with the network on the same cells;
-        the classifier's call is the geometric mean of both models' probabilities. On:
-        Herlev, 5 folds, engine masks, the same networks scored both ways
-        (``bench_cls_herlev.py --compare-measurements``, 2026-12-06): Bethesda / binary macro
-        F1 0.759 / 0.867 joined against 0.734 / 0.856 for the network alone (AUC 0.963
-        against 0.944, higher in every fold); the measurements alone 0.748 / 0.849. The
-        network sees each cell letterboxed to the input size, so it cannot tell a large
-        nucleus from a small one: the measurements can. Classify + Grad-CAM++ of one cell
-        10 ms against 7 ms without (ONNX Runtime, 2 threads, 64 px); a second to fit.
+        each cell's sizes, colours, nucleus shape and position and texture measured at the
+        crop's own resolution (:mod:`cytoreview.morphometry.features`), fitted with the
+        network on the same cells; the classifier's call is the geometric mean of both
+        models' probabilities. On: Herlev, 5 folds, engine masks, the same networks scored
+        both ways (``bench_cls_herlev.py --compare-measurements``, 2026-12-07): Bethesda /
+        binary macro F1 0.772 / 0.876 joined against 0.734 / 0.856 for the network alone (AUC
+        0.967 against 0.944, higher in every fold); the measurements alone 0.768 / 0.866
+        (with the 27 measurements before nucleus position and texture: 0.748 / 0.849 alone,
+        0.759 / 0.867 joined). The network sees each cell letterboxed to the input size, so
+        it cannot tell a large nucleus from a small one: the measurements can. Classify +
+        Grad-CAM++ of one cell 15.7 ms against 14.6 ms with the 27 measurements (ONNX
+        Runtime, 2 threads, 64 px, one run after the other); a second to fit.
     """
 
     task: str = TASKS[0]

@@ -113,9 +113,9 @@ def register(sub: Any) -> None:
         "--measurements",
         action=argparse.BooleanOptionalAction,
         default=CLS.measurements,
-        help="join a measurement model (sizes, N:C, colours and nucleus shape of each cell, "
-        "read from its mask) to a network that sees masks; the call is both models' "
-        f"geometric mean (default {'on' if CLS.measurements else 'off'})",
+        help="join a measurement model (sizes, N:C, colours, nucleus shape and position and "
+        "texture of each cell, read from its mask) to a network that sees masks; the call "
+        f"is both models' geometric mean (default {'on' if CLS.measurements else 'off'})",
     )
     p.add_argument("--device", choices=DEVICES, default=RUN.device,
                    help="auto: a GPU if there is one")  # fmt: skip

@@ -193,7 +193,8 @@ TOOLTIPS: dict[str, str] = {
     "cls_mask_unused": "This method does not read the mask: it has no mask branch",
     "cls_measurements": (
         "Join a measurement model to the network: each cell's nucleus and cytoplasm areas, "
-        "N:C, colours and nucleus shape, read from its mask at full resolution; the call is "
+        "N:C, colours, nucleus shape and position and chromatin texture, read from its mask at "
+        "full resolution; the call is "
         "the geometric mean of both models' probabilities, and the heatmap shows the network's "
         "part"
     ),

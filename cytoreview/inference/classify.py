@@ -201,7 +201,9 @@ def with_measurements(
     """
     if masks is None or any(m is None for m in masks):
         raise ValueError("a classifier with a measurement model needs a mask for every crop")
-    measured = model.probs(feature_matrix(images, [m for m in masks if m is not None]))
+    measured = model.probs(
+        feature_matrix(images, [m for m in masks if m is not None], model.features)
+    )
     return combine_probs(network_probs, measured)
 
 

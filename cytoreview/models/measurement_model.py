@@ -1,15 +1,17 @@
 """A small classifier on a cell's measurements, and how its call joins the image network's.
 
 The measurements are :data:`cytoreview.morphometry.features.FEATURE_NAMES` (sizes, colour,
-nucleus shape at the crop's own resolution). The model is a few one-hidden-layer perceptrons
-trained from different seeds (:func:`cytoreview.training.measurements.fit_measurement_model`);
-its probabilities are the mean of theirs. It weighs a few thousand numbers, so it travels as
-plain lists inside the classifier's config (:meth:`MeasurementModel.to_dict`): every place that
-has the config (checkpoint, ``classify`` workers, the review) can run it with numpy alone.
+nucleus shape and position, texture, at the crop's own resolution); a model keeps the names of
+those it was fitted on and is given those, so that one fitted before a measurement was added
+still works. The model is a few one-hidden-layer perceptrons trained from different seeds
+(:func:`cytoreview.training.measurements.fit_measurement_model`); its probabilities are the
+mean of theirs. It weighs a few thousand numbers, so it travels as plain lists inside the
+classifier's config (:meth:`MeasurementModel.to_dict`): every place that has the config
+(checkpoint, ``classify`` workers, the review) can run it with numpy alone.
 
-Why: on Herlev (5 folds, engine masks, 2026-12-06) the image network and the measurements
-alone score about the same (Bethesda macro F1 0.734 and 0.748) but err on different cells;
-joined (:func:`combine_probs`, what the classifier reports) they score 0.759. Hand-made
+Why: on Herlev (5 folds, engine masks, 2026-12-07) the image network and the measurements
+alone score Bethesda macro F1 0.734 and 0.768 and err on different cells; joined
+(:func:`combine_probs`, what the classifier reports) they score 0.772. Hand-made
 features beside a network's follow Chowdary et al. (feature concatenation; paper
 ``003_8f15fc2d167151c0.txt``); here they are joined at the probabilities, so that the network,
 its heatmap and its ONNX export stay as they are.

@@ -12,7 +12,14 @@ the crop's own resolution, along the criteria of the Bethesda system:
   coarse chromatin, the cytoplasm's maturity and keratinisation;
 - **shape** of the largest nucleus: circularity (4πA/P²), eccentricity, solidity, log major
   axis and the minor / major axis ratio: irregular nuclear contours; and the number of nuclei
-  (bi- and multinucleation).
+  (bi- and multinucleation);
+- **position** of the largest nucleus: the distance from its centre to the cell's, in cell
+  radii (Jantzen et al.'s "nucleus position": central in squamous cells, eccentric in
+  columnar and metaplastic ones);
+- **texture**: the mean absolute Laplacian of the grey level inside the nucleus and inside the
+  cytoplasm, one pixel in from their borders, so that it measures the granularity within a
+  region (coarse chromatin; keratohyalin, vacuoles) and not the contrast of its edge (which
+  the colour means already give).
 
 Areas are in pixels: a classifier is trained on its project's own images, taken at one
 magnification. Pure compute (numpy, scikit-image); no files.
@@ -21,7 +28,9 @@ magnification. Pure compute (numpy, scikit-image); no files.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import cv2
 import numpy as np
 from skimage.measure import label, regionprops
 
@@ -45,6 +54,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "nucleus_solidity",
     "nucleus_log_major_axis",
     "nucleus_axis_ratio",
+    "nucleus_position",
+    "nucleus_texture",
+    "cytoplasm_texture",
 )
 
 
@@ -64,14 +76,15 @@ def _region_stats(rgb: np.ndarray, grey: np.ndarray, region: np.ndarray) -> list
     return [*pixels.mean(0), *pixels.std(0), float(levels.mean()), float(levels.std())]
 
 
-def _nucleus_shape(nucleus: np.ndarray) -> list[float]:
+def _nucleus_shape(nucleus: np.ndarray) -> tuple[list[float], Any]:
+    """The nucleus count and the largest nucleus's shape, and its region properties."""
     regions = regionprops(label(nucleus, connectivity=2))
     if not regions:
-        return [0.0] * 6
+        return [0.0] * 6, None
     largest = max(regions, key=lambda r: r.area)
     perimeter = largest.perimeter or 1.0
     major = float(largest.axis_major_length)
-    return [
+    shape = [
         float(len(regions)),
         min(1.0, 4 * np.pi * float(largest.area) / perimeter**2),
         float(largest.eccentricity),
@@ -79,6 +92,35 @@ def _nucleus_shape(nucleus: np.ndarray) -> list[float]:
         float(np.log1p(major)),
         float(largest.axis_minor_length) / major if major > 0 else 1.0,
     ]
+    return shape, largest
+
+
+def _nucleus_position(nucleus: Any, cell: np.ndarray) -> float:
+    """Distance from the largest nucleus's centre to the cell's, in cell radii (0: none).
+
+    ``nucleus`` is the largest nucleus's region properties (None: no nucleus); the cell is
+    the largest 8-connected component of nucleus and cytoplasm.
+    """
+    count, _, stats, centres = cv2.connectedComponentsWithStats(cell.astype(np.uint8), 8)
+    if nucleus is None or count < 2:
+        return 0.0
+    whole = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    area = float(stats[whole, cv2.CC_STAT_AREA])
+    x, y = centres[whole]
+    offset = np.subtract(nucleus.centroid, (y, x))  # regionprops: (row, column)
+    return float(np.hypot(*offset) / max(np.sqrt(area / np.pi), 1.0))
+
+
+#: Fewer interior pixels than this: the texture is read over the whole region.
+_MIN_INTERIOR = 4
+
+
+def _texture(laplacian: np.ndarray, region: np.ndarray) -> float:
+    """Mean of ``laplacian`` inside ``region``, one pixel in from its border (see above)."""
+    if not region.any():
+        return 0.0
+    inner = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return float(laplacian[inner if inner.sum() >= _MIN_INTERIOR else region].mean())
 
 
 def cell_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -109,20 +151,47 @@ def cell_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     n, c = float(nucleus.sum()), float(cytoplasm.sum())
     size = [np.log1p(n), np.log1p(c), n / max(n + c, 1.0), np.log1p(n) - np.log1p(c)]
     back = float(grey[background].mean()) if background.any() else 1.0
+    shape, largest = _nucleus_shape(nucleus)
+    laplacian = np.abs(cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=3))
     values = [
         *size,
         *_region_stats(rgb, grey, nucleus),
         *_region_stats(rgb, grey, cytoplasm),
         back,
-        *_nucleus_shape(nucleus),
+        *shape,
+        _nucleus_position(largest, nucleus | cytoplasm),
+        _texture(laplacian, nucleus),
+        _texture(laplacian, cytoplasm),
     ]
     return np.asarray(values, np.float32)
 
 
-def feature_matrix(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
-    """``(N, F)`` float32 :func:`cell_features` of crops and their masks."""
+def feature_matrix(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    names: Sequence[str] = FEATURE_NAMES,
+) -> np.ndarray:
+    """``(N, len(names))`` float32 :func:`cell_features` of crops and their masks.
+
+    Parameters
+    ----------
+    images, masks
+        The crops and their label masks, as :func:`cell_features` takes them.
+    names
+        The features wanted, in this order: a measurement model names those it was fitted
+        on, so that one made before features were added keeps reading its own.
+
+    Raises
+    ------
+    ValueError
+        If the lists differ in length or a name is not one of :data:`FEATURE_NAMES`.
+    """
     if len(images) != len(masks):
         raise ValueError(f"{len(images)} images but {len(masks)} masks")
+    if unknown := [n for n in names if n not in FEATURE_NAMES]:
+        raise ValueError(f"unknown measurements {unknown}: a newer CytoReview made this model")
+    columns = [FEATURE_NAMES.index(n) for n in names]
     if not images:
-        return np.zeros((0, len(FEATURE_NAMES)), np.float32)
-    return np.stack([cell_features(im, m) for im, m in zip(images, masks, strict=True)])
+        return np.zeros((0, len(columns)), np.float32)
+    every = np.stack([cell_features(im, m) for im, m in zip(images, masks, strict=True)])
+    return np.ascontiguousarray(every[:, columns])

@@ -1,6 +1,6 @@
 """Fitting the measurement model that joins the classifier's image network.
 
-A few hundred cells and 27 measurements: each member is a one-hidden-layer perceptron
+A few hundred cells and 30 measurements: each member is a one-hidden-layer perceptron
 (32 units, dropout 0.2) fitted full-batch with Adam (lr 1e-2, weight decay 1e-3, 500 steps) on
 class-balanced cross-entropy, so that a rare class counts as much as a common one, as the image
 network's oversampling does. Five members from different seeds are averaged: over four

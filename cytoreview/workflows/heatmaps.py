@@ -291,7 +291,8 @@ def explain_image(
     x = make_input(image, mask, loaded.input_size)
     measured = None
     if loaded.measurements is not None and mask is not None:
-        measured = loaded.measurements.probs(feature_matrix([image], [mask]))
+        features = feature_matrix([image], [mask], loaded.measurements.features)
+        measured = loaded.measurements.probs(features)
     probs_batch, cams, targets = runtime.explain(
         x[None], target, method, tta=tta, measured=measured
     )

@@ -180,3 +180,22 @@ def test_a_measurement_model_joins_the_networks_call(crops) -> None:
     )
     with pytest.raises(ValueError, match="needs a mask for every crop"):
         predict_class_probs(model, images, None, replace(spec, arch="image-only"), device="cpu")
+
+
+def test_a_measurement_model_from_before_new_features_reads_its_own(crops) -> None:
+    """A classifier saved with the 27 measurements of 2026-12-06 keeps working unchanged."""
+    from cytoreview.models.measurement_model import combine_probs
+    from cytoreview.morphometry.features import FEATURE_NAMES, feature_matrix
+    from cytoreview.training.measurements import fit_measurement_model
+
+    model, plain = make_model("fusion-gap")
+    images, masks = crops
+    older = FEATURE_NAMES[:27]
+    features = feature_matrix(images, masks)[:, :27]
+    measured = fit_measurement_model(features, [0, 1, 2, 3, 0, 1, 2], CLASSES, older, members=2)
+    spec = ClassifierSpec.from_config(
+        {"input_size": SIZE, "class_names": CLASSES, "measurements": measured.to_dict()}
+    )
+    network = predict_class_probs(model, images, masks, plain, device="cpu")
+    joined = predict_class_probs(model, images, masks, spec, device="cpu")
+    np.testing.assert_allclose(joined, combine_probs(network, measured.probs(features)), atol=1e-6)

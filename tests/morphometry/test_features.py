@@ -84,3 +84,44 @@ def test_feature_matrix_stacks_and_checks_shapes():
         cell_features(image, mask[:-1])
     with pytest.raises(ValueError, match="1 images but 2 masks"):
         feature_matrix([image], [mask, mask])
+
+
+def test_nucleus_position_is_its_offset_from_the_cell_centre_in_cell_radii():
+    central = named(cell_features(*crop(nuclei=((32, 32),))))
+    eccentric = named(cell_features(*crop(nucleus_axes=(5, 5), nuclei=((44, 32),))))
+    assert central["nucleus_position"] == pytest.approx(0, abs=0.02)
+    # The cell is the disc of radius 24 with the nucleus in it: the centres lie 12 px apart
+    # (the disc's own centre barely moves, the nucleus is part of it).
+    assert eccentric["nucleus_position"] == pytest.approx(12 / 24, abs=0.05)
+    image, mask = crop()
+    assert named(cell_features(image, np.where(mask == 2, 1, mask)))["nucleus_position"] == 0
+
+
+def test_texture_reads_the_inside_of_a_region_not_its_edge():
+    image, mask = crop(nucleus_axes=(10, 10))
+    flat = named(cell_features(image, mask))
+    # Flat colours: the edges between regions have a large Laplacian, their insides none.
+    assert flat["nucleus_texture"] == pytest.approx(0, abs=1e-6)
+    assert flat["cytoplasm_texture"] == pytest.approx(0, abs=1e-6)
+    grainy = image.copy()
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-30, 31, size=mask.shape)
+    grainy[mask == 2] = np.clip(grainy[mask == 2] + noise[mask == 2, None], 0, 255)
+    coarse = named(cell_features(grainy, mask))
+    assert coarse["nucleus_texture"] > 0.1  # grey levels in [0, 1]: a 30-level grain
+    assert coarse["cytoplasm_texture"] < 0.01 * coarse["nucleus_texture"] + 1e-3
+    # A nucleus too small to have an inside is read whole, not left at zero.
+    tiny_image, tiny_mask = crop(nucleus_axes=(1, 1))
+    tiny_image[tiny_mask == 2] = (0, 0, 0)
+    assert named(cell_features(tiny_image, tiny_mask))["nucleus_texture"] > 0
+
+
+def test_a_model_reads_the_features_it_was_fitted_on_by_name():
+    image, mask = crop()
+    every = feature_matrix([image], [mask])
+    older = FEATURE_NAMES[:27]  # a model fitted before position and texture were measured
+    assert np.array_equal(feature_matrix([image], [mask], older), every[:, :27])
+    picked = feature_matrix([image], [mask], ("nucleus_texture", "nucleus_log_area"))
+    assert np.array_equal(picked[0], every[0, [FEATURE_NAMES.index("nucleus_texture"), 0]])
+    with pytest.raises(ValueError, match="newer CytoReview"):
+        feature_matrix([image], [mask], ("nucleus_log_area", "nucleus_halo"))
