@@ -194,9 +194,8 @@ TOOLTIPS: dict[str, str] = {
     "cls_measurements": (
         "Join a measurement model to the network: each cell's nucleus and cytoplasm areas, "
         "N:C, colours, nucleus shape and position and chromatin texture, read from its mask at "
-        "full resolution; the call is "
-        "the geometric mean of both models' probabilities, and the heatmap shows the network's "
-        "part"
+        "full resolution; the call is the geometric mean of both models' probabilities, and "
+        "the heatmap shows the network's part"
     ),
     "cls_measurements_unused": "Measurements are read from masks: this method has none",
     "cls_input": "Side of the network input in pixels (images are letterboxed); auto: the "

@@ -22,7 +22,7 @@ the crop's own resolution, along the criteria of the Bethesda system:
   the colour means already give).
 
 Areas are in pixels: a classifier is trained on its project's own images, taken at one
-magnification. Pure compute (numpy, scikit-image); no files.
+magnification. Pure compute (numpy, OpenCV, scikit-image); no files.
 """
 
 from __future__ import annotations
