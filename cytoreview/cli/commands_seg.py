@@ -94,8 +94,9 @@ def register(sub: Any) -> None:
         "--monitor",
         choices=SEG_MONITORS,
         default=SEG.monitor,
-        help="what early stopping and the kept model watch on the validation images: iou (mean "
-        f"IoU of the painted classes) or loss (default {SEG.monitor})",
+        help="what early stopping and the kept model watch on the validation images: image_iou "
+        "(IoU of the painted classes, averaged over the images), iou (the same, pooled over "
+        f"their pixels) or loss (default {SEG.monitor})",
     )
     p.add_argument(
         "--ema-decay",

@@ -68,7 +68,8 @@ class SegTrainConfig:
     min_lr: float = SEG.min_lr
     #: Validate and keep a moving average of the weights (0: the weights as trained).
     ema_decay: float = SEG.ema_decay
-    #: What early stopping and the kept model watch: "iou" or "loss" (see SegRecipe.monitor).
+    #: What early stopping and the kept model watch: "image_iou", "iou" or "loss" (see
+    #: SegRecipe.monitor).
     monitor: str = SEG.monitor
     min_delta: float = 1e-4
     time_budget_s: float | None = None
@@ -164,10 +165,17 @@ def _validate(
     amp: bool,
     cpu_bf16: bool = False,
 ) -> tuple[float, dict[str, float]]:
-    """Mean validation loss and pooled per-class IoU / Dice."""
+    """Mean validation loss, pooled per-class IoU / Dice and the per-class IoU per image.
+
+    ``iou_<class>`` and ``dice_<class>`` pool the pixels of every validation image, so that a
+    large cell weighs more than a small one; ``image_iou_<class>`` is the mean over images of
+    each image's IoU, over the images where the class is in the mask or the prediction (NaN
+    if none), so that each cell counts once, as a reviewer and ``evaluate-seg`` count them.
+    """
     model.eval()
     total, n = 0.0, 0
     counts = {name: Counts(0, 0, 0, 0) for name in SCORED}
+    per_image: dict[str, list[float]] = {name: [] for name in SCORED}
     for x, y in batches:
         x, y = _to_device(x, y, device)
         with autocast_for(device, amp, cpu_bf16):
@@ -182,10 +190,15 @@ def _validate(
             fp = int((p & ~t).sum())
             fn = int((~p & t).sum())
             counts[name] = counts[name] + Counts(tp, fp, fn, int(t.numel()) - tp - fp - fn)
+            inter = (p & t).flatten(1).sum(1).float()
+            union = (p | t).flatten(1).sum(1).float()
+            per_image[name] += (inter[union > 0] / union[union > 0]).tolist()
     scores: dict[str, float] = {}
     for name, c in counts.items():
         s = scores_from_counts(c)
         scores[f"iou_{name}"], scores[f"dice_{name}"] = s.iou, s.dice
+        values = per_image[name]
+        scores[f"image_iou_{name}"] = sum(values) / len(values) if values else math.nan
     return total / max(n, 1), scores
 
 
@@ -195,12 +208,15 @@ def validation_criterion(
     """The numbers early stopping watches, lower is better, the second breaking ties.
 
     ``loss``: the validation loss. ``iou``: minus the mean validation IoU of the classes the
-    training masks contain (a nucleus-only project is judged on nuclei alone), the score the
-    masks are judged by, then the loss: the loss of a few validation images can flatten while
-    the IoU still rises, and the IoU can stand still (at 0 in the first epochs of a tiny run)
-    while the loss falls.
+    training masks contain (a nucleus-only project is judged on nuclei alone), the score the masks
+    are judged by, then the loss; ``image_iou``: the same with each class's IoU the mean over the
+    validation images (see :func:`_validate`) instead of pooled over their pixels. The IoU comes
+    first and the loss second because the loss of a few validation images can flatten while the
+    IoU still rises, and the IoU can stand still (at 0 in the first epochs of a tiny run) while
+    the loss falls.
     """
-    ious = [scores[f"iou_{name}"] for name, label in SCORED.items() if present[label]]
+    key = "image_iou" if monitor == "image_iou" else "iou"
+    ious = [scores[f"{key}_{name}"] for name, label in SCORED.items() if present[label]]
     # NaN: the class is in no validation mask and was not predicted (or there are no validation
     # images at all: then the loss, 0, is all there is, as with the loss monitor).
     ious = [iou for iou in ious if math.isfinite(iou)]

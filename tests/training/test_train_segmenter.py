@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -157,6 +159,29 @@ def test_validation_never_predicts_a_class_that_no_mask_contains() -> None:
     assert scores["iou_nucleus"] == pytest.approx(1.0)
 
 
+def test_per_image_iou_counts_each_validation_image_once() -> None:
+    # A large cell segmented perfectly and a small one half missed: pooled over pixels the
+    # large one hides the miss; averaged over images each cell counts once.
+    from cytoreview.training.losses import SegmentationLoss
+    from cytoreview.training.segmentation import _validate
+
+    truth = torch.zeros(2, 16, 16, dtype=torch.long)
+    truth[0, 1:15, 1:15] = 1  # large cytoplasm, 196 px
+    truth[1, 6:10, 6:10] = 1  # small cytoplasm, 16 px
+    pred = truth.clone()
+    pred[1, 6:8, 6:10] = 0  # half of the small one missed
+    logits = torch.nn.functional.one_hot(pred, 3).permute(0, 3, 1, 2).float() * 10
+    loss_fn = SegmentationLoss("dice_focal", [1.0, 1.0, 1.0], present=[True, True, True])
+    model = torch.nn.Module()
+    model.forward = lambda x: logits  # type: ignore[method-assign]
+    batches = [(torch.zeros(2, 3, 16, 16), truth)]
+    _, scores = _validate(model, loss_fn, batches, torch.device("cpu"), amp=False)
+    assert scores["iou_cytoplasm"] == pytest.approx(204 / 212)
+    assert scores["image_iou_cytoplasm"] == pytest.approx((1.0 + 0.5) / 2)
+    # No image has a nucleus in its mask or its prediction: undefined, left to the loss.
+    assert math.isnan(scores["image_iou_nucleus"])
+
+
 def test_the_criterion_is_the_loss_or_minus_the_mean_iou_of_the_painted_classes() -> None:
     scores = {"iou_cytoplasm": 0.5, "iou_nucleus": 0.9}
     both, nuclei = [True, True, True], [True, False, True]
@@ -169,7 +194,10 @@ def test_the_criterion_is_the_loss_or_minus_the_mean_iou_of_the_painted_classes(
     assert validation_criterion("iou", 0.0, undefined, both) == (0.0, 0.0)
     half = {"iou_cytoplasm": float("nan"), "iou_nucleus": 0.8}  # no cytoplasm to validate on
     assert validation_criterion("iou", 0.3, half, both) == pytest.approx((-0.8, 0.3))
-    with pytest.raises(ConfigError, match="monitor must be one of iou, loss"):
+    per_image = {**scores, "image_iou_cytoplasm": 0.7, "image_iou_nucleus": 0.5}
+    assert validation_criterion("image_iou", 0.3, per_image, both) == pytest.approx((-0.6, 0.3))
+    assert validation_criterion("image_iou", 0.3, per_image, nuclei) == pytest.approx((-0.5, 0.3))
+    with pytest.raises(ConfigError, match="monitor must be one of image_iou, iou, loss"):
         SegTrainConfig(monitor="dice")
 
 
@@ -189,7 +217,13 @@ STUCK = [(1.0, 0.0, 0.0), (0.9, 0.0, 0.0), (0.7, 0.0, 0.0), (0.8, 0.0, 0.0), (0.
 
 @pytest.mark.parametrize(
     ("monitor", "script", "best", "stopped"),
-    [("iou", SCRIPT, 3, 5), ("loss", SCRIPT, 2, 4), ("iou", STUCK, 3, 5)],
+    [
+        ("iou", SCRIPT, 3, 5),
+        ("image_iou", SCRIPT, 3, 5),
+        ("loss", SCRIPT, 2, 4),
+        ("iou", STUCK, 3, 5),
+        ("image_iou", STUCK, 3, 5),
+    ],
 )
 def test_early_stopping_and_the_kept_model_follow_the_monitor(
     data, monkeypatch, monitor, script, best, stopped
@@ -199,7 +233,8 @@ def test_early_stopping_and_the_kept_model_follow_the_monitor(
     def scripted(*_args, **_kwargs):
         loss, cyto, nuc = next(script)
         return loss, {"iou_cytoplasm": cyto, "iou_nucleus": nuc, "dice_cytoplasm": cyto,
-                      "dice_nucleus": nuc}  # fmt: skip
+                      "dice_nucleus": nuc, "image_iou_cytoplasm": cyto,
+                      "image_iou_nucleus": nuc}  # fmt: skip
 
     monkeypatch.setattr(segmentation, "_validate", scripted)
     config = SegTrainConfig(
