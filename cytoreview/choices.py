@@ -34,8 +34,9 @@ DEFAULT_SEGMENTER = "unet"
 #: How images meet the segmenter: from the painted masks (auto), letterboxed crops, or fields
 #: tiled at native resolution (cytoreview.data.geometry states the rule).
 GEOMETRIES: tuple[str, ...] = ("auto", "crops", "fields")
-#: Segmentation losses: class-weighted Dice + focal (default), Jaccard, or Dice alone.
-LOSSES: tuple[str, ...] = ("dice_focal", "jaccard", "dice")
+#: Segmentation losses: class-weighted Dice + cross-entropy (default), Dice + focal (the
+#: published protocol), Jaccard, or Dice alone.
+LOSSES: tuple[str, ...] = ("dice_ce", "dice_focal", "jaccard", "dice")
 #: Numeric precision of ONNX inference on the CPU. ``auto``: the int8 model when it passed the
 #: project's quality gate, else fp32; ``fp32`` forces full precision; ``int8`` forces the
 #: quantised model (CPU only). CUDA always runs the fp32 export.

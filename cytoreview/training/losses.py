@@ -1,8 +1,13 @@
-"""Segmentation losses: class-weighted soft Dice + categorical focal (default), or Jaccard.
+"""Segmentation losses: class-weighted soft Dice + cross-entropy (default), + focal, or Jaccard.
 
-The default follows the published protocol (Dice + focal with alpha 0.25, gamma 2): Dice keeps
-small structures such as nuclei from being swamped by background, focal concentrates on the
-hard pixels at cell borders.
+The soft Dice, weighted by class, keeps small structures such as nuclei from being swamped by
+background. It is pooled over the batch, so it says little about any one pixel; the default
+adds the plain per-pixel cross-entropy (as nnU-Net does), whose gradient is largest on the
+pixels the model gets wrong, at cell borders. The published protocol adds a focal term instead
+(alpha 0.25, gamma 2), which scales each pixel's cross-entropy by a quarter and by (1 - p)^2:
+once the model is roughly right it adds almost nothing, and the borders are left to the pooled
+Dice (Herlev, 4 seed splits: Dice 0.784 / 0.901 cytoplasm / nucleus with it, 0.793 / 0.907 with
+the cross-entropy; ``cytoreview.defaults.SegRecipe.loss``).
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ class SegmentationLoss(torch.nn.Module):
     Parameters
     ----------
     name
-        ``dice_focal`` (default), ``jaccard`` or ``dice``.
+        ``dice_ce`` (default), ``dice_focal``, ``jaccard`` or ``dice``.
     class_weights
         One weight per class for the Dice/Jaccard term.
     alpha, gamma
@@ -98,7 +103,7 @@ class SegmentationLoss(torch.nn.Module):
 
     def __init__(
         self,
-        name: str = "dice_focal",
+        name: str = "dice_ce",
         class_weights: Sequence[float] = (1.0, 1.0, 1.0),
         alpha: float = 0.25,
         gamma: float = 2.0,
@@ -127,4 +132,8 @@ class SegmentationLoss(torch.nn.Module):
         dice = soft_dice_loss(probs, onehot, self.weights)
         if self.name == "dice":
             return dice
+        if self.name == "dice_ce":
+            # Unweighted: the Dice term already balances the classes; a weighted
+            # cross-entropy would also inflate the nucleus's share of every border pixel.
+            return dice + F.cross_entropy(logits, target)
         return dice + focal_loss(logits, target, self.alpha, self.gamma)

@@ -1,6 +1,6 @@
 """Training a segmenter: a generator of progress events, cancellable between steps.
 
-Adam with its rate lowered on plateaus, class-weighted Dice + focal loss, a moving average of
+Adam with its rate lowered on plateaus, class-weighted Dice + cross-entropy, a moving average of
 the weights that is what is validated and kept, early stopping on the validation IoU (or loss)
 restoring the best average, an optional wall-clock budget. CUDA (mixed precision) when there is
 a GPU; on the CPU, channels_last (bf16 autocast on request, where the CPU computes bf16

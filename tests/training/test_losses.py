@@ -59,8 +59,26 @@ def test_combined_loss_and_unknown_name() -> None:
     loss = SegmentationLoss("dice_focal")(logits, target)
     loss.backward()
     assert loss.item() > 0 and logits.grad is not None
-    with pytest.raises(ConfigError, match="valid: dice_focal, jaccard, dice"):
+    with pytest.raises(ConfigError, match="valid: dice_ce, dice_focal, jaccard, dice"):
         SegmentationLoss("hinge")
+
+
+def test_dice_ce_is_the_weighted_dice_plus_the_plain_cross_entropy() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    weights = [0.5, 1.0, 1.5]
+    onehot = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    dice = soft_dice_loss(logits.softmax(1), onehot, torch.tensor(weights))
+    expected = dice + torch.nn.functional.cross_entropy(logits, target)
+    assert float(SegmentationLoss("dice_ce", weights)(logits, target)) == pytest.approx(
+        float(expected), rel=1e-5
+    )
+    # The default: a perfect prediction costs (almost) nothing, a confident wrong one a lot.
+    assert SegmentationLoss().name == "dice_ce"
+    perfect = onehot * 40.0
+    assert float(SegmentationLoss()(perfect, target)) < 1e-3
+    assert float(SegmentationLoss()(perfect.roll(1, dims=1), target)) > 10.0
 
 
 def test_median_frequency_weights() -> None:
@@ -72,7 +90,8 @@ def test_median_frequency_weights() -> None:
     assert class_weights_from_masks([np.zeros((2, 2), np.uint8)]) == [1.0, 0.0, 0.0]
 
 
-def test_a_class_no_mask_contains_is_left_out_of_the_loss() -> None:
+@pytest.mark.parametrize("name", ["dice_ce", "dice_focal"])
+def test_a_class_no_mask_contains_is_left_out_of_the_loss(name: str) -> None:
     import torch
 
     from cytoreview.training.losses import SegmentationLoss, classes_present
@@ -82,11 +101,11 @@ def test_a_class_no_mask_contains_is_left_out_of_the_loss() -> None:
     assert present == [True, False, True]
     weights = class_weights_from_masks(masks)
     assert weights[1] == 0.0 and np.mean([weights[0], weights[2]]) == pytest.approx(1.0)
-    loss = SegmentationLoss("dice_focal", weights, present=present)
+    loss = SegmentationLoss(name, weights, present=present)
     target = torch.from_numpy(masks[0].astype(np.int64))[None]
     logits = torch.randn(1, 3, 2, 2)
     louder = logits.clone()
     louder[:, 1] += 50.0  # whatever the model says about cytoplasm...
     assert float(loss(logits, target)) == pytest.approx(float(loss(louder, target)), abs=1e-5)
-    everything = SegmentationLoss("dice_focal", [1.0, 1.0, 1.0])
+    everything = SegmentationLoss(name, [1.0, 1.0, 1.0])
     assert float(everything(louder, target)) > float(everything(logits, target)) + 1.0
