@@ -133,7 +133,6 @@ class SegmentationLoss(torch.nn.Module):
         if self.name == "dice":
             return dice
         if self.name == "dice_ce":
-            # Unweighted: the Dice term already balances the classes; a weighted
-            # cross-entropy would also inflate the nucleus's share of every border pixel.
+            # Unweighted, as in nnU-Net: the Dice term already balances the classes.
             return dice + F.cross_entropy(logits, target)
         return dice + focal_loss(logits, target, self.alpha, self.gamma)

@@ -185,14 +185,13 @@ def _validate(
         # A class no mask contains is never predicted (as at inference): its logit is untrained.
         pred = logits.masked_fill(loss_fn.absent.view(1, -1, 1, 1), -torch.inf).argmax(1)
         for name, label in SCORED.items():
-            p, t = pred == label, y == label
-            tp = int((p & t).sum())
-            fp = int((p & ~t).sum())
-            fn = int((~p & t).sum())
+            p, t = (pred == label).flatten(1), (y == label).flatten(1)
+            # Per image first: the pooled counts are their sums.
+            tp_i, fp_i, fn_i = (p & t).sum(1), (p & ~t).sum(1), (~p & t).sum(1)
+            tp, fp, fn = int(tp_i.sum()), int(fp_i.sum()), int(fn_i.sum())
             counts[name] = counts[name] + Counts(tp, fp, fn, int(t.numel()) - tp - fp - fn)
-            inter = (p & t).flatten(1).sum(1).float()
-            union = (p | t).flatten(1).sum(1).float()
-            per_image[name] += (inter[union > 0] / union[union > 0]).tolist()
+            union = tp_i + fp_i + fn_i
+            per_image[name] += (tp_i[union > 0] / union[union > 0]).tolist()
     scores: dict[str, float] = {}
     for name, c in counts.items():
         s = scores_from_counts(c)
