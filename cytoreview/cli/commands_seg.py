@@ -125,6 +125,14 @@ def register(sub: Any) -> None:
         f"masks; default {'on' if SEG.semi else 'off'})",
     )
     p.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=SEG.calibrate,
+        help="after training, choose per-class decision offsets on the validation images "
+        "(shifts of the arg-max that raise their Dice; the masks use them) "
+        f"(default {'on' if SEG.calibrate else 'off'})",
+    )
+    p.add_argument(
         "--cpu-bf16",
         action="store_true",
         default=SEG.cpu_bf16,
@@ -235,6 +243,7 @@ def train_request(args: argparse.Namespace) -> SegTrainRequest:
         lr_patience=args.lr_patience, ema_decay=args.ema_decay, monitor=args.monitor,
         seed=args.seed, tile_threshold=args.tile_above, threads=args.threads, amp=args.amp,
         cpu_bf16=args.cpu_bf16, geometry=args.geometry, semi=args.semi,
+        calibrate=args.calibrate,
         include_generated=args.include_generated,
     )  # fmt: skip
     dests = {"tile_threshold": "tile_above"}

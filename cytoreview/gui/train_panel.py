@@ -431,11 +431,11 @@ class TrainPanel(MaskJobs, JobPanel):
 
     # -- events (GUI thread) -------------------------------------------------------------------
     def on_progress(self, event: Progress) -> None:
-        """The common handling, plus the device in use and the export stage."""
+        """The common handling, plus the device in use and the stages after the epochs."""
         if event.device is not None:  # the workflow says where it runs (never parsed from text)
             self.device_label.setText(f"Device: {event.device}")
         super().on_progress(event)
-        if event.stage == "export" and not self.runner.cancel_requested:
+        if event.stage in ("export", "calibrate") and not self.runner.cancel_requested:
             self.eta_label.setText(event.message)
 
     def _on_succeeded(self, report: object) -> None:

@@ -23,6 +23,7 @@ from cytoreview.data.transforms import (
     to_tensor_layout,
     unletterbox_probs,
 )
+from cytoreview.inference.decision import decide
 from cytoreview.inference.postprocess import PostprocessConfig, clean_mask
 from cytoreview.inference.tiling import predict_tiled
 from cytoreview.inference.uncertainty import image_uncertainty
@@ -48,6 +49,9 @@ class SegmenterSpec:
     classes_present: tuple[bool, ...] = (True, True, True)
     #: Trained on windows of whole fields (not on cell crops).
     fields: bool = False
+    #: Added to each class's log-probability before the arg-max (chosen on the training run's
+    #: validation images, see cytoreview.inference.decision); zeros: the plain arg-max.
+    offsets: tuple[float, ...] = (0.0, 0.0, 0.0)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SegmenterSpec:
@@ -62,6 +66,7 @@ class SegmenterSpec:
             scale=float(config.get("scale", 1.0)),
             classes_present=tuple(bool(p) for p in config.get("classes_present", (1, 1, 1))),
             fields=config.get("geometry") == "fields",
+            offsets=tuple(float(v) for v in config.get("class_offsets", (0.0, 0.0, 0.0))),
         )
 
     @property
@@ -187,9 +192,17 @@ def _drop_absent(probs: np.ndarray, present: tuple[bool, ...]) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def probs_to_result(probs: np.ndarray, post: PostprocessConfig | None = None) -> SegmentedImage:
-    """Arg-max labels, cleaned, with the image's uncertainty (mean entropy near the cells)."""
-    raw = probs.argmax(axis=0).astype(np.uint8)
+def probs_to_result(
+    probs: np.ndarray,
+    post: PostprocessConfig | None = None,
+    offsets: Sequence[float] | None = None,
+) -> SegmentedImage:
+    """Arg-max labels, cleaned, with the image's uncertainty (mean entropy near the cells).
+
+    ``offsets`` (the model's, see :mod:`cytoreview.inference.decision`) shift the arg-max; the
+    uncertainty is computed from the probabilities as the network gave them.
+    """
+    raw = decide(probs, offsets)
     mask = clean_mask(raw, post or PostprocessConfig())
     return SegmentedImage(
         mask=mask, uncertainty=image_uncertainty(probs, _near_cells(raw)), probs=probs
@@ -217,4 +230,4 @@ def segment_images(
     ``post`` defaults to the rules that fit the model's classes (:attr:`SegmenterSpec.postprocess`).
     """
     post = post or spec.postprocess
-    return [probs_to_result(p, post) for p in predict_probs(images, predict, spec)]
+    return [probs_to_result(p, post, spec.offsets) for p in predict_probs(images, predict, spec)]

@@ -168,7 +168,7 @@ def segment_chunk(
     if rgb.shape != expected:
         raise ValueError(f"chunk {chunk.index}: pixels {rgb.shape}, expected {expected}")
     probs = drop_absent_classes(field_probs(rgb, predict, spec), spec)
-    labels = probs_to_result(probs, spec.postprocess).mask
+    labels = probs_to_result(probs, spec.postprocess, spec.offsets).mask
     core = chunk.core_in_read
     return ChunkResult(
         chunk.index,

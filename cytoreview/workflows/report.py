@@ -15,6 +15,7 @@ from typing import Any
 
 from cytoreview import __version__
 from cytoreview.errors import ImageReadError, NotEnoughDataError
+from cytoreview.inference.decision import OffsetFit
 from cytoreview.models.classifiers import describe_classifier
 from cytoreview.models.segmenters import describe_segmenter
 from cytoreview.report.html import render_report
@@ -150,9 +151,12 @@ def _seg_section(store: ModelStore) -> SegmentationSection | None:
     n_val = int(m.get("n_val") or len(run.config.get("data", {}).get("val", [])))
     size = run.config.get("input_size")
     at = f"at the model's input size of {size} px" if size else "at the model's input size"
+    # The offsets change the masks, not these scores (taken while training, without them).
+    decision = f"; {OffsetFit.from_dict(m['decision']).describe()}" if m.get("decision") else ""
     return SegmentationSection(
         n_images=n_val, pooled=pooled, evaluated_on=f"validation images of the training run, "
-        f"{at}, pooled over pixels; best epoch {m['best_epoch']} of {m.get('epochs_run', '?')}",
+        f"{at}, pooled over pixels; best epoch {m['best_epoch']} of {m.get('epochs_run', '?')}"
+        f"{decision}",
         model_id=run.model_id, arch=describe_segmenter(run.config),
         curve=curve, title=f"Validation during training ({run.model_id})",
     )  # fmt: skip

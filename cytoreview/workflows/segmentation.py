@@ -35,8 +35,11 @@ from cytoreview.errors import (
     ProjectError,
     UnsafePathError,
 )
+from cytoreview.inference.calibration import calibrate_offsets
+from cytoreview.inference.decision import OffsetFit
 from cytoreview.inference.onnx_export import export_onnx, onnx_providers
-from cytoreview.inference.segment import SegmenterSpec
+from cytoreview.inference.predictors import TorchPredictor
+from cytoreview.inference.segment import SegmenterSpec, with_tta
 from cytoreview.models.devices import pick_torch_device
 from cytoreview.models.segmenters import (
     DEFAULT_SEGMENTER,
@@ -97,6 +100,9 @@ class SegTrainRequest:
     cpu_bf16: bool = SEG.cpu_bf16
     #: Also learn from the project's unpainted images (never stored as masks).
     semi: bool = SEG.semi
+    #: Choose decision offsets on the validation images after training (see
+    #: cytoreview.inference.decision).
+    calibrate: bool = SEG.calibrate
     #: CPU threads (None: measured while training) and augmentation workers (None: chosen).
     threads: int | None = None
     loader_workers: int | None = None
@@ -426,10 +432,16 @@ def train_segmentation(
         )
         raise
     writer.flush()
+    decision = None
     if writer.any:
         yield Progress("export", 0, 1, "exporting to ONNX")
         store.save_onnx(model_id, export_onnx(model, input_size))
         yield Progress("export", 1, 1, "ONNX export written")
+        if request.calibrate and val_idx:
+            yield Progress("calibrate", 0, 1, "choosing decision offsets on the validation images")
+            val_images, val_masks = [images[i] for i in val_idx], [masks[i] for i in val_idx]
+            decision = _calibrate(store, model_id, model, train_cfg, val_images, val_masks)
+            yield Progress("calibrate", 1, 1, decision.describe())
     status = "cancelled" if result.stop_reason == "cancelled" else "finished"
     summary = {
         "stop_reason": result.stop_reason, "seconds": round(result.seconds, 1),
@@ -439,6 +451,7 @@ def train_segmentation(
                              for n, m in result.thread_decisions],
         "history": [{"epoch": h.epoch, **_stats_dict(h)} for h in result.history],
         **({"best_epoch": result.best.epoch, **_stats_dict(result.best)} if result.best else {}),
+        **({"decision": decision.to_dict()} if decision is not None else {}),
     }  # fmt: skip
     store.finish_run(run_id, status, summary, actor=actor, has_checkpoint=writer.any)
     return SegTrainReport(
@@ -447,6 +460,33 @@ def train_segmentation(
         device=result.device, seconds=result.seconds, parent_model=parent, init_note=note,
         skipped=skipped,
     )  # fmt: skip
+
+
+def _calibrate(
+    store: ModelStore,
+    model_id: str,
+    model: torch.nn.Module,
+    train_cfg: SegTrainConfig,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+) -> OffsetFit:
+    """Choose the kept model's decision offsets on the validation images and store them.
+
+    The masks are made as ``segment`` makes them (the same views: see ``SEG.tta_for``), by the
+    weights the checkpoint holds; the offsets join the checkpoint's config, where
+    :class:`SegmenterSpec` reads them.
+    """
+    config, state = store.load(model_id)
+    spec = SegmenterSpec.from_config(config)  # a new run's config has no offsets yet
+    predictor: Any = TorchPredictor(model, train_cfg.device, train_cfg.amp)
+    if SEG.tta_for(spec.fields):
+        predictor = with_tta(predictor)
+    fit = calibrate_offsets(images, masks, predictor, spec)
+    model.to("cpu", memory_format=torch.contiguous_format).eval()
+    store.save_weights(
+        model_id, state, {**config, "class_offsets": list(fit.offsets), "decision": fit.to_dict()}
+    )
+    return fit
 
 
 def _size_multiple(network: Mapping[str, Any]) -> int:

@@ -37,3 +37,18 @@ def drain(
                 writer(event.message)
     except StopIteration as stop:
         return stop.value
+
+
+def without_offsets(project: Any, model_id: str) -> bool:
+    """Set a segmenter's decision offsets to 0; whether it had any.
+
+    The same weights then make the plain arg-max's masks, to score them beside the offsets'.
+    """
+    from cytoreview.storage.model_store import ModelStore
+
+    store = ModelStore(project)
+    config, state = store.load(model_id)
+    if not any(config.get("class_offsets") or ()):
+        return False
+    store.save_weights(model_id, state, {**config, "class_offsets": [0.0, 0.0, 0.0]})
+    return True

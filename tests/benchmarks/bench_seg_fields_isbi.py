@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from _drive import drain
+from _drive import drain, without_offsets
 
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
@@ -126,8 +126,17 @@ def main() -> None:
             },
             "tta": seg.tta,
             "with_tta": other_tta,
+            "decision": ModelStore(project).runs("segmentation")[-1].metrics.get("decision"),
+            "without_offsets": None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
+        if without_offsets(project, report.model_id):  # the same model, the plain arg-max
+            drain(segment_project(project, actor="bench"))
+            plain = drain(evaluate_segmentation(project, DATA / "masks", provenance=["auto"]))
+            result["without_offsets"] = {
+                kind: {c: round(getattr(plain.report, kind)[c].dice, 4) for c in scored}
+                for kind in ("mean", "pooled")
+            }
         project.close()
         print(json.dumps(result, indent=2))
     finally:

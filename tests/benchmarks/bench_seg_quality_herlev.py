@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from _drive import drain
+from _drive import drain, without_offsets
 from _herlev import DATA, import_herlev, paint, seed_names
 
 from cytoreview.defaults import SEG, SEG_MONITORS
@@ -78,7 +78,7 @@ def boundary_sensitivity() -> dict[str, float]:
 #: The recipe before the benchmarked defaults (what `train-seg` did until 2026-12).
 PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": False, "threads": 0,
             "lr_patience": 0, "ema_decay": 0.0, "batch_size": 8, "loss": "dice_focal",
-            "monitor": "loss", "augment": {"shift": 0.2}}  # fmt: skip
+            "monitor": "loss", "augment": {"shift": 0.2}, "calibrate": False}  # fmt: skip
 
 
 def method_settings(args: argparse.Namespace) -> dict[str, str]:
@@ -126,6 +126,7 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
         batch_size=recipe["batch_size"], loss=recipe["loss"],
         amp=recipe["amp"], threads=(os.cpu_count() or 1) if threads == 0 else threads,
         loader_workers=args.workers, semi=args.semi, cpu_bf16=args.cpu_bf16,
+        calibrate=recipe["calibrate"],
         augment={**recipe.get("augment", {}), **augment_changes(args)},
     )  # fmt: skip
     start = time.perf_counter()
@@ -148,7 +149,9 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
     from cytoreview.storage.model_store import ModelStore
 
     store = ModelStore(project)
-    result["thread_decisions"] = store.runs("segmentation")[-1].metrics.get("thread_decisions")
+    run_metrics = store.runs("segmentation")[-1].metrics
+    result["thread_decisions"] = run_metrics.get("thread_decisions")
+    result["decision"] = run_metrics.get("decision")
     result["input_size"] = store.load(report.model_id)[0]["input_size"]
     if not args.ceiling:
         seg = drain(segment_project(project, actor="bench", batch_size=32, tta=recipe["tta"]))
@@ -157,6 +160,18 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
                 project, DATA / "masks", ignore_dir=DATA / "ignore", provenance=["auto"]
             )
         )
+        result["auto_vs_truth_without_offsets"] = None
+        if without_offsets(project, report.model_id):  # the same model, the plain arg-max
+            drain(segment_project(project, actor="bench", batch_size=32, tta=recipe["tta"]))
+            plain = drain(
+                evaluate_segmentation(
+                    project, DATA / "masks", ignore_dir=DATA / "ignore", provenance=["auto"]
+                )
+            ).report
+            result["auto_vs_truth_without_offsets"] = {
+                kind: {c: round(getattr(plain, kind)[c].dice, 4) for c in ("cytoplasm", "nucleus")}
+                for kind in ("mean", "pooled")
+            }
         result["auto_segmented"] = len(seg.segmented)
         result["segment_seconds"] = round(seg.seconds, 1)
         result["segment_device"] = seg.device
@@ -203,6 +218,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="overrides the recipe")
     parser.add_argument("--loss", help="overrides the recipe")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, help="overrides")
+    parser.add_argument(
+        "--calibrate", action=argparse.BooleanOptionalAction,
+        help="overrides (decision offsets chosen on the validation seeds)",
+    )  # fmt: skip
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="overrides")
     parser.add_argument("--threads", type=int, help="overrides (0: all cores, fixed)")
     parser.add_argument("--semi", action="store_true", help="also learn from unpainted cells")
@@ -218,7 +237,7 @@ def main() -> None:
                   "tta": None, "amp": SEG.amp, "threads": None,
                   "lr_patience": SEG.lr_patience, "ema_decay": SEG.ema_decay,
                   "monitor": SEG.monitor, "batch_size": SEG.batch_size,
-                  "loss": SEG.loss}  # fmt: skip
+                  "loss": SEG.loss, "calibrate": SEG.calibrate}  # fmt: skip
     for key in (
         "lr",
         "patience",
@@ -228,6 +247,7 @@ def main() -> None:
         "batch_size",
         "loss",
         "tta",
+        "calibrate",
         "amp",
         "threads",
     ):

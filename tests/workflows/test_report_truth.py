@@ -61,6 +61,9 @@ def _finished_seg_run(project: Project) -> None:
     metrics = {
         "best_epoch": 3, "epochs_run": 5, "n_val": 2, "dice_cytoplasm": 0.81,
         "dice_nucleus": 0.72, "iou_cytoplasm": 0.7, "iou_nucleus": 0.6,
+        "decision": {"offsets": [0.0, 0.8, 0.8], "n_images": 15, "reason": "",
+                     "dice_before": {"cytoplasm": 0.77, "nucleus": 0.93},
+                     "dice_after": {"cytoplasm": 0.80, "nucleus": 0.93}},
     }  # fmt: skip
     store.finish_run(run, "finished", metrics, actor="t", has_checkpoint=True)
 
@@ -80,6 +83,12 @@ def test_segmentation_scores_are_labelled_by_how_they_were_measured(
     assert "Pooled: from the pixel counts of all images together" in html
     assert MEAN_TEXT not in html
     assert NO_MASK_QUALITY in html  # no truth given: the real quality is said to be unmeasured
+    # The auto masks' decision offset is said where the model's validation is.
+    said = (
+        "decision offset +0.8 on the cells&#x27; log-probability against background, chosen on 15 "
+        "validation images: Dice cytoplasm 0.770 -&gt; 0.800, nucleus 0.930 -&gt; 0.930"
+    )
+    assert said in html
 
     # With ground truth: the current masks at their own size, mean and pooled, named as such.
     data = run_job(build_report_data(project, seg_truth_dir=tmp_path / "masks"))[1]

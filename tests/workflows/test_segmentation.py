@@ -18,6 +18,7 @@ import torch
 
 from cytoreview.data.synthetic import synth_cell, synth_dataset
 from cytoreview.errors import CheckpointError
+from cytoreview.inference.decision import MIN_GAIN, OFFSET_GRID, OffsetFit
 from cytoreview.inference.onnx_export import onnx_model_problem
 from cytoreview.inference.segment import SegmenterSpec, segment_images
 from cytoreview.models.segmenters import build_segmenter
@@ -148,15 +149,38 @@ def test_fine_tune_starts_from_the_parent_and_keeps_it(trained) -> None:
     for key, value in model.state_dict().items():
         assert torch.equal(value, parent_state[key]), key
     request = SegTrainRequest(
-        epochs=1, init=report.model_id, settings={"encoder": "resnet34"}, seed=1
+        epochs=1, init=report.model_id, settings={"encoder": "resnet34"}, seed=1, calibrate=False
     )
-    _, tuned = drive(train_segmentation(project, request, actor="dr_b"))
+    events, tuned = drive(train_segmentation(project, request, actor="dr_b"))
+    assert not any(e.stage == "calibrate" for e in events)
     assert tuned.model_id != report.model_id and tuned.parent_model == report.model_id
     config, _ = store.load(tuned.model_id)
     assert (
         config["settings"] == {"encoder": "resnet18"} and config["input_size"] == 64
     )  # the parent's geometry
+    # The parent's decision offsets belong to the parent's weights: not inherited.
+    assert "class_offsets" not in config and SegmenterSpec.from_config(config).offsets == (0,) * 3
     assert store.checkpoint_path(report.model_id).is_file()  # the old version is kept
+
+
+def test_training_chooses_decision_offsets_on_the_validation_images(trained) -> None:
+    project, report, events, _ = trained
+    store = ModelStore(project)
+    run = next(r for r in store.runs("segmentation") if r.model_id == report.model_id)
+    decision = run.metrics["decision"]
+    config, _ = store.load(report.model_id)
+    assert decision["n_images"] == report.n_val > 0
+    assert config["class_offsets"] == decision["offsets"] and decision["offsets"][0] == 0
+    assert all(v in OFFSET_GRID for v in decision["offsets"])
+    assert SegmenterSpec.from_config(config).offsets == tuple(decision["offsets"])
+    # Kept only for a gain, measured the way the masks are judged.
+    if any(decision["offsets"]):
+        before, after = (sum(decision[k].values()) for k in ("dice_before", "dice_after"))
+        assert after >= before + MIN_GAIN * len(decision["dice_after"])
+    else:  # too few validation cells (this set: one a crop) or no gain: said why
+        assert decision["reason"] and decision["dice_after"] == decision["dice_before"]
+    said = [e.message for e in events if e.stage == "calibrate"]
+    assert len(said) == 2 and said[-1] == OffsetFit.from_dict(decision).describe()
 
 
 def test_cancel_after_an_epoch_leaves_a_usable_model(trained) -> None:
