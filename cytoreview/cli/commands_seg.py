@@ -128,9 +128,9 @@ def register(sub: Any) -> None:
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=SEG.calibrate,
-        help="after training, choose per-class decision offsets on the validation images "
-        "(shifts of the arg-max that raise their Dice; the masks use them) "
-        f"(default {'on' if SEG.calibrate else 'off'})",
+        help="after training, choose a decision offset for the cells' outline on the "
+        "validation images (a shift of the arg-max that raises their Dice; the auto masks use "
+        f"it) (default {'on' if SEG.calibrate else 'off'})",
     )
     p.add_argument(
         "--cpu-bf16",
