@@ -187,8 +187,6 @@ def fit_offsets(
         if result > best[0] + 1e-9:
             best = (result, offsets, dice)
     if best[0] - base_score < MIN_GAIN:
-        return OffsetFit(
-            zeros, len(probs), base_dice, base_dice,
-            reason=f"none raised the validation Dice by {MIN_GAIN} or more",
-        )  # fmt: skip
+        reason = f"none raised the validation Dice by {MIN_GAIN} or more"
+        return OffsetFit(zeros, len(probs), base_dice, base_dice, reason=reason)
     return OffsetFit(best[1], len(probs), base_dice, best[2])
