@@ -29,6 +29,13 @@ SEG_ENCODERS: tuple[str, ...] = (
     "vgg19_bn",
 )
 DEFAULT_ENCODER = "resnet18"
+#: Channels of the U-Net decoder's deepest block (each shallower block has half): 256 is the
+#: usual U-Net's (segmentation-models-pytorch's default); 128, the default, makes a training step
+#: on Herlev's 64 px cells 0.78x as long (see ``UnetSettings`` in cytoreview.plugin_api.builtin).
+DECODER_WIDTHS: tuple[int, ...] = (64, 128, 256)
+DEFAULT_DECODER_WIDTH = 128
+#: What a U-Net checkpoint written before the setting existed was built with.
+LEGACY_DECODER_WIDTH = 256
 #: The segmenter contribution a user gets without choosing (the built-in U-Net).
 DEFAULT_SEGMENTER = "unet"
 #: How images meet the segmenter: from the painted masks (auto), letterboxed crops, or fields

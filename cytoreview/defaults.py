@@ -86,7 +86,10 @@ class SegRecipe:
         0.761 / 0.893. Mean of the three: 0.768 / 0.907 against 0.757 / 0.891, for about 40 % more
         epochs.
     batch_size
-        Images (or field windows) per step.
+        Images (or field windows) per step; an epoch's images are split into the whole number
+        of batches nearest ``n / batch_size``, of even size (``EpochBatches``), so that no step
+        trains on a remainder of one or two images (Herlev's 65 training cells: seven batches
+        of 8 and one of 9, not a ninth of one cell).
     loss
         ``dice_ce``: class-weighted soft Dice + the plain per-pixel cross-entropy (nnU-Net's
         loss). Herlev, 80 seeds, 4 seed splits, one core each beside another run (2026-12-07):

@@ -17,7 +17,14 @@ import torch
 
 # The encoder names live in the torch-free choices module (the CLI parser lists them without
 # importing smp).
-from cytoreview.choices import DEFAULT_ENCODER, DEFAULT_SEGMENTER, SEG_ENCODERS
+from cytoreview.choices import (
+    DECODER_WIDTHS,
+    DEFAULT_DECODER_WIDTH,
+    DEFAULT_ENCODER,
+    DEFAULT_SEGMENTER,
+    LEGACY_DECODER_WIDTH,
+    SEG_ENCODERS,
+)
 from cytoreview.errors import ConfigError
 from cytoreview.plugin_api import Contribution, find
 
@@ -33,12 +40,17 @@ __all__ = [
     "segmenter_method",
 ]
 
+#: The built-in U-Net's contribution name.
+UNET_NAME = "unet"
 #: Spatial sizes of the U-Net must be multiples of this (five stride-2 stages).
 SIZE_MULTIPLE = 32
 
 
 def build_unet(
-    encoder: str = DEFAULT_ENCODER, classes: int = 3, in_channels: int = 3
+    encoder: str = DEFAULT_ENCODER,
+    classes: int = 3,
+    in_channels: int = 3,
+    decoder_width: int = DEFAULT_DECODER_WIDTH,
 ) -> torch.nn.Module:
     """A U-Net with a randomly initialised encoder.
 
@@ -50,11 +62,21 @@ def build_unet(
         Output channels (3: background, cytoplasm, nucleus).
     in_channels
         Input channels (3: RGB).
+    decoder_width
+        Channels of the decoder's deepest block; each of the five blocks has half the channels
+        of the one before (256: segmentation-models-pytorch's default, 256-128-64-32-16).
     """
     if encoder not in SEG_ENCODERS:
         raise ConfigError(f"unknown encoder {encoder!r}; valid: {', '.join(SEG_ENCODERS)}")
+    if decoder_width not in DECODER_WIDTHS:
+        valid = ", ".join(map(str, DECODER_WIDTHS))
+        raise ConfigError(f"decoder width must be one of {valid}, not {decoder_width!r}")
     return smp.Unet(
-        encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes
+        encoder_name=encoder,
+        encoder_weights=None,
+        in_channels=in_channels,
+        classes=classes,
+        decoder_channels=[decoder_width >> level for level in range(5)],
     )
 
 
@@ -65,8 +87,15 @@ class UnetMethod:
     size_multiple: int = SIZE_MULTIPLE
 
     def build(self, settings: Any, *, classes: int, in_channels: int) -> torch.nn.Module:
-        """A U-Net with the settings' encoder."""
-        return build_unet(settings.encoder, classes=classes, in_channels=in_channels)
+        """A U-Net with the settings' encoder and decoder width."""
+        return build_unet(
+            settings.encoder,
+            classes=classes,
+            in_channels=in_channels,
+            # A plugin that builds through this method with settings of its own, written before
+            # the setting existed, gets the decoder it always got: its models must still load.
+            decoder_width=getattr(settings, "decoder_width", LEGACY_DECODER_WIDTH),
+        )
 
     def weight_targets(self, model: torch.nn.Module) -> list[torch.nn.Module]:
         """A weights file may name the whole U-Net or its encoder alone (ImageNet weights)."""
@@ -90,11 +119,20 @@ def segmenter_method(config: dict[str, Any]) -> Any:
 
 
 def segmenter_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The method's settings recorded in ``config`` (older U-Net configs: their ``encoder``)."""
+    """The method's settings recorded in ``config``.
+
+    Older U-Net configs have their ``encoder`` outside a settings record, and a U-Net config
+    without ``decoder_width`` was written before that setting existed: its network had the
+    usual decoder (:data:`~cytoreview.choices.LEGACY_DECODER_WIDTH`), not today's default, and
+    is rebuilt as it was, so that its weights fit.
+    """
     settings = config.get("settings")
     if settings is None:
         settings = {"encoder": config["encoder"]} if "encoder" in config else {}
-    return dict(settings)
+    settings = dict(settings)
+    if config.get("arch", DEFAULT_SEGMENTER) == UNET_NAME:
+        settings.setdefault("decoder_width", LEGACY_DECODER_WIDTH)
+    return settings
 
 
 def describe_segmenter(config: dict[str, Any]) -> str:

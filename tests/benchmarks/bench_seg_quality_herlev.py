@@ -38,6 +38,7 @@ from _drive import drain, without_offsets
 from _herlev import DATA, import_herlev, paint, seed_names
 
 from cytoreview.defaults import SEG, SEG_MONITORS
+from cytoreview.plugin_api import find
 from cytoreview.storage.project import Project
 from cytoreview.workflows.segmentation import (
     SegTrainRequest,
@@ -264,7 +265,8 @@ def main() -> None:
         "protocol": "ceiling: all masks, 80/20 split" if args.ceiling else f"{args.seeds} seeds",
         "recipe": args.recipe,
         "arch": args.arch,
-        "method_settings": method_settings(args),
+        # Every setting of the network, the defaults included (e.g. the U-Net's decoder_width).
+        "method_settings": find("segmenter", args.arch).settings_record(method_settings(args)),
         "settings": {
             **recipe,
             "semi": args.semi,

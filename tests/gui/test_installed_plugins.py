@@ -31,7 +31,7 @@ def test_the_installed_plugins_methods_are_offered_with_their_forms(qtbot) -> No
     assert train.request().arch == "rse-unet"
     train.method.setCurrentText("unet")
     assert "wubineh2024" in items(train.preset)
-    assert list(train.method_form.widgets) == ["encoder"]
+    assert list(train.method_form.widgets) == ["encoder", "decoder_width"]
     assert train.generate_dialog.installed and "otsu" in items(train.generate_dialog.generator)
     assert "method" in train.generate_dialog.form.widgets  # otsu's multi-otsu / two-pass
     # Masks from class labels: the XAI generator, with its explanation and grouping choices.

@@ -169,7 +169,9 @@ def test_not_enough_painted_masks_is_reported_not_raised(workbench, qtbot) -> No
     with qtbot.waitSignal(panel.runner.finished, timeout=PATIENCE_MS):
         panel.start_training(SegTrainRequest(epochs=1, **TINY))
     # The log names the method and every setting it runs with.
-    assert panel.log_view.toPlainText().startswith("training unet (encoder resnet18), up to 1")
+    assert panel.log_view.toPlainText().startswith(
+        "training unet (encoder resnet18, decoder_width 128), up to 1"
+    )
     assert "training needs at least 2" in panel.log_view.toPlainText()
     assert any(level == "error" for level, _ in workbench.messages)
     assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
@@ -201,7 +203,7 @@ def cli_request(*flags: str):
 def test_the_methods_and_their_forms_come_from_the_catalog(panel, test_plugins) -> None:
     assert items(panel.method) == test_plugins.names("segmenter") == ["unet", "every-kind-net"]
     assert panel.method.currentText() == "unet"
-    assert list(panel.method_form.widgets) == ["encoder"]  # the built-in U-Net's own setting
+    assert list(panel.method_form.widgets) == ["encoder", "decoder_width"]  # the U-Net's own
     assert items(panel.preset) == ["none", "unet-quick"]
     panel.method.setCurrentText("every-kind-net")
     assert list(panel.method_form.widgets) == ["depth", "lr_scale", "squeeze", "norm", "tag"]

@@ -33,6 +33,8 @@ def test_unknown_names_list_the_valid_ones() -> None:
         build_segmenter({"arch": "unet", "settings": {"encoder": "resnet1000"}})
     with pytest.raises(ConfigError, match=r"unknown setting.*depth; valid: encoder"):
         build_segmenter({"arch": "unet", "settings": {"depth": 4}})
+    with pytest.raises(ConfigError, match=r"decoder_width.*64, 128, 256"):
+        build_segmenter({"arch": "unet", "settings": {"decoder_width": 100}})
 
 
 def test_a_model_of_a_missing_plugin_names_the_plugin_to_install() -> None:
@@ -45,10 +47,31 @@ def test_build_from_config_alone() -> None:
     config = {"arch": "unet", "settings": {"encoder": "mobilenet_v2"}, "class_names": [0, 1, 2]}
     model = build_segmenter(config)
     assert type(model.encoder).__name__.lower().startswith("mobilenet")
-    assert describe_segmenter(config) == "unet (encoder mobilenet_v2)"
+    assert describe_segmenter(config) == "unet (encoder mobilenet_v2, decoder_width 256)"
     # A checkpoint from before plugins existed: a U-Net with a top-level encoder.
     old = build_segmenter({"arch": "unet", "encoder": "mobilenet_v2", "class_names": [0, 1, 2]})
     assert type(old.encoder).__name__.lower().startswith("mobilenet")
+
+
+def test_decoder_width_and_checkpoints_from_before_it() -> None:
+    """New U-Nets have the half-width decoder; a config without the setting is the old one."""
+    new = build_segmenter(
+        {"arch": "unet", "settings": {"encoder": "resnet18", "decoder_width": 128}}
+    )
+    widths = [block.conv2[0].out_channels for block in new.decoder.blocks]
+    assert widths == [128, 64, 32, 16, 8]
+    assert build_unet().decoder.blocks[0].conv2[0].out_channels == 128  # the default
+    usual = build_unet("resnet18", decoder_width=256)
+    assert [b.conv2[0].out_channels for b in usual.decoder.blocks] == [256, 128, 64, 32, 16]
+    # Written before decoder_width existed: rebuilt as it was, so its weights fit.
+    old_config = {"arch": "unet", "settings": {"encoder": "resnet18"}, "class_names": [0, 1, 2]}
+    build_segmenter(old_config).load_state_dict(usual.state_dict())
+    assert "decoder_width 256" in describe_segmenter(old_config)
+    with pytest.raises(RuntimeError):
+        new.load_state_dict(usual.state_dict())
+    model = new.eval()
+    with torch.inference_mode():
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 3, 64, 64)
 
 
 def test_devices() -> None:

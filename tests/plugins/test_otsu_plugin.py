@@ -130,6 +130,10 @@ def test_preset_values_reach_the_request() -> None:
     for off in ("shift", "shear", "brightness", "contrast", "saturation", "hue_deg", "stain"):
         assert request.augment[off] == 0.0
     assert request.augment["blur_prob"] == 0.0 and "rotation_deg" not in request.augment
+    assert request.settings == {"decoder_width": 256}  # the usual U-Net, not the half width
+    # The user's own setting merges with the preset's, key by key.
+    mine = seg_request("wubineh2024", settings={"encoder": "resnet34"})
+    assert mine.settings == {"decoder_width": 256, "encoder": "resnet34"}
 
 
 def test_plugins_command_lists_the_generator_and_the_preset(

@@ -57,8 +57,12 @@ def compared(tmp_path: Path):
 def _fake_finished_run(project: Project, model_id: str, val: list[str], dice: float) -> None:
     """A run record as train_segmentation leaves it (the last one finished is in use)."""
     store = ModelStore(project)
-    config = {"arch": "unet", "settings": {"encoder": "resnet18"}, "input_size": 64,
-              "data": {"train": [], "val": val}}  # fmt: skip
+    config = {
+        "arch": "unet",
+        "settings": {"encoder": "resnet18", "decoder_width": 128},
+        "input_size": 64,
+        "data": {"train": [], "val": val},
+    }
     run_id = store.start_run("segmentation", model_id, config, actor="t")
     metrics = {"best_epoch": 3, "n_train": 5, "n_val": len(val), "seconds": 90.0,
                "dice_cytoplasm": dice, "dice_nucleus": dice - 0.1}  # fmt: skip
@@ -98,7 +102,7 @@ def test_trained_segmenters_are_listed_with_their_split(compared) -> None:
     assert set(rows) == {"seg-a", "seg-b", "seg-c"} and not result.scored
     assert rows["seg-a"].split_tag == rows["seg-b"].split_tag != rows["seg-c"].split_tag
     assert rows["seg-a"].scores["dice_cytoplasm"] == 0.8 and rows["seg-c"].current
-    assert rows["seg-a"].method == "unet (encoder resnet18)"
+    assert rows["seg-a"].method == "unet (decoder_width 128, encoder resnet18)"  # stored sorted
 
 
 def test_the_report_and_the_command_show_the_comparison(compared, capsys) -> None:

@@ -156,7 +156,8 @@ def test_fine_tune_starts_from_the_parent_and_keeps_it(trained) -> None:
     assert tuned.model_id != report.model_id and tuned.parent_model == report.model_id
     config, _ = store.load(tuned.model_id)
     assert (
-        config["settings"] == {"encoder": "resnet18"} and config["input_size"] == 64
+        config["settings"] == {"encoder": "resnet18", "decoder_width": 128}
+        and config["input_size"] == 64
     )  # the parent's geometry
     # The parent's decision offsets belong to the parent's weights: not inherited.
     assert "class_offsets" not in config and SegmenterSpec.from_config(config).offsets == (0,) * 3

@@ -35,11 +35,14 @@ PAPER_AUGMENT = {
 }
 
 #: Their recipe: Jaccard-distance loss, Adam at 0.003, batch 18, 100 epochs without early
-#: stopping (patience = epochs, a constant learning rate, no weight averaging), 224 px input.
+#: stopping (patience = epochs, a constant learning rate, no weight averaging), 224 px input,
+#: and the built-in U-Net's widest decoder (256-128-64-32-16 channels): theirs is wider still
+#: (1024 down to 64), and CytoReview's default half-width decoder is not what they trained.
 WUBINEH2024 = Preset(
     name="wubineh2024",
     description="Wubineh et al.'s U-Net recipe: Jaccard loss, Adam lr 0.003, batch 18, "
-    "100 epochs without early stopping, 224 px, rotation/flip/scale augmentation only",
+    "100 epochs without early stopping, 224 px, rotation/flip/scale augmentation only, "
+    "the usual U-Net decoder width",
     values={
         "loss": "jaccard",
         "lr": 0.003,
@@ -50,6 +53,7 @@ WUBINEH2024 = Preset(
         "ema_decay": 0.0,
         "input_size": 224,
         "augment": PAPER_AUGMENT,
+        "settings": {"decoder_width": 256},
     },
     citation=CITATION,
     applies_to="unet",
