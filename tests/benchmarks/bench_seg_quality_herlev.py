@@ -7,9 +7,9 @@ is used and the scores are those of the internal 20 % validation split.
 
 With no flags the run uses the product's defaults (``cytoreview.defaults.SEG``): what a user
 who changes nothing gets. ``--recipe previous`` is the recipe before them (lr 1e-4, patience 20,
-100 epochs, no TTA, fp32, torch's own thread count, shifts of 20 %); ``--splits 0 1 2``
-repeats with other seed picks; ``--hog N`` runs N spinning processes beside the training (a
-busy workstation); ``--augment shift=0.2`` changes the augmentation.
+100 epochs, no TTA, fp32, torch's own thread count, shifts of 20 %, the U-Net's usual decoder
+width); ``--splits 0 1 2`` repeats with other seed picks; ``--hog N`` runs N spinning processes
+beside the training (a busy workstation); ``--augment shift=0.2`` changes the augmentation.
 
     .venv/bin/python tests/benchmarks/bench_seg_quality_herlev.py [--recipe previous]
         [--splits 0 1 2] [--hog 2] [--minutes 10] [--ceiling]
@@ -83,9 +83,15 @@ PREVIOUS = {"lr": 1e-4, "patience": 20, "epochs": 100, "tta": False, "amp": Fals
 
 
 def method_settings(args: argparse.Namespace) -> dict[str, str]:
-    """The settings of ``--arch``: the U-Net's ``--encoder``, another's ``--setting`` pairs."""
+    """The settings of ``--arch``: the U-Net's ``--encoder``, another's ``--setting`` pairs.
+
+    ``--recipe previous`` also had the U-Net's usual decoder width (256, not today's 128).
+    """
     given = dict(pair.split("=", 1) for pair in args.setting)
-    return {"encoder": args.encoder, **given} if args.arch == "unet" else given
+    if args.arch != "unet":
+        return given
+    before = {"decoder_width": "256"} if args.recipe == "previous" else {}
+    return {"encoder": args.encoder, **before, **given}
 
 
 def spin(n: int) -> list[subprocess.Popen]:

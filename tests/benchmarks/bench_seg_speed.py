@@ -128,6 +128,7 @@ def setup(workdir: Path, size: int, n_segment: int, train_steps: int, threads: i
 def _make_project(workdir: Path, size: int, n_segment: int, steps: int, threads: int) -> dict:
     """Train the model and make the project of images to segment (once per workdir)."""
     from cytoreview.inference.onnx_export import export_onnx
+    from cytoreview.plugin_api import find
     from cytoreview.storage.model_store import ModelStore
     from cytoreview.storage.project import Project
     from cytoreview.workflows.importing import import_images
@@ -141,8 +142,11 @@ def _make_project(workdir: Path, size: int, n_segment: int, steps: int, threads:
         pass
     store = ModelStore(project)
     model_id = store.new_model_id("seg", "resnet18")
+    # The network's settings as train-seg records them: a config without them is an old
+    # checkpoint's, rebuilt with the decoder of that time.
+    settings = find("segmenter", "unet").settings_record({"encoder": "resnet18"})
     config = {
-        "kind": "segmentation", "model_id": model_id, "arch": "unet", "encoder": "resnet18",
+        "kind": "segmentation", "model_id": model_id, "arch": "unet", "settings": settings,
         "in_channels": 3, "class_names": ["background", "cytoplasm", "nucleus"],
         "input_size": size, "tile_threshold": 1024, "tile_overlap": 64, "training": training,
     }  # fmt: skip
