@@ -36,8 +36,10 @@ DECODER_WIDTHS: tuple[int, ...] = (64, 128, 256)
 DEFAULT_DECODER_WIDTH = 128
 #: What a U-Net checkpoint written before the setting existed was built with.
 LEGACY_DECODER_WIDTH = 256
+#: The built-in U-Net's contribution name.
+UNET_NAME = "unet"
 #: The segmenter contribution a user gets without choosing (the built-in U-Net).
-DEFAULT_SEGMENTER = "unet"
+DEFAULT_SEGMENTER = UNET_NAME
 #: How images meet the segmenter: from the painted masks (auto), letterboxed crops, or fields
 #: tiled at native resolution (cytoreview.data.geometry states the rule).
 GEOMETRIES: tuple[str, ...] = ("auto", "crops", "fields")

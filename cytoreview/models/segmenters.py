@@ -24,6 +24,7 @@ from cytoreview.choices import (
     DEFAULT_SEGMENTER,
     LEGACY_DECODER_WIDTH,
     SEG_ENCODERS,
+    UNET_NAME,
 )
 from cytoreview.errors import ConfigError
 from cytoreview.plugin_api import Contribution, find
@@ -40,8 +41,6 @@ __all__ = [
     "segmenter_method",
 ]
 
-#: The built-in U-Net's contribution name.
-UNET_NAME = "unet"
 #: Spatial sizes of the U-Net must be multiples of this (five stride-2 stages).
 SIZE_MULTIPLE = 32
 

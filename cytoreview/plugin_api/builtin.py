@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cytoreview.choices import DECODER_WIDTHS, DEFAULT_DECODER_WIDTH, DEFAULT_ENCODER, SEG_ENCODERS
+from cytoreview.choices import (
+    DECODER_WIDTHS,
+    DEFAULT_DECODER_WIDTH,
+    DEFAULT_ENCODER,
+    SEG_ENCODERS,
+    UNET_NAME,
+)
 from cytoreview.plugin_api.contributions import Contribution, Plugin
 from cytoreview.plugin_api.settings import option
 
@@ -55,7 +61,7 @@ PLUGIN = Plugin(
     contributions=(
         Contribution(
             kind="segmenter",
-            name="unet",
+            name=UNET_NAME,
             description="U-Net with a chosen CNN encoder (segmentation-models-pytorch)",
             target="cytoreview.models.segmenters:UNET",
             settings=UnetSettings,

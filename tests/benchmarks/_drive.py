@@ -39,6 +39,14 @@ def drain(
         return stop.value
 
 
+def dice_table(report: Any, classes: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Dice of ``classes`` in an evaluation report, as the mean over images and pooled."""
+    return {
+        kind: {c: round(getattr(report, kind)[c].dice, 4) for c in classes}
+        for kind in ("mean", "pooled")
+    }
+
+
 def without_offsets(project: Any, model_id: str) -> bool:
     """Set a segmenter's decision offsets to 0; whether it had any.
 

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from _drive import drain, without_offsets
+from _drive import dice_table, drain, without_offsets
 
 from cytoreview.storage.model_store import ModelStore
 from cytoreview.storage.project import Project
@@ -133,10 +133,7 @@ def main() -> None:
         if without_offsets(project, report.model_id):  # the same model, the plain arg-max
             drain(segment_project(project, actor="bench"))
             plain = drain(evaluate_segmentation(project, DATA / "masks", provenance=["auto"]))
-            result["without_offsets"] = {
-                kind: {c: round(getattr(plain.report, kind)[c].dice, 4) for c in scored}
-                for kind in ("mean", "pooled")
-            }
+            result["without_offsets"] = dice_table(plain.report, scored)
         project.close()
         print(json.dumps(result, indent=2))
     finally:

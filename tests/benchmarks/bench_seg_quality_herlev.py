@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from _drive import drain, without_offsets
+from _drive import dice_table, drain, without_offsets
 from _herlev import DATA, import_herlev, paint, seed_names
 
 from cytoreview.defaults import SEG, SEG_MONITORS
@@ -175,10 +175,7 @@ def _run(args: argparse.Namespace, recipe: dict, split: int, work: Path) -> dict
                     project, DATA / "masks", ignore_dir=DATA / "ignore", provenance=["auto"]
                 )
             ).report
-            result["auto_vs_truth_without_offsets"] = {
-                kind: {c: round(getattr(plain, kind)[c].dice, 4) for c in ("cytoplasm", "nucleus")}
-                for kind in ("mean", "pooled")
-            }
+            result["auto_vs_truth_without_offsets"] = dice_table(plain, ("cytoplasm", "nucleus"))
         result["auto_segmented"] = len(seg.segmented)
         result["segment_seconds"] = round(seg.seconds, 1)
         result["segment_device"] = seg.device
