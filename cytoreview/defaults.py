@@ -116,7 +116,13 @@ class SegRecipe:
         behind fp32 at the same epoch (validation loss 0.205 against 0.192 at epoch 116): off.
     semi
         Also learn from the unpainted images (mean teacher + confident pseudo-labels, see
-        ``cytoreview.training.semi``). Off until the benchmark shows it wins.
+        ``cytoreview.training.semi``). Off: with these defaults it gained on Herlev (80
+        seeds, 530 unpainted cells, one core each, 2026-12-07), cytoplasm / nucleus Dice
+        0.821 / 0.921 against 0.814 / 0.913 (split 0) and 0.814 / 0.919 against 0.803 / 0.920
+        (split 1), but an epoch costs twice as much (3.85 against 1.92 s, one core each beside
+        the other) and the runs stopped after 137 and 154 epochs against 88 and 173: 1.8-3.1x
+        the training time, beyond the early stop within 3 minutes on 2 cores that a run with
+        no flags must keep. ``--semi`` and the Train dock's box turn it on.
     calibrate
         After training, choose one decision offset (added to the log-probability of the cell
         classes against background before the arg-max) on the run's validation images, by
@@ -434,6 +440,17 @@ class ComputeDefaults:
     in_flight_per_worker
         Items submitted ahead per worker thread: enough to keep workers busy while results
         travel back, few enough that memory stays bounded whatever the job's size.
+    segment_chunks_ahead
+        Batches ``segment`` computes at once in this process, each in its own thread, while
+        the main thread writes the masks of the last one. With two, one batch's reading,
+        letterboxing and clean-up (one thread each) fill the gaps of the other's model call,
+        whose int8 kernels keep two threads only partly busy. ``bench_seg_speed.py``
+        (2026-12-07, 2 vCPUs, 64 cells of 256 px, ONNX Runtime on 2 threads, median of 3
+        rounds, 2 runs each): int8 ``segment`` 1.57-1.58x the bare fp32 session with one
+        batch at a time, 1.73-1.76x with two; fp32 0.82x against 0.75-0.76x. Beside a busy
+        process on one core: int8 2.26x against 2.55x, fp32 0.88x against 1.07x. Serialising
+        the model calls of the two batches (a lock) gave 1.63-1.68x idle and 2.02x beside the
+        busy process: the concurrent calls are what pays.
     """
 
     scheduler: str | None = None
@@ -441,6 +458,7 @@ class ComputeDefaults:
     min_cluster_cores: int = 4
     connect_timeout_s: float = 10.0
     in_flight_per_worker: int = 2
+    segment_chunks_ahead: int = 2
 
 
 #: Where batch jobs run.

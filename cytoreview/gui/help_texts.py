@@ -125,6 +125,13 @@ TOOLTIPS: dict[str, str] = {
         "Also train on masks a mask generator made (source generator:...), e.g. to start a "
         "project with no painting; masks a model made are never trained on"
     ),
+    "semi": (
+        "Also learn from the images nobody painted: a slowly averaged copy of the network "
+        "labels them where it is confident, and the network learns to agree on altered views. "
+        "These labels are never saved as masks and weigh less than painted ones. On Herlev "
+        "(80 painted cells) it gained about 0.01 cytoplasm Dice, but training took 2-3 times "
+        "longer, so it is off by default"
+    ),
     "generator": (
         "A method that makes masks from the image alone (no painting); its settings appear "
         "below it. Hover over an entry for what it is."

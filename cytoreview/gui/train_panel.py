@@ -130,6 +130,9 @@ class TrainPanel(MaskJobs, JobPanel):
         self.input_size.setSuffix(" px")
         self.include_generated = QCheckBox("Also learn from generated masks")
         self.include_generated.setToolTip(TOOLTIPS["include_generated"])
+        self.semi = QCheckBox("Also learn from unpainted images (slower)")
+        self.semi.setToolTip(TOOLTIPS["semi"])
+        self.semi.setChecked(SEG.semi)
         layout.addLayout(
             form_grid(
                 (("Method", self.method, "seg_method"), ("Preset", self.preset, "seg_preset"))
@@ -151,6 +154,7 @@ class TrainPanel(MaskJobs, JobPanel):
         )
         layout.addLayout(form)
         layout.addWidget(self.include_generated)
+        layout.addWidget(self.semi)
         self.method.currentTextChanged.connect(self._on_method_changed)
         self.preset.currentIndexChanged.connect(lambda _: self._on_preset_changed())
         self._on_method_changed(self.method.currentText())
@@ -228,6 +232,7 @@ class TrainPanel(MaskJobs, JobPanel):
             "device": self.device.currentText(),
             "input_size": self.input_size.value() or None,
             "include_generated": self.include_generated.isChecked(),
+            "semi": self.semi.isChecked(),
         }
 
     def _fill_common(self, values: dict[str, Any]) -> None:
@@ -242,6 +247,8 @@ class TrainPanel(MaskJobs, JobPanel):
             self.input_size.setValue(int(values["input_size"] or 0))
         if "include_generated" in values:
             self.include_generated.setChecked(bool(values["include_generated"]))
+        if "semi" in values:
+            self.semi.setChecked(bool(values["semi"]))
 
     def _on_method_changed(self, name: str) -> None:
         """Show the method's settings and list its presets (none chosen)."""

@@ -51,13 +51,40 @@ _FLOOR = np.float32(1e-8)  # log(0) guard: a dropped class keeps a log-probabili
 def decide(probs: np.ndarray, offsets: Sequence[float] | None = None) -> np.ndarray:
     """Labels (H, W) uint8 from probabilities (C, H, W): the arg-max of log p + offset."""
     if offsets is None or not any(offsets):
-        return probs.argmax(axis=0).astype(np.uint8)
-    return _decide_log(np.log(np.maximum(probs, _FLOOR)), offsets)
+        return argmax_classes(probs)
+    scores = np.maximum(probs, _FLOOR)  # a new array; the log and the shift go into it in place
+    np.log(scores, out=scores)
+    scores += np.asarray(offsets, np.float32)[:, None, None]
+    return argmax_classes(scores)
 
 
 def _decide_log(log_probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
     shift = np.asarray(offsets, np.float32)[:, None, None]
-    return (log_probs + shift).argmax(axis=0).astype(np.uint8)
+    return argmax_classes(log_probs + shift)
+
+
+def argmax_classes(scores: np.ndarray) -> np.ndarray:
+    """``scores.argmax(axis=0)`` as uint8 labels, for a few classes on large images.
+
+    The same labels, ties to the lower class included, computed plane by plane: numpy's
+    arg-max along the first of three axes walks the planes with a stride per pixel and took
+    1.0-1.5 ms on a 256 px image, this 0.1-0.2 ms (2 CPU cores; ``segment`` calls it on every
+    image, the offset fit on every validation image for each offset tried).
+    """
+    if scores.ndim != 3 or scores.shape[0] < 1:
+        raise ValueError(f"scores must be (C, H, W) with C >= 1, got shape {scores.shape}")
+    if scores.shape[0] > 255:
+        raise ValueError(f"{scores.shape[0]} classes do not fit uint8 labels")
+    labels = np.zeros(scores.shape[1:], np.uint8)
+    best = scores[0].copy()
+    for label in range(1, scores.shape[0]):
+        # Strictly greater: a tie keeps the lower class, as numpy's arg-max does. NaN never
+        # wins a comparison, unlike numpy's (which picks the first NaN); probabilities have none.
+        wins = scores[label] > best
+        labels[wins] = label
+        if label + 1 < scores.shape[0]:
+            np.maximum(best, scores[label], out=best)
+    return labels
 
 
 def _count_cells(mask: np.ndarray) -> int:

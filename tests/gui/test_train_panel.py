@@ -247,6 +247,13 @@ def test_include_generated_reaches_the_request(panel) -> None:
     assert panel.request() == cli_request("--include-generated")
 
 
+def test_semi_supervised_training_is_off_by_default_and_reaches_the_request(panel) -> None:
+    assert not panel.semi.isChecked() and not panel.request().semi
+    assert "unpainted" in panel.semi.text() and "never saved" in panel.semi.toolTip()
+    panel.semi.setChecked(True)
+    assert panel.request() == cli_request("--semi")
+
+
 def test_without_a_mask_generator_the_box_says_how_to_get_one(qtbot) -> None:
     from cytoreview.gui.state import WorkbenchState
     from cytoreview.gui.train_panel import TrainPanel

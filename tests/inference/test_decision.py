@@ -8,6 +8,7 @@ import pytest
 from cytoreview.inference.decision import (
     MIN_CELLS,
     OffsetFit,
+    argmax_classes,
     decide,
     fit_offsets,
 )
@@ -41,6 +42,23 @@ def test_zero_offsets_are_the_plain_arg_max() -> None:
     shifted = decide(probs, (0.0, float(np.log(2.0)), 0.0))
     expected = (np.log(probs) + np.array([0, np.log(2.0), 0])[:, None, None]).argmax(0)
     assert np.array_equal(shifted, expected) and (shifted == 1).sum() > (probs.argmax(0) == 1).sum()
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3, 5])
+def test_argmax_classes_is_numpys_arg_max_ties_included(classes: int) -> None:
+    rng = np.random.default_rng(classes)
+    # Coarse values make many ties (between 2 or more classes): the lower class wins them.
+    scores = rng.integers(0, 4, size=(classes, 33, 17)).astype(np.float32)
+    labels = argmax_classes(scores)
+    assert labels.dtype == np.uint8 and labels.shape == (33, 17)
+    assert np.array_equal(labels, scores.argmax(0))
+    smooth = (
+        rng.dirichlet(np.ones(classes), size=(8, 8)).transpose(2, 0, 1) if classes > 1 else None
+    )
+    if smooth is not None:
+        assert np.array_equal(argmax_classes(smooth), smooth.argmax(0))
+    with pytest.raises(ValueError, match="scores must be"):
+        argmax_classes(scores[0])
 
 
 def test_an_under_called_ring_gets_a_cytoplasm_offset_that_restores_it() -> None:

@@ -6,6 +6,7 @@ costs seconds.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 
@@ -73,6 +74,23 @@ def test_local_executor_takes_items_only_as_it_starts_them() -> None:
         if index == 3:
             break
     assert len(taken) < 10
+
+
+def test_local_executor_computes_ahead_items_at_once_and_gives_them_in_order() -> None:
+    both = threading.Barrier(2, timeout=20)  # broken (an error) unless two items run together
+
+    def together(item: int) -> int:
+        both.wait()
+        return item
+
+    got = list(LocalExecutor(ahead=2).map_unordered(together, [0, 1, 2, 3]))
+    assert got == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    with pytest.raises(ValueError, match="ahead"):
+        LocalExecutor(ahead=0)
+    with using(ExecutorSpec("none"), 10, ahead=2) as ex:
+        assert isinstance(ex, LocalExecutor) and ex.ahead == 2
+    with using(ExecutorSpec("none"), 10) as ex:
+        assert isinstance(ex, LocalExecutor) and ex.ahead == 1
 
 
 def test_built_objects_are_kept_once_and_the_oldest_let_go() -> None:

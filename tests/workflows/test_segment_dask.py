@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cytoreview.defaults import COMPUTE
 from cytoreview.storage.project import Project
-from cytoreview.workflows.executors import ExecutorSpec
+from cytoreview.workflows import executors
+from cytoreview.workflows.executors import ExecutorSpec, LocalExecutor
 from cytoreview.workflows.importing import import_images
 from cytoreview.workflows.segmentation import segment_project
 from tests.conftest import run_job
@@ -28,14 +30,25 @@ def _masks(project: Project) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_masks_are_identical_in_process_and_on_one_or_two_workers(project, tmp_path) -> None:
+def test_masks_are_identical_in_process_and_on_one_or_two_workers(
+    project, tmp_path, monkeypatch
+) -> None:
     run_job(import_images(project, write_grey_cells(tmp_path / "cells", 10, seed=7), actor="t"))
     model_id = add_grey_model(project, grey_net_onnx())
     gone = project.images()[3]
     project.image_path(gone).unlink()
+    opened: list[int] = []
+
+    class Recorded(LocalExecutor):
+        def __init__(self, ahead: int = 1) -> None:
+            opened.append(ahead)
+            super().__init__(ahead)
+
+    monkeypatch.setattr(executors, "LocalExecutor", Recorded)
     runs = {}
     for name, spec in [
         ("process", ExecutorSpec("none")),
+        ("one batch at a time", LocalExecutor(ahead=1)),
         ("one worker", ExecutorSpec("local", 1)),
         ("two workers", ExecutorSpec("local", 2)),
     ]:
@@ -46,9 +59,12 @@ def test_masks_are_identical_in_process_and_on_one_or_two_workers(project, tmp_p
     assert len(here.segmented) == 9 and len(masks) == 9
     assert len(here.problems) == 1 and gone.name in here.problems[0]
     assert any(e.level == "warning" and gone.name in e.message for e in events)
-    for name in ("one worker", "two workers"):
+    # In this process, segment computes the default number of batches at once.
+    assert opened == [COMPUTE.segment_chunks_ahead] and COMPUTE.segment_chunks_ahead == 2
+    for name in ("one batch at a time", "one worker", "two workers"):
         report, other, _ = runs[name]
-        assert report.driver.startswith("LocalCluster: "), report.driver
+        where = "this process" if name == "one batch at a time" else "LocalCluster: "
+        assert report.driver.startswith(where), report.driver
         assert sorted(report.segmented) == sorted(here.segmented)
         assert report.problems == here.problems
         # The precision the gate chose in this process is the one the workers ran.
