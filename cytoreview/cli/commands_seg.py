@@ -279,6 +279,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         report = drive(job, token, verbose=args.verbose)
     n = len(report.segmented)
     rate = n / report.seconds if report.seconds else 0.0
+    if report.cancelled:  # say so first: the line below counts only what was saved
+        console.print("stopped before the end: the images not reached keep the mask they had")
     console.print(f"{n} image(s) auto-segmented with {esc(report.model_id)} ({report.engine}, "
                   f"{esc(report.device)}{', 8 views averaged' if report.tta else ''}) "
                   f"in {report.seconds:.1f} s ({rate:.1f} images/s); "

@@ -1,4 +1,4 @@
-"""``segment --scheduler / --workers`` and ``$CYTOREVIEW_SCHEDULER`` on the command line."""
+"""``segment`` on the command line: ``--scheduler``, ``--workers``, the environment, a stop."""
 
 from __future__ import annotations
 
@@ -47,3 +47,20 @@ def test_the_environment_names_the_scheduler_and_the_flag_wins(
     assert main(["segment", str(grey_project), "--precision", "fp32", "--scheduler", "none"]) == 0
     out = capsys.readouterr().out
     assert "4 image(s) auto-segmented" in out and "ran on this process" in out
+
+
+def test_a_stopped_segment_says_so_and_exits_130(
+    grey_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cytoreview.cli import commands_seg
+    from cytoreview.types import CancelToken
+
+    def stopped() -> CancelToken:  # as if Ctrl-C came before the first batch started
+        token = CancelToken()
+        token.cancel()
+        return token
+
+    monkeypatch.setattr(commands_seg, "CancelToken", stopped)
+    assert main(["segment", str(grey_project), "--precision", "fp32"]) == 130
+    out = capsys.readouterr().out
+    assert "stopped before the end" in out and "0 image(s) auto-segmented" in out
